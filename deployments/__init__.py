@@ -1,0 +1,1 @@
+"""Ray Serve deployments: thin shells over pure functions in this package."""

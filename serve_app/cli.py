@@ -1,0 +1,208 @@
+"""The `emotion-monitor` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="emotion-monitor: train, evaluate and serve an emotion classifier for public posts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Model registry: push, pull and list artifact versions.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _offline() -> None:
+    # The base model is on disk; never let transformers reach for the hub here.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(help="Root of the data sets named in the config (default ../shared/data)."),
+]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="Training config (YAML).")] = Path("configs/emotion.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/emotion"),
+    run_dir: Annotated[Path, typer.Option(help="Checkpoints, ONNX intermediates, logs.")] = Path(
+        "runs/emotion"
+    ),
+    data_root: DataRoot = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the config's epochs.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (smoke runs).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use at most this many examples per source.")] = None,
+    export: Annotated[bool, typer.Option(help="Export, quantize and evaluate after training.")] = True,
+) -> None:
+    """Fine-tune the base model, then export, quantize, evaluate and write the model card."""
+    _offline()
+    from training.config import load_config
+    from training.pipeline import build_artifact
+    from training.train import train as run_train
+
+    cfg = load_config(config, {"epochs": epochs, "max_steps": max_steps})
+    if limit is not None:
+        for s in cfg.train:
+            s.limit = limit
+    result = run_train(cfg, run_dir, data_root)
+    typer.echo(f"best epoch {result.best_epoch}; checkpoint {result.checkpoint}")
+    if export:
+        card = build_artifact(cfg, result.checkpoint, out, run_dir, data_root, result)
+        typer.echo(json.dumps(_summary(card), indent=2))
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="best.pt written by `train`.")] = Path(
+        "runs/emotion/best.pt"
+    ),
+    config: Annotated[Path, typer.Option(help="The training config used.")] = Path("configs/emotion.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/emotion"),
+    data_root: DataRoot = None,
+) -> None:
+    """Export a checkpoint to ONNX, pick an INT8 scheme on validation, write the artifact."""
+    _offline()
+    from training.config import load_config
+    from training.pipeline import build_artifact
+
+    cfg = load_config(config)
+    card = build_artifact(cfg, checkpoint, out, checkpoint.parent, data_root)
+    typer.echo(json.dumps(_summary(card), indent=2))
+
+
+def _summary(card: dict[str, Any]) -> dict[str, Any]:
+    return {
+        d: {
+            p: {"accuracy": round(r[p]["accuracy"], 4), "macro_f1": round(r[p]["macro_f1"], 4)}
+            for p in ("fp32", "int8")
+        }
+        for d, r in card["metrics"].items()
+    }
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    data: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL file; repeat for several.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    confusion_png: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+) -> None:
+    """Accuracy, macro/weighted F1, per-class metrics and confusion matrix on each data file.
+
+    With one --data and --json, prints one JSON object; with several, an object per file.
+    """
+    from serve_app.predictor import OnnxPredictor
+    from training.data import default_data_root
+    from training.evaluate import evaluate_predictor, plot_confusion
+
+    files = data or [default_data_root() / "emotion" / "test.jsonl"]
+    predictor = OnnxPredictor(model, threads=threads)
+    reports: dict[str, Any] = {}
+    for f in files:
+        report, _ = evaluate_predictor(predictor, f)
+        report["model_version"] = predictor.version
+        reports[str(f)] = report
+        if confusion_png is not None:
+            target = (
+                confusion_png
+                if len(files) == 1
+                else confusion_png.with_name(
+                    f"{confusion_png.stem}_{f.parent.name}_{f.stem}{confusion_png.suffix}"
+                )
+            )
+            plot_confusion(
+                report["confusion_matrix"], predictor.labels, f"{predictor.version} on {f}", target
+            )
+    if as_json:
+        typer.echo(json.dumps(next(iter(reports.values())) if len(reports) == 1 else reports, indent=2))
+        return
+    for name, r in reports.items():
+        typer.echo(
+            f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
+            f"weighted_f1={r['weighted_f1']:.4f}"
+        )
+        for lab, m in r["per_class"].items():
+            typer.echo(
+                f"  {lab:<9} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} n={m['support']}"
+            )
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Classify texts and print the label and the confidence of each emotion."""
+    from serve_app.predictor import OnnxPredictor
+
+    predictor = OnnxPredictor(model, threads=1)
+    preds = predictor.predict(texts)
+    if as_json:
+        typer.echo(json.dumps([p.as_dict() for p in preds], indent=2))
+        return
+    for text, p in zip(texts, preds, strict=True):
+        typer.echo(f"{text!r} -> {p.label} ({p.confidence:.3f})")
+        for lab, score in sorted(p.scores.items(), key=lambda kv: -kv[1]):
+            typer.echo(f"  {lab:<9} {score:.4f} {'#' * round(score * 40)}")
+
+
+def _registry() -> Any:
+    from serve_app.registry import LocalRegistry, S3Registry
+    from serve_app.settings import get_settings, secret
+
+    s = get_settings()
+    if s.s3_bucket:
+        return S3Registry(
+            s.s3_bucket,
+            s.s3_prefix,
+            endpoint_url=s.s3_endpoint_url,
+            region_name=s.s3_region,
+            aws_access_key_id=secret(s.aws_access_key_id),
+            aws_secret_access_key=secret(s.aws_secret_access_key),
+        )
+    return LocalRegistry(s.registry_dir)
+
+
+@model_app.command("push")
+def model_push(
+    src: Annotated[Path, typer.Argument(help="Artifact directory.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "emotion",
+    version: Annotated[str | None, typer.Option(help="Version (default: the card's).")] = None,
+) -> None:
+    """Upload an artifact directory as a registry version."""
+    from serve_app.predictor import read_artifact_info
+
+    v = version or read_artifact_info(src).version
+    typer.echo(f"pushed {name}/{_registry().push(name, v, src)}")
+
+
+@model_app.command("pull")
+def model_pull(
+    dest: Annotated[Path, typer.Argument(help="Where to put the artifact.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "emotion",
+    version: Annotated[str, typer.Option(help="Version or 'latest'.")] = "latest",
+) -> None:
+    """Download a registry version into a directory."""
+    typer.echo(str(_registry().pull(name, version, dest)))
+
+
+@model_app.command("list")
+def model_list(name: Annotated[str, typer.Option(help="Model name.")] = "emotion") -> None:
+    """List the versions of a model in the registry."""
+    for v in _registry().versions(name):
+        typer.echo(v)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,71 @@
+"""Infrastructure settings: one pydantic-settings class, env prefix `EMOTION_MONITOR_`.
+
+Values come from the environment or a `.env` file (see `.env.example`). Secrets are
+`SecretStr`: never defaulted, never printed (their repr is masked). Nothing is read at
+import time; call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Source = Literal["reddit", "jsonl"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EMOTION_MONITOR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Model
+    model_dir: Path = Field(Path("models/emotion"), description="INT8 artifact the Classifier loads")
+    model_name: str = "emotion"
+    model_version: str = Field("", description="registry version to load instead of model_dir")
+    registry_dir: Path = Path("registry")
+
+    # Sources
+    default_source: Source = "reddit"
+    jsonl_path: Path = Path("../shared/data/reddit_sample/posts.jsonl")
+    reddit_client_id: str | None = None
+    reddit_client_secret: SecretStr | None = None
+    reddit_user_agent: str = "emotion-monitor/0.1 (public-opinion monitoring)"
+    reddit_public_url: str = "https://www.reddit.com"
+    reddit_oauth_url: str = "https://oauth.reddit.com"
+    reddit_www_url: str = "https://www.reddit.com"
+    fetch_timeout_s: float = Field(10.0, gt=0, le=120)
+    fetch_retries: int = Field(2, ge=0, le=10)
+
+    # Cache
+    redis_url: SecretStr | None = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="None/empty disables the cache"
+    )
+    cache_ttl_s: int = Field(3600, ge=1)
+
+    # Durable history
+    postgres_url: SecretStr | None = None
+
+    # S3 model registry (used when a bucket is set)
+    s3_bucket: str | None = None
+    s3_prefix: str = "models"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None and value.get_secret_value() else None

@@ -1,0 +1,108 @@
+"""The model registry on a local directory and on a real S3-compatible server (moto)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serve_app.registry import LocalRegistry, RegistryError, S3Registry
+
+
+def fake_artifact(root: Path, tag: str) -> Path:
+    d = root / f"art-{tag}"
+    (d / "sub").mkdir(parents=True)
+    (d / "model.onnx").write_bytes(b"onnx-" + tag.encode())
+    (d / "labels.json").write_text('{"labels": ["a"]}')
+    (d / "sub" / "extra.txt").write_text(tag)
+    return d
+
+
+@pytest.mark.unit
+def test_local_registry_push_pull_latest(tmp_path: Path) -> None:
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push("emotion", "v1", fake_artifact(tmp_path, "v1"))
+    reg.push("emotion", "v2", fake_artifact(tmp_path, "v2"))
+    assert reg.versions("emotion") == ["v1", "v2"]
+    assert reg.latest("emotion") == "v2"
+    out = reg.pull("emotion", "v1", tmp_path / "pulled")
+    assert (out / "model.onnx").read_bytes() == b"onnx-v1"
+    assert (out / "sub" / "extra.txt").read_text() == "v1"
+    assert reg.path("emotion").name == "v2"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("version", ["../escape", "", "a/b", ".hidden"])
+def test_registry_rejects_unsafe_versions(tmp_path: Path, version: str) -> None:
+    with pytest.raises(RegistryError):
+        LocalRegistry(tmp_path).push("emotion", version, fake_artifact(tmp_path, "x"))
+
+
+@pytest.mark.unit
+def test_registry_refuses_a_directory_without_a_model(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RegistryError, match=r"no model\.onnx"):
+        LocalRegistry(tmp_path / "r").push("emotion", "v1", tmp_path / "empty")
+    with pytest.raises(RegistryError, match="not in"):
+        LocalRegistry(tmp_path / "r").pull("emotion", "v9", tmp_path / "x")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    pytest.importorskip("moto", reason="moto[server] is in the dev extra")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("moto S3 server did not start")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.mark.integration
+def test_s3_registry_round_trip(tmp_path: Path, s3_endpoint: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket="models")
+    reg = S3Registry("models", "registry", client=client)
+    with pytest.raises(RegistryError):
+        reg.latest("emotion")
+    reg.push("emotion", "v1", fake_artifact(tmp_path, "v1"))
+    reg.push("emotion", "v2", fake_artifact(tmp_path, "v2"))
+    assert reg.versions("emotion") == ["v1", "v2"]
+    assert reg.latest("emotion") == "v2"
+    out = reg.pull("emotion", "latest", tmp_path / "pulled")
+    assert (out / "model.onnx").read_bytes() == b"onnx-v2"
+    assert (out / "sub" / "extra.txt").read_text() == "v2"
+    with pytest.raises(RegistryError, match="not in s3"):
+        reg.pull("emotion", "v3", tmp_path / "nothing")

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+
+from serve_app.labels import EMOTION_LABELS, UnknownLabelError, label_to_id
+from serve_app.preprocess import normalize_text, post_text
+
+pytestmark = pytest.mark.unit
+
+
+def test_label_ids_follow_the_hf_dataset_order() -> None:
+    assert [label_to_id(x, EMOTION_LABELS) for x in EMOTION_LABELS] == list(range(6))
+    assert label_to_id("Joy ", EMOTION_LABELS) == 1
+    assert label_to_id(5, EMOTION_LABELS) == 5
+
+
+@pytest.mark.parametrize("bad", ["happiness", 6, -1, True, ""])
+def test_unknown_labels_are_rejected_with_the_known_list(bad: object) -> None:
+    with pytest.raises(UnknownLabelError):
+        label_to_id(bad, EMOTION_LABELS)  # type: ignore[arg-type]
+
+
+def test_normalize_keeps_words_and_punctuation_and_drops_markup() -> None:
+    raw = (
+        "**WOW!!** see [this link](https://x.com/a?b=1) &amp; www.foo.com"
+        "  u/someone on r/Python\x07\n\n> quoted"
+    )
+    assert normalize_text(raw) == "WOW!! see this link & on Python quoted"
+
+
+def test_normalize_is_idempotent_and_handles_empty_and_unicode() -> None:
+    for text in ["", "   ", "i feel so happy 😀", "日本語のテキスト", "ﬁne"]:
+        once = normalize_text(text)
+        assert normalize_text(once) == once
+    assert normalize_text("ﬁne") == "fine"  # NFKC folds ligatures the tokenizer would split
+
+
+def test_post_text_joins_title_and_body() -> None:
+    assert post_text("Great news", "I got the job") == "Great news. I got the job"
+    assert post_text("Why?", "no idea") == "Why? no idea"
+    assert post_text("Title only", "") == "Title only"
+    assert post_text("", "  body ") == "body"

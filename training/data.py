@@ -1,0 +1,88 @@
+"""Loading labelled text: JSON Lines `{"text", "label"}` files, or the HF hub when online."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from serve_app.labels import label_to_id
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: int
+    source: str = ""
+
+
+def default_data_root() -> Path:
+    """Where the shared data sets live: $EMOTION_MONITOR_DATA_ROOT or ../shared/data."""
+    return Path(os.environ.get("EMOTION_MONITOR_DATA_ROOT", "../shared/data"))
+
+
+def read_jsonl(
+    path: str | Path, labels: Sequence[str], source: str = "", limit: int | None = None
+) -> list[Example]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; pass --data-root or set EMOTION_MONITOR_DATA_ROOT")
+    out: list[Example] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text, label = row["text"], row["label"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object with 'text' and 'label' ({exc})"
+                ) from None
+            if not isinstance(text, str):
+                raise DataError(f"{path}:{lineno}: 'text' must be a string")
+            try:
+                out.append(Example(text, label_to_id(label, labels), source or path.stem))
+            except ValueError as exc:
+                raise DataError(f"{path}:{lineno}: {exc}") from None
+            if limit is not None and len(out) >= limit:
+                break
+    if not out:
+        raise DataError(f"{path} holds no examples")
+    return out
+
+
+def load_hf_dataset(name: str, split: str, labels: Sequence[str], limit: int | None = None) -> list[Example]:
+    """The online alternative: e.g. `dair-ai/emotion` from the Hugging Face hub.
+
+    Needs the `datasets` package and a network; it is not reachable on our CI machines.
+    """
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise DataError("`pip install datasets` to load data from the Hugging Face hub") from exc
+    ds = datasets.load_dataset(name, split=split)  # pragma: no cover - needs the network
+    rows = ds if limit is None else ds.select(range(min(limit, len(ds))))  # pragma: no cover
+    return [Example(r["text"], label_to_id(r["label"], labels), name) for r in rows]  # pragma: no cover
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def label_counts(examples: Sequence[Example], labels: Sequence[str]) -> dict[str, int]:
+    counts = dict.fromkeys(labels, 0)
+    for ex in examples:
+        counts[labels[ex.label]] += 1
+    return counts

@@ -1,0 +1,94 @@
+"""Classification metrics with numpy only (no sklearn in the serving image)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return cm
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+
+def classification_report(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, macro recall, per-class P/R/F1/support, confusion."""
+    n = len(labels)
+    cm = confusion_matrix(y_true, y_pred, n)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    precision = _div(tp, predicted)
+    recall = _div(tp, support)
+    f1 = _div(2 * precision * recall, precision + recall)
+    total = float(cm.sum())
+    present = support > 0
+    return {
+        "n": int(total),
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "weighted_f1": float((f1 * support).sum() / total) if total else 0.0,
+        "macro_recall": float(recall[present].mean()) if present.any() else 0.0,
+        "per_class": {
+            lab: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, lab in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def agreement(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> float:
+    """Share of items where two models predict the same label."""
+    x, y = np.asarray(a), np.asarray(b)
+    return float((x == y).mean()) if len(x) else 1.0
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], bins: int = 15) -> float:
+    """ECE over equal-width confidence bins: how far confidence is from accuracy."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs(conf[sel].mean() - correct[sel].mean())
+    return float(ece)
+
+
+def fit_temperature(logits: np.ndarray, y_true: Sequence[int]) -> float:
+    """Temperature minimising validation NLL (golden-section search on log T)."""
+    y = np.asarray(y_true)
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(80):
+        if nll(c) < nll(d):
+            hi = d
+        else:
+            lo = c
+        c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    return float(np.exp((lo + hi) / 2))

