@@ -157,6 +157,21 @@ def predict(
             typer.echo(f"  {lab:<9} {score:.4f} {'#' * round(score * 40)}")
 
 
+@app.command("score-file")
+def score_file_cmd(
+    input: Annotated[Path, typer.Option(help="JSONL with a text field per line.")],
+    output: Annotated[Path, typer.Option(help="Where to write the rows with their emotion.")],
+    app_name: Annotated[str, typer.Option(help="Serve application name.")] = "emotion-monitor",
+    field: Annotated[str, typer.Option(help="Name of the text field.")] = "text",
+    chunk: Annotated[int, typer.Option(help="Texts per handle call.")] = 64,
+) -> None:
+    """Score a JSONL file through a running Serve app by DeploymentHandle (a Ray job)."""
+    from serve_app.jobs import score_file
+
+    n = score_file(input, output, app_name=app_name, chunk=chunk, field=field)
+    typer.echo(f"scored {n} rows -> {output}")
+
+
 def _registry() -> Any:
     from serve_app.registry import LocalRegistry, S3Registry
     from serve_app.settings import get_settings, secret

@@ -1,0 +1,104 @@
+"""The typed app builder behind `serve_config.yaml`'s `import_path`.
+
+`serve run serve_config.yaml` (or `serve.run(build_app(AppArgs()))`) builds the graph:
+Ingress -> Fetcher, Classifier (batched, autoscaled), Aggregator. Serve validates the
+YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes from
+`Settings`, read here on the driver, not at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from ray.serve import Application
+from ray.serve.deployment import Deployment
+
+from deployments.aggregator import Aggregator
+from deployments.classifier import Classifier
+from deployments.fetcher import Fetcher, FetcherConfig
+from serve_app.ingress import Ingress, IngressConfig
+from serve_app.predictor import read_artifact_info
+from serve_app.settings import Settings, get_settings, secret
+
+
+class AppArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_dir: str | None = Field(None, description="INT8 artifact dir (default: settings.model_dir)")
+    default_source: Literal["reddit", "jsonl"] | None = None
+    jsonl_path: str | None = None
+    cache: bool = Field(True, description="Use the Redis cache when Redis is configured")
+    classifier_min_replicas: int = Field(1, ge=1, le=64)
+    classifier_max_replicas: int = Field(2, ge=1, le=64)
+    classifier_num_cpus: float = Field(1.0, gt=0, le=64)
+    ort_threads: int | None = Field(None, ge=1, le=64, description="default: the replica's num_cpus")
+    max_length: int | None = Field(None, ge=8, le=512, description="tokens per text (default: model's)")
+    max_batch_size: int = Field(32, ge=1, le=512)
+    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
+    fetch_deadline_s: float = Field(25.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def replicas_ordered(self) -> AppArgs:
+        if self.classifier_min_replicas > self.classifier_max_replicas:
+            raise ValueError("classifier_min_replicas must be <= classifier_max_replicas")
+        return self
+
+
+def deployment(obj: object) -> Deployment:
+    """`@serve.deployment` turns a class into a Deployment; say so to the type checker."""
+    if not isinstance(obj, Deployment):
+        raise TypeError(f"{obj!r} is not a Ray Serve deployment")
+    return obj
+
+
+def _abs(path: str | Path) -> str:
+    # Replicas may not share the driver's working directory.
+    return str(Path(path).expanduser().resolve())
+
+
+def build_app(args: AppArgs, settings: Settings | None = None) -> Application:
+    s = settings or get_settings()
+    model_dir = _abs(args.model_dir or s.model_dir)
+    info = read_artifact_info(Path(model_dir))  # fail here, not in a replica, if it is wrong
+    fetcher_cfg = FetcherConfig(
+        jsonl_path=_abs(args.jsonl_path or s.jsonl_path),
+        reddit_client_id=s.reddit_client_id,
+        reddit_client_secret=secret(s.reddit_client_secret),
+        reddit_user_agent=s.reddit_user_agent,
+        reddit_public_url=s.reddit_public_url,
+        reddit_oauth_url=s.reddit_oauth_url,
+        reddit_www_url=s.reddit_www_url,
+        timeout_s=s.fetch_timeout_s,
+        retries=s.fetch_retries,
+        deadline_s=args.fetch_deadline_s,
+    )
+    classifier = (
+        deployment(Classifier)
+        .options(
+            ray_actor_options={"num_cpus": args.classifier_num_cpus},
+            autoscaling_config={
+                "min_replicas": args.classifier_min_replicas,
+                "max_replicas": args.classifier_max_replicas,
+                "target_ongoing_requests": 16,
+            },
+            max_ongoing_requests=max(128, args.max_batch_size * 2),
+            user_config={
+                "max_batch_size": args.max_batch_size,
+                "batch_wait_timeout_s": args.batch_wait_timeout_s,
+            },
+        )
+        .bind(model_dir, args.ort_threads or max(1, int(args.classifier_num_cpus)), args.max_length)
+    )
+    ingress_cfg = IngressConfig(
+        default_source=args.default_source or s.default_source,
+        redis_url=secret(s.redis_url) if args.cache else None,
+        cache_ttl_s=s.cache_ttl_s,
+    )
+    return deployment(Ingress).bind(
+        deployment(Fetcher).bind(fetcher_cfg),
+        classifier,
+        deployment(Aggregator).bind(list(info.labels)),
+        ingress_cfg,
+    )

@@ -1,0 +1,108 @@
+"""Redis cache-aside for /analyze results; the service keeps answering when Redis is down."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+log = logging.getLogger("emotion_monitor.cache")
+
+KEY_PREFIX = "em:analyze:v1:"
+
+
+def cache_key(keyword: str, limit: int, source: str, model_version: str, lang: str = "en") -> str:
+    """Key from the normalised keyword (hashed: any bytes are safe), limit, source, model."""
+    norm = " ".join(keyword.lower().split())
+    digest = hashlib.sha256(
+        json.dumps([norm, int(limit), source, model_version, lang], ensure_ascii=False).encode()
+    ).hexdigest()
+    return KEY_PREFIX + digest
+
+
+class AnalysisCache:
+    """Async get/set of JSON values with a TTL.
+
+    Every Redis failure degrades to a miss. After a failure Redis is not tried again for
+    `retry_after_s`, so an outage costs requests nothing; the outage is logged once, and
+    its end too. The client reconnects by itself when Redis returns.
+    """
+
+    def __init__(
+        self, url: str | None, ttl_s: int = 3600, timeout_s: float = 0.25, retry_after_s: float = 2.0
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.retry_after_s = retry_after_s
+        self.client: aioredis.Redis | None = None
+        if url:
+            self.client = aioredis.Redis.from_url(
+                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+        self._down_since: float | None = None
+        self._skip_until = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.client is not None
+
+    @property
+    def available(self) -> bool:
+        return self.client is not None and time.monotonic() >= self._skip_until
+
+    def _failed(self, exc: Exception) -> None:
+        self._skip_until = time.monotonic() + self.retry_after_s
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning(
+                "Redis unavailable (%s); answering without the cache until it returns", type(exc).__name__
+            )
+
+    def _ok(self) -> None:
+        if self._down_since is not None:
+            log.warning("Redis is back after %.1f s; caching resumed", time.monotonic() - self._down_since)
+            self._down_since = None
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        if not self.available or self.client is None:
+            return None
+        try:
+            raw = await self.client.get(key)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return None
+        self._ok()
+        if raw is None:
+            return None
+        try:
+            value: dict[str, Any] = json.loads(raw)
+        except ValueError:
+            return None
+        return value
+
+    async def set(self, key: str, value: dict[str, Any]) -> bool:
+        if not self.available or self.client is None:
+            return False
+        try:
+            await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=self.ttl_s)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return False
+        self._ok()
+        return True
+
+    async def ping(self) -> str:
+        if self.client is None:
+            return "disabled"
+        try:
+            await self.client.ping()
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc)
+            return "down"
+        self._skip_until = 0.0
+        self._ok()
+        return "ok"

@@ -1,0 +1,206 @@
+"""The HTTP ingress: FastAPI routes in a Serve deployment that chains the others by handle."""
+# No `from __future__ import annotations` here: FastAPI must see real types through
+# Serve's method wrapping, or request bodies turn into query parameters.
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app import __version__
+from serve_app.cache import AnalysisCache, cache_key
+from serve_app.errors import SourceConfigError, SourceError
+from serve_app.preprocess import post_text
+from serve_app.schemas import (
+    AnalyzeRequest,
+    AnalyzeResponse,
+    ErrorResponse,
+    HealthResponse,
+    LabelsResponse,
+    PredictRequest,
+    PredictResponse,
+)
+
+log = logging.getLogger("emotion_monitor.ingress")
+
+api = FastAPI(
+    title="emotion-monitor",
+    version=__version__,
+    description="Emotion breakdown of recent posts about a keyword, and single-text emotion classification.",
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": desc}
+    for code, desc in {
+        422: "Invalid input: the message says which field and why",
+        502: "The post source failed (named in the message)",
+        503: "A part of the service is unavailable or rate limited; retry after Retry-After seconds",
+        504: "The post source did not answer in time",
+    }.items()
+}
+
+
+class ServiceUnavailable(Exception):
+    def __init__(self, detail: str, retry_after: float = 5.0) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+@api.exception_handler(SourceError)
+async def _source_error(_: Request, exc: SourceError) -> JSONResponse:
+    status = {"timeout": 504, "rate_limited": 503}.get(exc.kind, 502)
+    headers = {"Retry-After": str(int(exc.retry_after or 30))} if status == 503 else None
+    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+
+@api.exception_handler(SourceConfigError)
+async def _source_config_error(_: Request, exc: SourceConfigError) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=503, headers={"Retry-After": "60"})
+
+
+@api.exception_handler(ServiceUnavailable)
+async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
+    return JSONResponse(
+        {"detail": exc.detail}, status_code=503, headers={"Retry-After": str(int(exc.retry_after))}
+    )
+
+
+@dataclass(frozen=True)
+class IngressConfig:
+    default_source: str = "reddit"
+    redis_url: str | None = None
+    cache_ttl_s: int = 3600
+    model_info_ttl_s: float = 10.0
+    classify_timeout_s: float = 60.0
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Ray re-raises a replica's exception wrapped; find ours inside, if it is."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.2},
+    max_ongoing_requests=256,
+    logging_config={"enable_access_log": False},
+)
+@serve.ingress(api)
+class Ingress:
+    def __init__(
+        self,
+        fetcher: DeploymentHandle,
+        classifier: DeploymentHandle,
+        aggregator: DeploymentHandle,
+        cfg: IngressConfig,
+    ) -> None:
+        self.fetcher = fetcher
+        self.classifier = classifier
+        self.aggregator = aggregator
+        self.cfg = cfg
+        self.cache = AnalysisCache(cfg.redis_url, cfg.cache_ttl_s)
+        self._info: dict[str, Any] | None = None
+        self._info_at = 0.0
+
+    async def _model_info(self) -> dict[str, Any]:
+        if self._info is None or time.monotonic() - self._info_at > self.cfg.model_info_ttl_s:
+            try:
+                self._info = await asyncio.wait_for(self.classifier.info.remote(), timeout=10)
+            except Exception as exc:
+                if self._info is None:
+                    raise ServiceUnavailable(f"classifier not ready: {type(exc).__name__}") from None
+            self._info_at = time.monotonic()
+        assert self._info is not None
+        return self._info
+
+    async def _call(self, what: str, response: Any, timeout: float) -> Any:
+        try:
+            return await asyncio.wait_for(response, timeout=timeout)
+        except (SourceError, SourceConfigError):
+            raise
+        except TimeoutError:
+            raise ServiceUnavailable(f"{what} did not answer within {timeout:.0f} s") from None
+        except Exception as exc:
+            inner = _unwrap(exc)
+            if isinstance(inner, SourceError | SourceConfigError):
+                raise inner from None
+            log.warning("%s failed: %s", what, repr(exc)[:300])
+            raise ServiceUnavailable(f"{what} unavailable ({type(inner).__name__}); retry shortly") from None
+
+    @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS)
+    async def analyze(self, req: AnalyzeRequest) -> AnalyzeResponse:
+        """Fetch up to `limit` posts about `keyword`, classify them, return the breakdown."""
+        started = time.perf_counter()
+        source = req.source or self.cfg.default_source
+        info = await self._model_info()
+        key = cache_key(req.keyword, req.limit, source, info["version"], req.lang)
+        cached = await self.cache.get(key)
+        if cached is not None and (not req.return_plot or cached.get("plot_base64")):
+            cached.update(source="cache", time=round(time.perf_counter() - started, 4))
+            if not req.return_plot:
+                cached["plot_base64"] = None
+            return AnalyzeResponse(**cached)
+
+        posts: list[dict[str, Any]] = await self._call(
+            f"source {source!r}",
+            self.fetcher.fetch.remote(source, req.keyword, req.limit),
+            timeout=60,
+        )
+        texts = [post_text(p["title"], p["body"]) for p in posts]
+        preds: list[dict[str, Any]] = await self._call(
+            "classifier", self.classifier.classify.remote(texts), self.cfg.classify_timeout_s
+        )
+        summary: dict[str, Any] = await self._call(
+            "aggregator", self.aggregator.summarize.remote(req.keyword, preds, req.return_plot), 30
+        )
+        result = {
+            "keyword": req.keyword,
+            "count": len(posts),
+            "agg": summary["agg"],
+            "plot_base64": summary["plot_base64"],
+            "post_source": source,
+            "model_version": info["version"],
+        }
+        await self.cache.set(key, result)
+        return AnalyzeResponse(**result, source="inference", time=round(time.perf_counter() - started, 4))
+
+    @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
+    async def predict(self, req: PredictRequest) -> PredictResponse:
+        """Classify one text (`text`) or up to 256 (`texts`): label, confidence, all scores."""
+        started = time.perf_counter()
+        info = await self._model_info()
+        rows = await self._call(
+            "classifier", self.classifier.classify.remote(req.all_texts()), self.cfg.classify_timeout_s
+        )
+        return PredictResponse(
+            predictions=rows, model_version=info["version"], time=round(time.perf_counter() - started, 4)
+        )
+
+    @api.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def healthz(self) -> JSONResponse:
+        """Deep health: the model answers and Redis is reachable (degraded without Redis)."""
+        version = None
+        try:
+            info = await asyncio.wait_for(self.classifier.info.remote(), timeout=5)
+            version = info["version"]
+        except Exception:
+            pass
+        redis_state = await self.cache.ping()
+        status = "unavailable" if version is None else ("degraded" if redis_state == "down" else "ok")
+        body = HealthResponse(
+            status=status, model_loaded=version is not None, model_version=version, redis=redis_state
+        )
+        return JSONResponse(body.model_dump(), status_code=503 if version is None else 200)
+
+    @api.get("/labels", response_model=LabelsResponse)
+    async def labels(self) -> LabelsResponse:
+        """The labels the model predicts, in output order."""
+        info = await self._model_info()
+        return LabelsResponse(labels=info["labels"], model_version=info["version"])

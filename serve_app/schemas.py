@@ -1,0 +1,116 @@
+"""HTTP request and response models (the OpenAPI schema at /docs comes from these)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_KEYWORD_CHARS = 100
+MAX_TEXT_CHARS = 20_000
+MAX_TEXTS = 256
+
+
+class AnalyzeRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="ignore", json_schema_extra={"examples": [{"keyword": "AI", "limit": 250, "return_plot": True}]}
+    )
+
+    keyword: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_KEYWORD_CHARS,
+        description="What to search posts for (1-100 characters).",
+    )
+    limit: int = Field(250, ge=1, le=1000, description="Most posts to analyse (1-1000).")
+    return_plot: bool = Field(False, description="Include a base64 PNG chart.")
+    source: Literal["reddit", "jsonl"] | None = Field(
+        None, description="Post source (default from settings)."
+    )
+    lang: str = Field("en", pattern=r"^[a-z]{2}$", description="ISO 639-1 language of interest.")
+
+    @field_validator("keyword")
+    @classmethod
+    def keyword_has_text(cls, v: str) -> str:
+        v = " ".join(v.split())
+        if not v:
+            raise ValueError("keyword is empty or only whitespace")
+        if not any(ch.isalnum() for ch in v):
+            raise ValueError("keyword must contain at least one letter or digit")
+        return v
+
+
+class LabelAgg(BaseModel):
+    label: str
+    pct: float = Field(description="Share of posts with this label, % (all labels sum to 100).")
+    count: int = Field(description="Posts with this label.")
+    avg_score: float = Field(description="Mean confidence of the posts with this label.")
+
+
+class AnalyzeResponse(BaseModel):
+    keyword: str
+    count: int = Field(description="Posts analysed.")
+    agg: list[LabelAgg]
+    plot_base64: str | None = None
+    source: Literal["cache", "inference"]
+    post_source: str = Field(description="Where the posts came from (reddit or jsonl).")
+    time: float = Field(description="Seconds spent answering this request.")
+    model_version: str
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "i am so happy today"}, {"texts": ["great news!", "this is awful"]}]
+        },
+    )
+
+    text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
+    texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS)
+
+    @field_validator("texts")
+    @classmethod
+    def texts_not_too_long(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for i, t in enumerate(v):
+                if len(t) > MAX_TEXT_CHARS:
+                    raise ValueError(f"texts[{i}] has {len(t)} characters; at most {MAX_TEXT_CHARS}")
+        return v
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> PredictRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("give exactly one of 'text' (a string) or 'texts' (a list of 1-256 strings)")
+        return self
+
+    def all_texts(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class TextPrediction(BaseModel):
+    label: str
+    confidence: float
+    scores: dict[str, float]
+
+
+class PredictResponse(BaseModel):
+    predictions: list[TextPrediction]
+    model_version: str
+    time: float
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    model_loaded: bool
+    model_version: str | None
+    redis: Literal["ok", "down", "disabled"]
+
+
+class LabelsResponse(BaseModel):
+    labels: list[str]
+    model_version: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[dict[str, object]]
