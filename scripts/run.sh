@@ -1,5 +1,19 @@
 #!/usr/bin/env bash
-# The main job: start the service (filled in by the Serve graph).
+# The main job: run the whole Serve app from serve_config.yaml on http://127.0.0.1:8000.
+# Stop it with Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/emotion-monitor predict "i am so happy today"
+export RAY_USAGE_STATS_ENABLED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
+# Local single-user Ray: token auth only gets in the way of `serve status` here.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
+# Without Reddit credentials and with the local sample beside the checkout (this offline
+# workplace), default to the local corpus so the first /analyze works.
+if [ -z "${EMOTION_MONITOR_DEFAULT_SOURCE:-}" ] && [ -z "${EMOTION_MONITOR_REDDIT_CLIENT_ID:-}" ] \
+   && [ -f ../shared/data/reddit_sample/posts.jsonl ] && ! grep -qs '^EMOTION_MONITOR_DEFAULT_SOURCE=' .env; then
+  export EMOTION_MONITOR_DEFAULT_SOURCE=jsonl
+  echo "run: default source = jsonl (../shared/data/reddit_sample/posts.jsonl)"
+fi
+bash scripts/services.sh >/dev/null 2>&1 || echo "run: Redis/PostgreSQL not available; the service runs uncached" >&2
+echo "run: starting the service on http://127.0.0.1:8000 (docs at /docs); try:"
+echo "  curl -s -X POST localhost:8000/analyze -H 'content-type: application/json' -d '{\"keyword\":\"AI\",\"limit\":250}'"
+exec .venv/bin/serve run serve_config.yaml

@@ -14,8 +14,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+bench_app = typer.Typer(help="Benchmarks that print tables (medians, side by side).", no_args_is_help=True)
 model_app = typer.Typer(help="Model registry: push, pull and list artifact versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+app.add_typer(bench_app, name="bench")
 
 
 def _offline() -> None:
@@ -157,6 +159,47 @@ def predict(
             typer.echo(f"  {lab:<9} {score:.4f} {'#' * round(score * 40)}")
 
 
+@app.command()
+def analyze(
+    keyword: Annotated[str, typer.Argument(help="Keyword to analyse.")],
+    limit: Annotated[int, typer.Option(help="Most posts to analyse (1-1000).")] = 250,
+    source: Annotated[str | None, typer.Option(help="reddit or jsonl (default: the service's).")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Save the chart PNG here.")] = None,
+    url: Annotated[str, typer.Option(help="Service base URL.", envvar="EMOTION_MONITOR_URL")] = (
+        "http://127.0.0.1:8000"
+    ),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
+) -> None:
+    """Ask a running service for the emotion breakdown of posts about KEYWORD."""
+    import base64
+
+    import httpx
+
+    body: dict[str, Any] = {"keyword": keyword, "limit": limit, "return_plot": plot is not None}
+    if source:
+        body["source"] = source
+    try:
+        r = httpx.post(f"{url.rstrip('/')}/analyze", json=body, timeout=timeout)
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach {url}: {exc} (is the service running? `make run`)", err=True)
+        raise typer.Exit(2) from None
+    if r.status_code != 200:
+        typer.echo(f"HTTP {r.status_code}: {r.text}", err=True)
+        raise typer.Exit(1)
+    data = r.json()
+    typer.echo(
+        f"{data['count']} posts about {data['keyword']!r} from {data['post_source']} "
+        f"({data['source']}, {data['time']:.2f} s, model {data['model_version']})"
+    )
+    typer.echo(f"{'label':<10}{'share':>8}{'posts':>7}{'mean conf':>11}")
+    for a in sorted(data["agg"], key=lambda x: -x["pct"]):
+        bar = "#" * round(a["pct"] / 2)
+        typer.echo(f"{a['label']:<10}{a['pct']:>7.1f}%{a['count']:>7}{a['avg_score']:>11.3f}  {bar}")
+    if plot is not None and data.get("plot_base64"):
+        plot.write_bytes(base64.b64decode(data["plot_base64"]))
+        typer.echo(f"chart -> {plot}")
+
+
 @app.command("score-file")
 def score_file_cmd(
     input: Annotated[Path, typer.Option(help="JSONL with a text field per line.")],
@@ -170,6 +213,42 @@ def score_file_cmd(
 
     n = score_file(input, output, app_name=app_name, chunk=chunk, field=field)
     typer.echo(f"scored {n} rows -> {output}")
+
+
+@bench_app.command("analyze")
+def bench_analyze_cmd(
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    jsonl: Annotated[Path, typer.Option(help="Post corpus.")] = Path(
+        "../shared/data/reddit_sample/posts.jsonl"
+    ),
+    keywords: Annotated[str, typer.Option(help="Comma-separated keywords with >= 250 posts.")] = (
+        "game,python,money,dog,work,music,school,food"
+    ),
+    repeats: Annotated[int, typer.Option(help="Cold calls per keyword.")] = 3,
+    max_length: Annotated[int, typer.Option(help="Tokens per post for the served app.")] = 128,
+    lengths: Annotated[str, typer.Option(help="Truncation lengths to compare.")] = "64,128,256,512",
+    redis_url: Annotated[str, typer.Option(help="Redis for the cache (a DB the bench may write).")] = (
+        "redis://127.0.0.1:6379/14"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) here.")] = None,
+) -> None:
+    """/analyze cold vs cache hit beside model-only time, and the truncation trade-off."""
+    _offline()
+    from serve_app.bench import bench_analyze
+
+    report = bench_analyze(
+        model,
+        jsonl,
+        [k.strip() for k in keywords.split(",") if k.strip()],
+        repeats,
+        max_length,
+        redis_url or None,
+        [int(x) for x in lengths.split(",")],
+    )
+    typer.echo(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
 
 
 def _registry() -> Any:
