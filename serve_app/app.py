@@ -16,8 +16,10 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.aggregator import Aggregator
+from deployments.background import SyncConfig, WarmerConfig
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
+from serve_app.embedded import resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import read_artifact_info
 from serve_app.settings import Settings, get_settings, secret
@@ -29,7 +31,9 @@ class AppArgs(BaseModel):
     model_dir: str | None = Field(None, description="INT8 artifact dir (default: settings.model_dir)")
     default_source: Literal["reddit", "jsonl"] | None = None
     jsonl_path: str | None = None
-    cache: bool = Field(True, description="Use the Redis cache when Redis is configured")
+    cache: bool = Field(True, description="Use the Redis cache")
+    history: bool = Field(True, description="Record analyses and sync them to PostgreSQL")
+    background: bool | None = Field(None, description="Run the sync and warmer actors (default: settings)")
     classifier_min_replicas: int = Field(1, ge=1, le=64)
     classifier_max_replicas: int = Field(2, ge=1, le=64)
     classifier_num_cpus: float = Field(1.0, gt=0, le=64)
@@ -58,8 +62,51 @@ def _abs(path: str | Path) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def build_app(args: AppArgs, settings: Settings | None = None) -> Application:
+def read_seeds(path: Path, default_limit: int, default_source: str) -> tuple[tuple[str, int, str], ...]:
+    """`keyword[,limit[,source]]` per line; # comments and blank lines skipped."""
+    if not path.is_file():
+        return ()
+    seeds = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            parts = [p.strip() for p in line.split(",")]
+            limit = int(parts[1]) if len(parts) > 1 and parts[1] else default_limit
+            source = parts[2] if len(parts) > 2 and parts[2] else default_source
+            seeds.append((parts[0], limit, source))
+    return tuple(seeds)
+
+
+def background_configs(
+    s: Settings, redis_url: str | None, postgres_url: str | None, default_source: str, app_name: str
+) -> tuple[SyncConfig | None, WarmerConfig | None]:
+    sync = warmer = None
+    if redis_url and postgres_url:
+        sync = SyncConfig(
+            redis_url=redis_url,
+            postgres_url=postgres_url,
+            cpu_threshold=s.sync_cpu_threshold,
+            batch_size=s.sync_batch_size,
+            recovery_interval_s=s.sync_recovery_interval_s,
+        )
+    if redis_url and s.warmer_per_pass > 0:
+        warmer = WarmerConfig(
+            redis_url=redis_url,
+            app_name=app_name,
+            seeds=read_seeds(s.warmer_seeds_file, 250, default_source),
+            cpu_threshold=s.warmer_cpu_threshold,
+            interval_s=s.warmer_interval_s,
+            per_pass=s.warmer_per_pass,
+            refresh_below_s=s.warmer_refresh_below_s,
+        )
+    return sync, warmer
+
+
+def build_app(
+    args: AppArgs, settings: Settings | None = None, app_name: str = "emotion-monitor"
+) -> Application:
     s = settings or get_settings()
+    infra = resolve_infrastructure(s)
     model_dir = _abs(args.model_dir or s.model_dir)
     info = read_artifact_info(Path(model_dir))  # fail here, not in a replica, if it is wrong
     fetcher_cfg = FetcherConfig(
@@ -91,10 +138,17 @@ def build_app(args: AppArgs, settings: Settings | None = None) -> Application:
         )
         .bind(model_dir, args.ort_threads or max(1, int(args.classifier_num_cpus)), args.max_length)
     )
+    default_source = args.default_source or s.default_source
+    run_background = s.background if args.background is None else args.background
     ingress_cfg = IngressConfig(
-        default_source=args.default_source or s.default_source,
-        redis_url=secret(s.redis_url) if args.cache else None,
+        default_source=default_source,
+        redis_url=infra.redis_url,
+        cache=args.cache,
+        history=args.history and infra.postgres_url is not None,
         cache_ttl_s=s.cache_ttl_s,
+        background=background_configs(s, infra.redis_url, infra.postgres_url, default_source, app_name)
+        if run_background
+        else None,
     )
     return deployment(Ingress).bind(
         deployment(Fetcher).bind(fetcher_cfg),

@@ -14,10 +14,12 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+db_app = typer.Typer(help="PostgreSQL history: schema migrations.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print tables (medians, side by side).", no_args_is_help=True)
 model_app = typer.Typer(help="Model registry: push, pull and list artifact versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
+app.add_typer(db_app, name="db")
 
 
 def _offline() -> None:
@@ -249,6 +251,43 @@ def bench_analyze_cmd(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report + "\n")
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply the schema migrations not yet applied (EMOTION_MONITOR_POSTGRES_URL or embedded)."""
+    from serve_app.embedded import resolve_infrastructure
+    from serve_app.history import migrate
+    from serve_app.settings import get_settings
+
+    infra = resolve_infrastructure(get_settings())
+    if infra.postgres_url is None:
+        typer.echo(
+            "no PostgreSQL: set EMOTION_MONITOR_POSTGRES_URL or EMOTION_MONITOR_EMBEDDED=true", err=True
+        )
+        raise typer.Exit(2)
+    applied = migrate(infra.postgres_url)
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+
+
+@app.command()
+def sync(
+    now: Annotated[bool, typer.Option("--now", help="Run one full pass regardless of CPU.")] = False,
+    address: Annotated[str, typer.Option(help="Ray cluster address.")] = "auto",
+) -> None:
+    """Show the history sync's state; with --now, force a pass (recovery + drain)."""
+    import ray
+
+    from deployments.background import SYNC_ACTOR, get_actor
+
+    ray.init(address=address, log_to_driver=False)
+    try:
+        actor = get_actor(SYNC_ACTOR)
+    except ValueError:
+        typer.echo("the sync actor is not running (start the app with PostgreSQL configured)", err=True)
+        raise typer.Exit(2) from None
+    state = ray.get(actor.sync_now.remote() if now else actor.status.remote())
+    typer.echo(json.dumps(state, indent=2))
 
 
 def _registry() -> Any:

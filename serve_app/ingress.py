@@ -3,11 +3,13 @@
 # Serve's method wrapping, or request bodies turn into query parameters.
 
 import asyncio
+import collections
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -16,6 +18,7 @@ from ray.serve.handle import DeploymentHandle
 from serve_app import __version__
 from serve_app.cache import AnalysisCache, cache_key
 from serve_app.errors import SourceConfigError, SourceError
+from serve_app.history import make_record, queue_record, queue_track
 from serve_app.preprocess import post_text
 from serve_app.schemas import (
     AnalyzeRequest,
@@ -25,6 +28,7 @@ from serve_app.schemas import (
     LabelsResponse,
     PredictRequest,
     PredictResponse,
+    SyncStatus,
 )
 
 log = logging.getLogger("emotion_monitor.ingress")
@@ -76,9 +80,13 @@ async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
 class IngressConfig:
     default_source: str = "reddit"
     redis_url: str | None = None
+    cache: bool = True
+    history: bool = True  # leave each inference run in Redis for the PostgreSQL sync
     cache_ttl_s: int = 3600
     model_info_ttl_s: float = 10.0
     classify_timeout_s: float = 60.0
+    max_unsaved: int = 10_000  # records held in memory while Redis is down
+    background: Any = field(default=None, compare=False)  # (SyncConfig, WarmerConfig) or None
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -105,9 +113,52 @@ class Ingress:
         self.classifier = classifier
         self.aggregator = aggregator
         self.cfg = cfg
-        self.cache = AnalysisCache(cfg.redis_url, cfg.cache_ttl_s)
+        self.cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
+        self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
+        self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
+        if cfg.background is not None:
+            from deployments.background import start_background
+
+            try:
+                start_background(*cfg.background)
+            except Exception as exc:  # the API works without them; /sync/status says so
+                log.error("background actors not started: %r", exc)
+
+    async def _save_record(self, rec: dict[str, Any] | None) -> None:
+        """Hand a record to Redis for the sync; hold it in memory while Redis is down."""
+        if rec is not None:
+            self._unsaved.append(rec)
+        if self.store.client is None or not self.store.available:
+            self._trim_unsaved()
+            return
+        while self._unsaved:
+            try:
+                await queue_record(self.store.client.pipeline(transaction=True), self._unsaved[0]).execute()
+            except (redis.RedisError, OSError) as exc:
+                self.store._failed(exc)
+                break
+            self.store._ok()
+            self._unsaved.popleft()
+        self._trim_unsaved()
+
+    def _trim_unsaved(self) -> None:
+        while len(self._unsaved) > self.cfg.max_unsaved:
+            lost = self._unsaved.popleft()
+            log.error(
+                "history record %s dropped: Redis down and %d records held",
+                lost["query_id"],
+                self.cfg.max_unsaved,
+            )
+
+    async def _track(self, keyword: str, limit: int, source: str) -> None:
+        if self.store.client is None or not self.store.available:
+            return
+        try:
+            await queue_track(self.store.client.pipeline(transaction=False), keyword, limit, source).execute()
+        except (redis.RedisError, OSError) as exc:
+            self.store._failed(exc)
 
     async def _model_info(self) -> dict[str, Any]:
         if self._info is None or time.monotonic() - self._info_at > self.cfg.model_info_ttl_s:
@@ -142,26 +193,35 @@ class Ingress:
         info = await self._model_info()
         key = cache_key(req.keyword, req.limit, source, info["version"], req.lang)
         cached = await self.cache.get(key)
+        if self._unsaved:
+            await self._save_record(None)  # Redis may be back: hand over what was held
         if cached is not None and (not req.return_plot or cached.get("plot_base64")):
+            await self._track(req.keyword, req.limit, source)
             cached.update(source="cache", time=round(time.perf_counter() - started, 4))
             if not req.return_plot:
                 cached["plot_base64"] = None
             return AnalyzeResponse(**cached)
 
+        await self._track(req.keyword, req.limit, source)
+        result = await self._infer(req.keyword, req.limit, source, req.lang, req.return_plot, info, key)
+        return AnalyzeResponse(**result, source="inference", time=round(time.perf_counter() - started, 4))
+
+    async def _infer(
+        self, keyword: str, limit: int, source: str, lang: str, plot: bool, info: dict[str, Any], key: str
+    ) -> dict[str, Any]:
+        """Fetch, classify, aggregate; cache the answer and record it for the history."""
         posts: list[dict[str, Any]] = await self._call(
-            f"source {source!r}",
-            self.fetcher.fetch.remote(source, req.keyword, req.limit),
-            timeout=60,
+            f"source {source!r}", self.fetcher.fetch.remote(source, keyword, limit), timeout=60
         )
         texts = [post_text(p["title"], p["body"]) for p in posts]
         preds: list[dict[str, Any]] = await self._call(
             "classifier", self.classifier.classify.remote(texts), self.cfg.classify_timeout_s
         )
         summary: dict[str, Any] = await self._call(
-            "aggregator", self.aggregator.summarize.remote(req.keyword, preds, req.return_plot), 30
+            "aggregator", self.aggregator.summarize.remote(keyword, preds, plot), 30
         )
         result = {
-            "keyword": req.keyword,
+            "keyword": keyword,
             "count": len(posts),
             "agg": summary["agg"],
             "plot_base64": summary["plot_base64"],
@@ -169,7 +229,25 @@ class Ingress:
             "model_version": info["version"],
         }
         await self.cache.set(key, result)
-        return AnalyzeResponse(**result, source="inference", time=round(time.perf_counter() - started, 4))
+        if self.cfg.history and posts:
+            rec = make_record(keyword, source, limit, lang, info["version"], summary["agg"], posts, preds)
+            await self._save_record(rec)
+        return result
+
+    async def refresh(self, keyword: str, limit: int, source: str, refresh_below_s: int) -> bool:
+        """For the cache warmer: re-run an analysis whose cache entry is missing or expiring."""
+        info = await self._model_info()
+        key = cache_key(keyword, limit, source, info["version"])
+        if self.cache.client is None:
+            return False
+        try:
+            ttl = int(await self.cache.client.ttl(key))
+        except (redis.RedisError, OSError):
+            return False
+        if ttl > refresh_below_s:
+            return False
+        await self._infer(keyword, limit, source, "en", False, info, key)
+        return True
 
     @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(self, req: PredictRequest) -> PredictResponse:
@@ -198,6 +276,19 @@ class Ingress:
             status=status, model_loaded=version is not None, model_version=version, redis=redis_state
         )
         return JSONResponse(body.model_dump(), status_code=503 if version is None else 200)
+
+    @api.get("/sync/status", response_model=SyncStatus, responses={503: {"model": ErrorResponse}})
+    async def sync_status(self) -> SyncStatus:
+        """The history sync: backlog, records synced, last sync, CPU and why it is paused."""
+        from deployments.background import SYNC_ACTOR, get_actor
+
+        try:
+            state = await asyncio.wait_for(get_actor(SYNC_ACTOR).status.remote(), timeout=10)
+        except Exception as exc:
+            raise ServiceUnavailable(
+                f"history sync not running ({type(exc).__name__}); is PostgreSQL configured?", 30
+            ) from None
+        return SyncStatus(**state, unsaved_in_ingress=len(self._unsaved))
 
     @api.get("/labels", response_model=LabelsResponse)
     async def labels(self) -> LabelsResponse:

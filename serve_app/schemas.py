@@ -112,5 +112,17 @@ class LabelsResponse(BaseModel):
     model_version: str
 
 
+class SyncStatus(BaseModel):
+    pending: int = Field(description="Analyses in Redis not yet in PostgreSQL.")
+    synced_total: int
+    recovered_total: int
+    last_sync: float | None = Field(description="Unix time of the last record synced.")
+    cpu: float | None = Field(description="Last sampled machine CPU %.")
+    cpu_threshold: float
+    paused_reason: str | None
+    running: bool
+    unsaved_in_ingress: int = Field(0, description="Records held in memory while Redis is down.")
+
+
 class ErrorResponse(BaseModel):
     detail: str | list[dict[str, object]]

@@ -40,14 +40,23 @@ class Settings(BaseSettings):
     fetch_timeout_s: float = Field(10.0, gt=0, le=120)
     fetch_retries: int = Field(2, ge=0, le=10)
 
-    # Cache
-    redis_url: SecretStr | None = Field(
-        SecretStr("redis://127.0.0.1:6379/0"), description="None/empty disables the cache"
-    )
+    # Cache and history. Unset URLs start embedded servers under data_dir (if `embedded`).
+    redis_url: SecretStr | None = None
+    postgres_url: SecretStr | None = None
+    embedded: bool = True
+    data_dir: Path = Path(".emotion-monitor")
     cache_ttl_s: int = Field(3600, ge=1)
 
-    # Durable history
-    postgres_url: SecretStr | None = None
+    # Background work (idle-time history sync, hot-keyword cache warmer)
+    background: bool = True
+    sync_cpu_threshold: float = Field(20.0, gt=0, le=100)
+    sync_batch_size: int = Field(20, ge=1, le=1000)
+    sync_recovery_interval_s: float = Field(60.0, gt=0)
+    warmer_cpu_threshold: float = Field(35.0, gt=0, le=100)
+    warmer_interval_s: float = Field(30.0, gt=0)
+    warmer_per_pass: int = Field(5, ge=0, le=100)
+    warmer_refresh_below_s: int = Field(300, ge=0)
+    warmer_seeds_file: Path = Path("scripts/keywords.txt")
 
     # S3 model registry (used when a bucket is set)
     s3_bucket: str | None = None

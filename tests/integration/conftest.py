@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing as mp
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -65,7 +69,9 @@ def ray_session() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def serve_url(ray_session: str, redis_client: redis.Redis, reddit_server: RedditTestServer) -> Iterator[str]:
+def serve_url(
+    ray_session: str, redis_client: redis.Redis, reddit_server: RedditTestServer, app_pg_url: str
+) -> Iterator[str]:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"no model at {MODEL_DIR}")
     jsonl = DATA_ROOT / "reddit_sample" / "posts.jsonl"
@@ -80,6 +86,10 @@ def serve_url(ray_session: str, redis_client: redis.Redis, reddit_server: Reddit
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = Settings(
         redis_url=TEST_REDIS_URL,
+        postgres_url=app_pg_url,
+        embedded=False,
+        background=True,
+        warmer_per_pass=0,  # the warmer is tested on its own
         reddit_public_url=reddit_server.url,
         fetch_retries=0,
         fetch_timeout_s=5,
@@ -95,6 +105,13 @@ def serve_url(ray_session: str, redis_client: redis.Redis, reddit_server: Reddit
     serve.run(build_app(args, settings), name="emotion-monitor", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
+    import ray
+
+    from deployments.background import NAMESPACE, SYNC_ACTOR, WARMER_ACTOR
+
+    for name in (SYNC_ACTOR, WARMER_ACTOR):  # detached: they outlive serve.shutdown()
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE))
 
 
 @pytest.fixture()
@@ -107,3 +124,107 @@ def clean_cache(redis_client: redis.Redis) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA_ROOT
+
+
+TEST_PG_ADMIN_URL = os.environ.get("EMOTION_MONITOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _fresh_database(prefix: str) -> Iterator[str]:
+    import uuid
+
+    import psycopg
+
+    try:
+        admin = psycopg.connect(TEST_PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL at {TEST_PG_ADMIN_URL}: {exc} (run scripts/services.sh)")
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = TEST_PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def app_pg_url() -> Iterator[str]:
+    """The database the served app's sync actor writes to."""
+    yield from _fresh_database("em_app")
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database for history tests that drive the sync directly."""
+    from serve_app.history import migrate
+
+    for url in _fresh_database("em_hist"):
+        migrate(url)
+        yield url
+
+
+@pytest.fixture()
+def clean_history(pg_url: str) -> Iterator[tuple[str, redis.Redis]]:
+    """Empty history tables and a flushed Redis DB 13, before and after each test."""
+    import psycopg
+
+    r = redis.Redis.from_url(TEST_REDIS_URL.rsplit("/", 1)[0] + "/13")
+    try:
+        r.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"no Redis: {exc}")
+
+    def wipe() -> None:
+        r.flushdb()
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute("TRUNCATE queries, posts, predictions, query_aggregates CASCADE")
+
+    wipe()
+    yield pg_url, r
+    wipe()
+
+
+def _burn(stop: Any) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+class CpuLoad:
+    """Keeps every core busy between start() and stop()."""
+
+    def __init__(self) -> None:
+        self.stop_event = mp.Event()
+        self.procs: list[Any] = []
+
+    def start(self) -> None:
+        self.stop_event.clear()
+        self.procs = [
+            mp.Process(target=_burn, args=(self.stop_event,), daemon=True) for _ in range(os.cpu_count() or 1)
+        ]
+        for p in self.procs:
+            p.start()
+        time.sleep(1)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for p in self.procs:
+            p.join(10)
+        self.procs = []
+
+
+@pytest.fixture()
+def cpu_load() -> Iterator[CpuLoad]:
+    load = CpuLoad()
+    yield load
+    load.stop()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, step: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()

@@ -1,0 +1,283 @@
+"""Background Ray actors: the idle-time history sync and the hot-keyword cache warmer.
+
+Both are detached, named actors (they outlive a redeploy of the app and are found again
+by name) and do their work only while the machine's CPU is below a threshold sampled
+with psutil, so they never compete with live requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+import ray
+
+log = logging.getLogger("emotion_monitor.background")
+
+NAMESPACE = "emotion-monitor"
+SYNC_ACTOR = "emotion-monitor-sync"
+WARMER_ACTOR = "emotion-monitor-warmer"
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    redis_url: str
+    postgres_url: str
+    cpu_threshold: float = 20.0  # percent, whole machine
+    batch_size: int = 20  # records (analyses) per PostgreSQL transaction
+    interval_s: float = 1.0  # CPU sampling window between batches
+    recovery_interval_s: float = 60.0
+    retention_s: int = 86_400  # synced records stay in Redis this long (for recovery)
+    backoff_s: float = 5.0  # after a Redis or PostgreSQL failure
+
+
+def cpu_percent(window_s: float) -> float:
+    return float(psutil.cpu_percent(interval=window_s))
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class SyncActor:
+    """Moves pending analyses from Redis to PostgreSQL while the CPU is idle."""
+
+    def __init__(self, cfg: SyncConfig) -> None:
+        self.cfg = cfg
+        self.synced_total = 0
+        self.recovered_total = 0
+        self.last_sync: float | None = None
+        self.last_recovery = 0.0
+        self.cpu: float | None = None
+        self.paused_reason: str | None = "starting"
+        self.pending = 0
+        self._engine: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    def _make_engine(self) -> Any:
+        import redis
+
+        from serve_app.history import HistorySync, migrate
+
+        migrate(self.cfg.postgres_url)
+        return HistorySync(
+            redis.Redis.from_url(self.cfg.redis_url, socket_timeout=5, socket_connect_timeout=5),
+            self.cfg.postgres_url,
+            self.cfg.batch_size,
+            self.cfg.retention_s,
+        )
+
+    async def _engine_ready(self) -> Any:
+        if self._engine is None:
+            self._engine = await asyncio.to_thread(self._make_engine)
+        return self._engine
+
+    async def configure(self, cfg: SyncConfig) -> None:
+        if cfg != self.cfg:
+            async with self._lock:
+                if self._engine is not None:
+                    self._engine.close()
+                self.cfg, self._engine = cfg, None
+
+    async def start(self) -> bool:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            return True
+        return False
+
+    async def _pass(self, force: bool, max_batches: int) -> int:
+        """Recovery when due, then batches while (forced or) idle. Returns records synced."""
+        engine = await self._engine_ready()
+        moved = 0
+        if force or time.monotonic() - self.last_recovery > self.cfg.recovery_interval_s:
+            self.recovered_total += await asyncio.to_thread(engine.recover)
+            self.last_recovery = time.monotonic()
+        for _ in range(max_batches):
+            report = await asyncio.to_thread(engine.sync_batch)
+            moved += report.synced
+            self.synced_total += report.synced
+            if report.synced:
+                self.last_sync = time.time()
+            if not report.batches:
+                break
+            if not force:
+                self.cpu = await asyncio.to_thread(cpu_percent, 0.2)
+                if self.cpu >= self.cfg.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                    break
+        self.pending = await asyncio.to_thread(engine.pending)
+        return moved
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                self.cpu = await asyncio.to_thread(cpu_percent, self.cfg.interval_s)
+                if self.cpu >= self.cfg.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                    if self._engine is not None:
+                        self.pending = await asyncio.to_thread(self._engine.pending)
+                    continue
+                async with self._lock:
+                    self.paused_reason = None
+                    await self._pass(force=False, max_batches=1)
+            except Exception as exc:  # Redis or PostgreSQL down: keep the backlog, retry later
+                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("sync paused: %s", self.paused_reason)
+                if self._engine is not None:
+                    self._engine.close()
+                await asyncio.sleep(self.cfg.backoff_s)
+
+    async def sync_now(self, max_batches: int = 10_000) -> dict[str, Any]:
+        """One full pass regardless of CPU: recovery, then drain the backlog."""
+        async with self._lock:
+            try:
+                await self._pass(force=True, max_batches=max_batches)
+                self.paused_reason = None
+            except Exception as exc:
+                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if self._engine is not None:
+                    self._engine.close()
+        return await self.status()
+
+    async def status(self) -> dict[str, Any]:
+        if self._engine is not None:
+            try:
+                self.pending = await asyncio.to_thread(self._engine.pending)
+            except Exception as exc:
+                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return {
+            "pending": self.pending,
+            "synced_total": self.synced_total,
+            "recovered_total": self.recovered_total,
+            "last_sync": self.last_sync,
+            "cpu": self.cpu,
+            "cpu_threshold": self.cfg.cpu_threshold,
+            "paused_reason": self.paused_reason,
+            "running": self._task is not None and not self._task.done(),
+        }
+
+
+@dataclass(frozen=True)
+class WarmerConfig:
+    redis_url: str
+    app_name: str = "emotion-monitor"
+    seeds: tuple[tuple[str, int, str], ...] = ()  # (keyword, limit, source)
+    cpu_threshold: float = 35.0
+    interval_s: float = 30.0
+    per_pass: int = 5  # at most this many refreshes per pass
+    refresh_below_s: int = 300  # refresh entries with less TTL than this (or none)
+    hot_hours: int = 24
+    hot_top: int = 20
+
+
+def warm_candidates(
+    hot: Sequence[tuple[str, int, str, float]], seeds: Sequence[tuple[str, int, str]]
+) -> list[tuple[str, int, str]]:
+    """Hot keywords first (most queried first), then seeds, without repeats."""
+    out: list[tuple[str, int, str]] = []
+    seen: set[tuple[str, int, str]] = set()
+    for entry in [*hot, *seeds]:
+        kw, limit, source = str(entry[0]), int(entry[1]), str(entry[2])
+        item = (" ".join(kw.lower().split()), limit, source)
+        if item not in seen:
+            seen.add(item)
+            out.append(item)
+    return out
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class WarmerActor:
+    """Keeps hot keywords' cache entries fresh while the CPU is idle."""
+
+    def __init__(self, cfg: WarmerConfig) -> None:
+        self.cfg = cfg
+        self.refreshed_total = 0
+        self.last_pass: float | None = None
+        self.cpu: float | None = None
+        self.paused_reason: str | None = "starting"
+        self._task: asyncio.Task[None] | None = None
+
+    async def configure(self, cfg: WarmerConfig) -> None:
+        self.cfg = cfg
+
+    async def start(self) -> bool:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            return True
+        return False
+
+    async def warm_once(self, force: bool = False) -> int:
+        """One bounded pass; stops the moment CPU rises above the threshold."""
+        import redis
+
+        from serve_app.history import hot_keywords
+
+        r = redis.Redis.from_url(self.cfg.redis_url, socket_timeout=5)
+        try:
+            hot = await asyncio.to_thread(hot_keywords, r, self.cfg.hot_hours, self.cfg.hot_top)
+        finally:
+            r.close()
+        from ray import serve
+
+        ingress = serve.get_deployment_handle("Ingress", app_name=self.cfg.app_name)
+        refreshed = 0
+        for kw, limit, source in warm_candidates(hot, self.cfg.seeds):
+            if refreshed >= self.cfg.per_pass:
+                break
+            if not force:
+                self.cpu = await asyncio.to_thread(cpu_percent, 0.5)
+                if self.cpu >= self.cfg.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                    break
+            did = await ingress.refresh.remote(kw, limit, source, self.cfg.refresh_below_s)
+            refreshed += int(bool(did))
+        self.refreshed_total += refreshed
+        self.last_pass = time.time()
+        return refreshed
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.interval_s)
+            try:
+                self.cpu = await asyncio.to_thread(cpu_percent, 1.0)
+                if self.cpu >= self.cfg.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                    continue
+                self.paused_reason = None
+                await self.warm_once()
+            except Exception as exc:
+                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("warmer paused: %s", self.paused_reason)
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "refreshed_total": self.refreshed_total,
+            "last_pass": self.last_pass,
+            "cpu": self.cpu,
+            "cpu_threshold": self.cfg.cpu_threshold,
+            "paused_reason": self.paused_reason,
+            "config": asdict(self.cfg) | {"redis_url": "***"},
+        }
+
+
+def start_background(sync_cfg: SyncConfig | None, warmer_cfg: WarmerConfig | None) -> dict[str, Any]:
+    """Get or create the detached actors, push the current config, start their loops."""
+    handles: dict[str, Any] = {}
+    for name, cls, cfg in ((SYNC_ACTOR, SyncActor, sync_cfg), (WARMER_ACTOR, WarmerActor, warmer_cfg)):
+        if cfg is None:
+            continue
+        remote_cls: Any = cls  # @ray.remote adds .options at run time
+        actor = remote_cls.options(
+            name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote(cfg)
+        ray.get(actor.configure.remote(cfg))
+        ray.get(actor.start.remote())
+        handles[name] = actor
+    return handles
+
+
+def get_actor(name: str) -> Any:
+    return ray.get_actor(name, namespace=NAMESPACE)

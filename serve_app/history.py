@@ -1,0 +1,330 @@
+"""Durable history: what an analysis leaves in Redis, and how it reaches PostgreSQL.
+
+Redis layout (all keys under `em:`):
+- `em:rec:<query_id>`: one analysis as JSON (query, aggregate, posts with predictions).
+  No TTL while pending; after a successful sync it expires after `retention_s`.
+- `em:pending`: the set of query ids not yet in PostgreSQL.
+
+A record leaves `em:pending` only after the PostgreSQL transaction holding it commits.
+Inserts use natural primary keys with ON CONFLICT DO NOTHING, so syncing a record twice
+(a crash between COMMIT and SREM, a recovery pass) changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import psycopg
+import redis
+from psycopg.types.json import Jsonb
+
+log = logging.getLogger("emotion_monitor.history")
+
+REC_PREFIX = "em:rec:"
+PENDING = "em:pending"
+HOT_PREFIX = "em:hot:"
+
+
+class HistoryError(RuntimeError):
+    """PostgreSQL or Redis refused a history operation."""
+
+
+def _text(value: object) -> str:
+    """Redis answers bytes or str depending on the client: always get str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def normalize_keyword(keyword: str) -> str:
+    return " ".join(keyword.lower().split())
+
+
+def make_record(
+    keyword: str,
+    source: str,
+    limit: int,
+    lang: str,
+    model_version: str,
+    agg: Sequence[dict[str, Any]],
+    posts: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]],
+    created_at: float | None = None,
+) -> dict[str, Any]:
+    """One analysis as a self-contained, JSON-serialisable record with a stable id."""
+    created = created_at if created_at is not None else time.time()
+    items = [
+        {
+            "id": str(p["id"]),
+            "title": p.get("title", ""),
+            "body": p.get("body", ""),
+            "subreddit": p.get("subreddit", ""),
+            "created_utc": p.get("created_utc"),
+            "score": p.get("score"),
+            "url": p.get("url", ""),
+            "label": pr["label"],
+            "confidence": float(pr["confidence"]),
+            "scores": pr["scores"],
+        }
+        for p, pr in zip(posts, predictions, strict=True)
+    ]
+    rec = {
+        "keyword": keyword,
+        "keyword_norm": normalize_keyword(keyword),
+        "source": source,
+        "limit": int(limit),
+        "lang": lang,
+        "model_version": model_version,
+        "created_at": created,
+        "agg": list(agg),
+        "posts": items,
+    }
+    rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
+    return rec
+
+
+def queue_record(pipe: Any, rec: dict[str, Any]) -> Any:
+    """Queue on a (sync or asyncio) MULTI pipeline: write the record and mark it pending."""
+    pipe.set(REC_PREFIX + rec["query_id"], json.dumps(rec, separators=(",", ":")))
+    pipe.sadd(PENDING, rec["query_id"])
+    return pipe
+
+
+def store_record(r: redis.Redis, rec: dict[str, Any]) -> None:
+    """Write a record and mark it pending, atomically (MULTI/EXEC)."""
+    queue_record(r.pipeline(transaction=True), rec).execute()
+
+
+def hot_bucket(ts: float) -> str:
+    return HOT_PREFIX + time.strftime("%Y%m%d%H", time.gmtime(ts))
+
+
+def queue_track(pipe: Any, keyword: str, limit: int, source: str, ts: float | None = None) -> Any:
+    """Queue on a (sync or asyncio) pipeline: count a query in this hour's hot bucket."""
+    key = hot_bucket(ts if ts is not None else time.time())
+    pipe.zincrby(key, 1, json.dumps([normalize_keyword(keyword), int(limit), source]))
+    pipe.expire(key, 25 * 3600)
+    return pipe
+
+
+def track_keyword(r: redis.Redis, keyword: str, limit: int, source: str, ts: float | None = None) -> None:
+    """Count a query in the current hour's hot-keyword bucket (kept 25 hours)."""
+    queue_track(r.pipeline(transaction=False), keyword, limit, source, ts).execute()
+
+
+def hot_keywords(
+    r: redis.Redis, hours: int = 24, top: int = 20, now: float | None = None
+) -> list[tuple[str, int, str, float]]:
+    """The most queried (keyword, limit, source) over the last `hours`, with their counts."""
+    now = now if now is not None else time.time()
+    totals: dict[str, float] = {}
+    for h in range(hours):
+        rows: list[tuple[Any, Any]] = r.zrange(hot_bucket(now - 3600 * h), 0, -1, withscores=True)  # type: ignore[assignment]
+        for member, score in rows:
+            m = _text(member)
+            totals[m] = totals.get(m, 0.0) + float(score)
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    out = []
+    for member, count in ranked:
+        kw, limit, source = json.loads(member)
+        out.append((kw, int(limit), source, count))
+    return out
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+def migration_files() -> list[tuple[str, str]]:
+    pkg = resources.files("serve_app.migrations")
+    files = sorted(p.name for p in pkg.iterdir() if p.name.endswith(".sql"))
+    return [(name.removesuffix(".sql"), (pkg / name).read_text()) for name in files]
+
+
+def migrate(dsn: str) -> list[str]:
+    """Apply every migration not yet applied, in order; return the ones applied now."""
+    applied_now = []
+    with psycopg.connect(dsn, autocommit=False, connect_timeout=5) as conn:
+        # One migrator at a time, even with several replicas starting together.
+        conn.execute("SELECT pg_advisory_xact_lock(727274)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in migration_files():
+            if version not in done:
+                conn.execute(sql.encode())  # trusted DDL shipped in the package
+                conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                applied_now.append(version)
+        conn.commit()
+    return applied_now
+
+
+def _ts(value: Any) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    return dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
+
+
+def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) -> None:
+    """Insert records in the caller's transaction; idempotent by primary keys."""
+    with conn.cursor() as cur:
+        for rec in records:
+            qid = rec["query_id"]
+            cur.execute(
+                "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
+                " model_version,"
+                " created_at, n_posts) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
+                (
+                    qid,
+                    rec["keyword"],
+                    rec["keyword_norm"],
+                    rec["source"],
+                    rec["limit"],
+                    rec["lang"],
+                    rec["model_version"],
+                    _ts(rec["created_at"]),
+                    len(rec["posts"]),
+                ),
+            )
+            posts = rec["posts"]
+            cur.executemany(
+                "INSERT INTO posts (source, post_id, title, body, subreddit, created_utc, score, url)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (source, post_id) DO NOTHING",
+                [
+                    (
+                        rec["source"],
+                        p["id"],
+                        p["title"],
+                        p["body"],
+                        p["subreddit"],
+                        _ts(p["created_utc"]),
+                        p["score"],
+                        p["url"],
+                    )
+                    for p in posts
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO predictions"
+                " (query_id, source, post_id, model_version, label, confidence, scores)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        qid,
+                        rec["source"],
+                        p["id"],
+                        rec["model_version"],
+                        p["label"],
+                        min(1.0, max(0.0, p["confidence"])),
+                        Jsonb(p["scores"]),
+                    )
+                    for p in posts
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO query_aggregates (query_id, label, pct, n, avg_score) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT DO NOTHING",
+                [(qid, a["label"], a["pct"], a.get("count", 0), a["avg_score"]) for a in rec["agg"]],
+            )
+
+
+@dataclass
+class SyncReport:
+    synced: int = 0
+    skipped_missing: int = 0
+    batches: int = 0
+    error: str | None = None
+    ids: list[str] = field(default_factory=list)
+
+
+class HistorySync:
+    """Moves pending records from Redis to PostgreSQL in bounded batches."""
+
+    def __init__(self, r: redis.Redis, dsn: str, batch_size: int = 20, retention_s: int = 86_400) -> None:
+        self.r = r
+        self.dsn = dsn
+        self.batch_size = batch_size
+        self.retention_s = retention_s
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.dsn, autocommit=False, connect_timeout=5)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def pending(self) -> int:
+        return int(self.r.scard(PENDING))
+
+    def sync_batch(self) -> SyncReport:
+        """Sync at most one batch. PostgreSQL commits first; only then do ids leave Redis."""
+        report = SyncReport()
+        picked: list[Any] = self.r.srandmember(PENDING, self.batch_size) or []  # type: ignore[assignment]
+        ids = [_text(i) for i in picked]
+        if not ids:
+            return report
+        raws = self.r.mget([REC_PREFIX + i for i in ids])
+        records, missing = [], []
+        for qid, raw in zip(ids, raws, strict=True):
+            if raw is None:
+                missing.append(qid)
+            else:
+                records.append(json.loads(raw))
+        if records:
+            conn = self._connection()
+            try:
+                insert_records(conn, records)
+                conn.commit()
+            except Exception:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    self.close()
+                raise
+        pipe = self.r.pipeline(transaction=True)
+        done = [rec["query_id"] for rec in records]
+        if done:
+            pipe.srem(PENDING, *done)
+            for qid in done:
+                pipe.expire(REC_PREFIX + qid, self.retention_s)
+        if missing:
+            # A pending id without its record cannot be synced; say so loudly, never silently.
+            log.error("pending ids without a record in Redis (dropped from pending): %s", missing)
+            pipe.srem(PENDING, *missing)
+        pipe.execute()
+        report.synced, report.skipped_missing, report.batches, report.ids = len(done), len(missing), 1, done
+        return report
+
+    def recover(self, scan_count: int = 500) -> int:
+        """Find records in Redis that PostgreSQL lacks and are not pending; mark them pending."""
+        found: list[str] = []
+        for key in self.r.scan_iter(match=REC_PREFIX + "*", count=scan_count):
+            found.append(_text(key).removeprefix(REC_PREFIX))
+        if not found:
+            return 0
+        conn = self._connection()
+        with conn.cursor() as cur:
+            cur.execute("SELECT query_id FROM queries WHERE query_id = ANY(%s)", (found,))
+            present = {row[0] for row in cur.fetchall()}
+        conn.commit()
+        missing = [q for q in found if q not in present]
+        if missing:
+            members: set[Any] = self.r.smembers(PENDING)
+            pending = {_text(m) for m in members}
+            new = [q for q in missing if q not in pending]
+            if new:
+                self.r.sadd(PENDING, *new)
+                log.warning("recovery: %d records in Redis were not in PostgreSQL; queued", len(new))
+            return len(new)
+        return 0

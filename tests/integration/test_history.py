@@ -1,0 +1,260 @@
+"""History: Redis -> PostgreSQL sync, exactly once, through faults; BI views."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import psycopg
+import pytest
+import redis
+
+from serve_app.history import (
+    PENDING,
+    REC_PREFIX,
+    HistorySync,
+    hot_keywords,
+    insert_records,
+    make_record,
+    migrate,
+    store_record,
+    track_keyword,
+)
+from serve_app.labels import EMOTION_LABELS
+from tests.integration.conftest import CpuLoad, wait_for
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def record(keyword: str, labels: list[str], t: float = T0, offset: int = 0, source: str = "jsonl") -> dict:
+    posts = [
+        {
+            "id": f"{keyword.lower()[:3]}{offset + i}",
+            "title": f"post {i} about {keyword}",
+            "body": "b",
+            "subreddit": "s",
+            "created_utc": t - 100,
+            "score": i,
+            "url": f"https://x/{i}",
+        }
+        for i in range(len(labels))
+    ]
+    preds = [
+        {
+            "label": lab,
+            "confidence": 0.5 + 0.1 * (i % 5),
+            "scores": {x: (0.5 + 0.1 * (i % 5) if x == lab else 0.1) for x in EMOTION_LABELS},
+        }
+        for i, lab in enumerate(labels)
+    ]
+    agg = [
+        {"label": x, "pct": 100.0 * labels.count(x) / len(labels), "count": labels.count(x), "avg_score": 0.6}
+        for x in EMOTION_LABELS
+    ]
+    return make_record(keyword, source, 250, "en", "test-v1", agg, posts, preds, created_at=t)
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as c:
+        return {
+            t: c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+            for t in ("queries", "posts", "predictions", "query_aggregates")
+        }
+
+
+def drain(sync: HistorySync) -> int:
+    n = 0
+    while sync.pending():
+        n += sync.sync_batch().synced
+    return n
+
+
+def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
+    assert migrate(pg_url) == []  # the fixture applied them already
+    with psycopg.connect(pg_url) as c:
+        assert [r[0] for r in c.execute("SELECT version FROM schema_migrations")] == ["0001_history"]
+
+
+def test_sync_moves_n_analyses_with_exact_row_counts_and_twice_is_a_noop(
+    clean_history: tuple[str, redis.Redis],
+) -> None:
+    url, r = clean_history
+    recs = [record(f"kw{i}", ["joy", "anger", "fear"], offset=10 * i) for i in range(25)]
+    for rec in recs:
+        store_record(r, rec)
+    assert r.scard(PENDING) == 25
+    sync = HistorySync(r, url, batch_size=10)
+    assert drain(sync) == 25
+    assert counts(url) == {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 150}
+    assert r.scard(PENDING) == 0
+    assert 0 < r.ttl(REC_PREFIX + recs[0]["query_id"]) <= 86_400  # kept for recovery, then expires
+
+    for rec in recs:  # everything queued again: nothing changes
+        r.sadd(PENDING, rec["query_id"])
+    assert drain(sync) == 25
+    assert counts(url) == {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 150}
+
+
+def test_killed_connection_mid_sync_loses_and_duplicates_nothing(
+    clean_history: tuple[str, redis.Redis],
+) -> None:
+    url, r = clean_history
+    recs = [record(f"k{i}", ["sadness", "joy"], offset=10 * i) for i in range(12)]
+    for rec in recs:
+        store_record(r, rec)
+    sync = HistorySync(r, url, batch_size=5)
+    assert sync.sync_batch().synced == 5
+    pid = sync._connection().info.backend_pid
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        sync.sync_batch()
+    assert r.scard(PENDING) == 7  # the failed batch stayed pending
+    assert drain(sync) == 7  # reconnects by itself
+    assert counts(url)["queries"] == 12 and counts(url)["predictions"] == 24
+
+
+def test_crash_between_commit_and_srem_is_harmless(clean_history: tuple[str, redis.Redis]) -> None:
+    url, r = clean_history
+    rec = record("crash", ["love", "love", "joy"])
+    store_record(r, rec)
+    with psycopg.connect(url) as c:  # PostgreSQL committed, but the ids never left Redis
+        insert_records(c, [rec])
+        c.commit()
+    assert drain(HistorySync(r, url)) == 1
+    assert counts(url) == {"queries": 1, "posts": 3, "predictions": 3, "query_aggregates": 6}
+
+
+def test_recovery_backfills_records_written_behind_the_sync(clean_history: tuple[str, redis.Redis]) -> None:
+    url, r = clean_history
+    sync = HistorySync(r, url)
+    synced = record("synced", ["joy"])
+    store_record(r, synced)
+    drain(sync)
+    hidden = [record(f"hidden{i}", ["fear", "anger"], offset=10 * i) for i in range(3)]
+    for rec in hidden:  # in Redis, but never marked pending
+        r.set(REC_PREFIX + rec["query_id"], json.dumps(rec))
+    assert sync.pending() == 0
+    assert sync.recover() == 3
+    assert sync.recover() == 0  # already queued
+    assert drain(sync) == 3
+    assert counts(url)["queries"] == 4
+
+
+def test_bi_views_return_the_expected_numbers(clean_history: tuple[str, redis.Redis]) -> None:
+    url, r = clean_history
+    recs = [
+        record("AI", ["joy", "joy", "anger", "fear"], t=T0 + 3600),
+        # Same posts re-analysed later the same day: counted once, with the later label.
+        record("ai", ["joy", "joy", "joy", "fear"], t=T0 + 7200),
+        record("AI", ["sadness", "sadness"], t=T0 + DAY + 60, offset=100),
+        record("python", ["joy"], t=T0 + 60),
+    ]
+    for rec in recs:
+        store_record(r, rec)
+    drain(HistorySync(r, url))
+    with psycopg.connect(url) as c:
+        rows = c.execute(
+            "SELECT keyword, day::text, label, posts, pct::float FROM v_emotion_daily "
+            "ORDER BY keyword, day, label"
+        ).fetchall()
+        assert rows == [
+            ("ai", "2026-01-01", "fear", 1, 25.0),
+            ("ai", "2026-01-01", "joy", 3, 75.0),
+            ("ai", "2026-01-02", "sadness", 2, 100.0),
+            ("python", "2026-01-01", "joy", 1, 100.0),
+        ]
+        scatter = c.execute(
+            "SELECT label, confidence FROM v_confidence_by_label WHERE keyword='python'"
+        ).fetchall()
+        assert scatter == [("joy", pytest.approx(0.5))]
+        n = c.execute("SELECT count(*) FROM v_confidence_by_label").fetchone()
+        assert n == (11,)
+        c.execute("UPDATE queries SET created_at = now() - interval '2 hours' WHERE keyword_norm = 'python'")
+        c.execute("UPDATE queries SET created_at = now() - interval '10 minutes' WHERE keyword_norm = 'ai'")
+        hot = c.execute(
+            "SELECT keyword, queries_1h, queries_24h, queries_7d FROM v_hot_keywords ORDER BY keyword"
+        ).fetchall()
+        assert hot == [("ai", 3, 3, 3), ("python", 0, 1, 1)]
+
+
+def test_hot_keywords_rank_recent_queries(clean_history: tuple[str, redis.Redis]) -> None:
+    _, r = clean_history
+    now = time.time()
+    for _ in range(3):
+        track_keyword(r, "AI ", 250, "jsonl", now)
+    track_keyword(r, "python", 250, "jsonl", now - 3 * 3600)
+    track_keyword(r, "old", 250, "jsonl", now - 30 * 3600)  # outside the 24 h window
+    assert [(k, n) for k, _, _, n in hot_keywords(r, now=now)] == [("ai", 3.0), ("python", 1.0)]
+
+
+# ------------------------------------------------------------------ the Ray actor
+
+
+def test_actor_syncs_nothing_under_load_then_drains(
+    ray_session: str,
+    clean_history: tuple[str, redis.Redis],
+    cpu_load: CpuLoad,
+) -> None:
+    import ray
+
+    from deployments.background import SyncActor, SyncConfig
+
+    url, r = clean_history
+    for i in range(6):
+        store_record(r, record(f"load{i}", ["joy", "fear"], offset=10 * i))
+    redis_url = r.connection_pool.connection_kwargs
+    cfg = SyncConfig(
+        redis_url=f"redis://{redis_url['host']}:{redis_url['port']}/{redis_url['db']}",
+        postgres_url=url,
+        cpu_threshold=60.0,
+        batch_size=2,
+        interval_s=0.5,
+        recovery_interval_s=3600,
+    )
+    cpu_load.start()
+    actor = SyncActor.remote(cfg)  # type: ignore[attr-defined]
+    try:
+        ray.get(actor.start.remote())
+        time.sleep(6)
+        state = ray.get(actor.status.remote())
+        assert state["synced_total"] == 0 and counts(url)["queries"] == 0
+        assert "cpu" in (state["paused_reason"] or "")
+        cpu_load.stop()
+        assert wait_for(lambda: counts(url)["queries"] == 6, timeout=60), ray.get(actor.status.remote())
+        assert wait_for(lambda: ray.get(actor.status.remote())["pending"] == 0, timeout=10)
+        assert ray.get(actor.status.remote())["synced_total"] == 6
+    finally:
+        ray.kill(actor)
+
+
+def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
+    ray_session: str, clean_history: tuple[str, redis.Redis]
+) -> None:
+    import ray
+
+    from deployments.background import SyncActor, SyncConfig
+
+    url, r = clean_history
+    for i in range(4):
+        store_record(r, record(f"out{i}", ["anger"], offset=10 * i))
+    kw = r.connection_pool.connection_kwargs
+    bad = SyncConfig(
+        redis_url=f"redis://{kw['host']}:{kw['port']}/{kw['db']}",
+        postgres_url="postgresql://postgres@127.0.0.1:1/none",
+        cpu_threshold=100.0,
+    )
+    actor = SyncActor.remote(bad)  # type: ignore[attr-defined]
+    try:
+        state = ray.get(actor.sync_now.remote())
+        assert state["paused_reason"] and "OperationalError" in state["paused_reason"]
+        assert r.scard(PENDING) == 4 and counts(url)["queries"] == 0
+        ray.get(actor.configure.remote(SyncConfig(**{**bad.__dict__, "postgres_url": url})))
+        state = ray.get(actor.sync_now.remote())  # PostgreSQL is back
+        assert state["pending"] == 0 and state["synced_total"] == 4 and state["paused_reason"] is None
+        assert counts(url)["queries"] == 4
+    finally:
+        ray.kill(actor)
