@@ -1,0 +1,18 @@
+# Serving image: Ray Serve + ONNX Runtime + tokenizers. No torch, no transformers.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 RAY_USAGE_STATS_ENABLED=0 OMP_WAIT_POLICY=PASSIVE
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY serve_app ./serve_app
+COPY deployments ./deployments
+COPY training ./training
+RUN pip install --no-cache-dir .
+COPY serve_config.yaml ./
+COPY models ./models
+COPY scripts/keywords.txt ./scripts/keywords.txt
+# In a container the proxy must listen beyond loopback; compose publishes it on 127.0.0.1.
+RUN sed -i 's/host: 127.0.0.1.*/host: 0.0.0.0/' serve_config.yaml
+EXPOSE 8000 8265
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
+CMD ["bash", "-c", "ray start --head --dashboard-host 0.0.0.0 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run serve_config.yaml"]

