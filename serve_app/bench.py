@@ -8,6 +8,7 @@ time for the same texts, and the truncation-length trade-off (time and agreement
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -236,4 +237,427 @@ def bench_analyze(
     finally:
         serve.shutdown()
         ray.shutdown()
+    return "\n".join(out)
+
+
+async def load_predict(url: str, texts: Sequence[str], users: int, seconds: float) -> dict[str, float]:
+    """Closed-loop load: `users` clients each POST /predict one text after another."""
+    import asyncio
+
+    import httpx
+
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.perf_counter() + seconds
+
+    async def user(i: int, client: httpx.AsyncClient) -> None:
+        nonlocal failures
+        k = i
+        while time.perf_counter() < deadline:
+            t = time.perf_counter()
+            try:
+                r = await client.post("/predict", json={"text": texts[k % len(texts)]})
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.perf_counter() - t)
+            failures += not ok
+            k += users
+
+    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(user(i, client) for i in range(users)))
+        elapsed = time.perf_counter() - started
+    return {
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * pct(latencies, 50),
+        "p99_ms": 1000 * pct(latencies, 99),
+        "failures": float(failures),
+        "n": float(len(latencies)),
+    }
+
+
+def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict[str, Any]]:
+    import random
+
+    from serve_app.history import make_record
+    from serve_app.labels import EMOTION_LABELS
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        posts = [
+            {
+                "id": f"b{i}_{j}",
+                "title": f"title {i} {j}",
+                "body": "body " * rng.randint(5, 80),
+                "subreddit": "bench",
+                "created_utc": 1.7e9 + j,
+                "score": j,
+                "url": f"https://x/{i}/{j}",
+            }
+            for j in range(posts_per_record)
+        ]
+        preds = []
+        for _ in posts:
+            lab = rng.choice(EMOTION_LABELS)
+            preds.append(
+                {"label": lab, "confidence": 0.9, "scores": dict.fromkeys(EMOTION_LABELS, 0.02) | {lab: 0.9}}
+            )
+        agg = [{"label": x, "pct": 100 / 6, "count": 1, "avg_score": 0.9} for x in EMOTION_LABELS]
+        out.append(make_record(f"bench {i}", "jsonl", posts_per_record, "en", "bench", agg, posts, preds))
+    return out
+
+
+def bench_sync(
+    model_dir: Path,
+    redis_url: str,
+    postgres_url: str,
+    records: int,
+    posts_per_record: int,
+    users: int,
+    seconds: float,
+    texts_file: Path,
+) -> str:
+    """Sync throughput, then /predict under load with a sync backlog present vs absent."""
+    import asyncio
+    import json as _json
+    import socket
+
+    import psycopg
+    import ray
+    import redis
+    from ray import serve
+
+    from deployments.background import NAMESPACE, SYNC_ACTOR
+    from serve_app.app import AppArgs, build_app
+    from serve_app.history import PENDING, HistorySync, migrate, store_record
+    from serve_app.settings import Settings
+
+    out = [f"Machine: {machine_line()}", ""]
+    r = redis.Redis.from_url(redis_url)
+    r.flushdb()
+    migrate(postgres_url)
+
+    def wipe_pg() -> None:
+        with psycopg.connect(postgres_url, autocommit=True) as c:
+            c.execute("TRUNCATE queries, posts, predictions, query_aggregates CASCADE")
+
+    wipe_pg()
+    recs = synthetic_records(records, posts_per_record)
+    for rec in recs:
+        store_record(r, rec)
+    sync = HistorySync(r, postgres_url, batch_size=20)
+    t = time.perf_counter()
+    while sync.pending():
+        sync.sync_batch()
+    secs = time.perf_counter() - t
+    sync.close()
+    rows = records * (1 + 2 * posts_per_record + 6)
+    out += [
+        "### History sync throughput (Redis -> PostgreSQL, batches of 20 analyses, one connection)",
+        "",
+        table(
+            ["analyses", "posts each", "seconds", "analyses/s", "rows/s"],
+            [[records, posts_per_record, secs, records / secs, rows / secs]],
+        ),
+        "",
+    ]
+
+    texts = [
+        _json.loads(line).get("text", "")
+        for line in texts_file.read_text().splitlines()[:500]
+        if line.strip()
+    ]
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    try:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        settings = Settings(
+            redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=True, warmer_per_pass=0
+        )
+        serve.run(
+            build_app(AppArgs(model_dir=str(model_dir), classifier_max_replicas=1), settings),
+            name="emotion-monitor",
+            route_prefix="/",
+        )
+        url = f"http://127.0.0.1:{port}"
+        asyncio.run(load_predict(url, texts, users, 3))  # warm-up
+        rows_out: list[list[Any]] = []
+        p99: list[float] = []
+        for label, backlog in (("sync off (no backlog)", False), ("sync on (backlog pending)", True)):
+            r.flushdb()
+            wipe_pg()
+            if backlog:
+                for rec in recs:
+                    store_record(r, rec)
+            before = int(r.scard(PENDING))
+            res = asyncio.run(load_predict(url, texts, users, seconds))
+            after = int(r.scard(PENDING))
+            rows_out.append(
+                [label, users, res["rps"], res["p50_ms"], res["p99_ms"], int(res["failures"]), before - after]
+            )
+            p99.append(res["p99_ms"])
+        base, on = p99
+        out += [
+            f"### /predict single texts, {users} concurrent users, {seconds:.0f} s each, sync actor running "
+            "(CPU gate 20 %)",
+            "",
+            table(
+                ["run", "users", "RPS", "p50 ms", "p99 ms", "failures", "analyses synced during load"],
+                rows_out,
+            ),
+            "",
+            f"p99 with sync on / off: {on / base:.3f}",
+            "",
+        ]
+        # After the load: the idle machine drains the backlog by itself.
+        t = time.perf_counter()
+        deadline = t + 120
+        while int(r.scard(PENDING)) and time.perf_counter() < deadline:
+            time.sleep(0.5)
+        out.append(
+            f"Backlog of {records} analyses drained by the actor {time.perf_counter() - t:.1f} s after "
+            f"the load stopped (pending left: {int(r.scard(PENDING))})."
+        )
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(SYNC_ACTOR, namespace=NAMESPACE))
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return "\n".join(out)
+
+
+def run_all(fn: Callable[[Sequence[str]], Any], chunks: Sequence[Sequence[str]]) -> None:
+    for c in chunks:
+        fn(c)
+
+
+def model_only(
+    model_dir: Path,
+    fp32: Path | None,
+    checkpoint: Path | None,
+    texts: Sequence[str],
+    batches: Sequence[int],
+    repeats: int,
+    threads: int = 2,
+) -> tuple[str, float]:
+    """texts/s for torch eager FP32, ONNX FP32 and ONNX INT8 (tokenization included), and
+    tokenization alone. Returns the table and the best INT8 texts/s."""
+    from serve_app.predictor import OnnxPredictor
+
+    engines: dict[str, Callable[[Sequence[str]], Any]] = {}
+    int8 = OnnxPredictor(model_dir, threads=threads)
+    engines["ONNX INT8"] = int8.probabilities
+    if fp32 is not None and fp32.is_file():
+        engines["ONNX FP32"] = OnnxPredictor(
+            model_dir, threads=threads, model_file=str(fp32.resolve())
+        ).probabilities
+    if checkpoint is not None and checkpoint.is_file():
+        import torch
+
+        from training.train import collate, load_checkpoint
+
+        torch.set_num_threads(threads)
+        model, _, _ = load_checkpoint(checkpoint)
+
+        def torch_probs(batch: Sequence[str]) -> Any:
+            with torch.no_grad():
+                return torch.softmax(model(**collate(int8.encode(batch))), -1).numpy()
+
+        engines["torch eager FP32"] = torch_probs
+    rows = []
+    best_int8 = 0.0
+    for b in batches:
+        chunks = [list(texts[i : i + b]) for i in range(0, min(len(texts), 256 if b > 1 else 64), b)]
+        row: list[Any] = [b]
+        t_tok = median_time(partial(run_all, int8.encode, chunks), repeats)
+        n = sum(len(c) for c in chunks)
+        row.append(f"{n / t_tok:,.0f}")
+        for name in ("torch eager FP32", "ONNX FP32", "ONNX INT8"):
+            if name not in engines:
+                row.append("n/a")
+                continue
+            secs = median_time(partial(run_all, engines[name], chunks), repeats)
+            row.append(f"{n / secs:,.0f}")
+            if name == "ONNX INT8":
+                best_int8 = max(best_int8, n / secs)
+        rows.append(row)
+    return table(["batch", "tokenize only", "torch eager FP32", "ONNX FP32", "ONNX INT8"], rows), best_int8
+
+
+def bench_predict(
+    model_dir: Path,
+    fp32: Path | None,
+    checkpoint: Path | None,
+    texts_file: Path,
+    users_list: Sequence[int],
+    seconds: int,
+    batch_users: int,
+    replicas: Sequence[int],
+    threads: int,
+) -> str:
+    """Model-only throughput; Serve vs the single-process baseline on /predict; 64-text batches."""
+    import json as _json
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+    import ray
+    from ray import serve
+
+    from serve_app.app import AppArgs, build_app
+    from serve_app.loadtest import run_locust
+    from serve_app.settings import Settings
+
+    texts = [_json.loads(x)["text"] for x in texts_file.read_text().splitlines() if x.strip()]
+    out = [f"Machine: {machine_line()}", ""]
+    tab, best_int8 = model_only(model_dir, fp32, checkpoint, texts, [1, 8, 32, 64], 3, threads)
+    out += ["### 1. Model only: texts/s (medians of 3; tokenization included, and alone)", "", tab, ""]
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def wait_up(url: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError(f"{url} did not come up")
+
+    env = {"EM_TEXTS": str(texts_file)}
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    runs = Path(tempfile.mkdtemp(prefix="em-locust-"))
+
+    def measure(target: str, url: str, users: int, cls: str = "PredictSingleUser") -> dict[str, Any]:
+        rows = run_locust(url, users, seconds, runs / f"{target}-{cls}-{users}", None, [cls], extra_env=env)
+        return next(r for r in rows if r["name"] == "all")
+
+    # (b) the baseline: one uvicorn process, no batching, same model and threads.
+    bport = port()
+    base = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "serve_app.baseline:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(bport),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env={
+            **os.environ,
+            "EMOTION_MONITOR_MODEL_DIR": str(model_dir),
+            "EMOTION_MONITOR_ORT_THREADS": str(threads),
+        },
+    )
+    try:
+        wait_up(f"http://127.0.0.1:{bport}")
+        for u in users_list:
+            results[("baseline", u)] = measure("baseline", f"http://127.0.0.1:{bport}", u)
+    finally:
+        base.terminate()
+        base.wait(10)
+
+    # (a) the Serve app, with 1 (and 2) Classifier replicas.
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    batch_rows = []
+    try:
+        sport = port()
+        serve.start(http_options={"host": "127.0.0.1", "port": sport})
+        url = f"http://127.0.0.1:{sport}"
+        settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
+        for n in replicas:
+            serve.run(
+                build_app(
+                    AppArgs(
+                        model_dir=str(model_dir),
+                        classifier_min_replicas=n,
+                        classifier_max_replicas=n,
+                        classifier_num_cpus=2 / n,
+                        ort_threads=max(1, threads // n),
+                        cache=False,
+                        history=False,
+                    ),
+                    settings,
+                ),
+                name="emotion-monitor",
+                route_prefix="/",
+            )
+            wait_up(url)
+            for u in users_list:
+                results[(f"serve x{n}", u)] = measure(f"serve{n}", url, u)
+            b = measure(f"serve{n}", url, batch_users, "PredictBatchUser")
+            batch_rows.append(
+                [
+                    f"serve, {n} Classifier replica(s)",
+                    batch_users,
+                    f"{64 * b['rps']:,.0f}",
+                    f"{best_int8:,.0f}",
+                    f"{100 * 64 * b['rps'] / best_int8:.0f}%",
+                    b["p99_ms"],
+                    b["failures"],
+                ]
+            )
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    rows = []
+    for target in ["baseline", *[f"serve x{n}" for n in replicas]]:
+        for u in users_list:
+            r = results[(target, u)]
+            ratio = (
+                r["rps"] / results[("baseline", u)]["rps"]
+                if results[("baseline", u)]["rps"]
+                else float("nan")
+            )
+            rows.append(
+                [
+                    target,
+                    u,
+                    f"{r['rps']:.0f}",
+                    f"{r['p50_ms']:.0f}",
+                    f"{r['p99_ms']:.0f}",
+                    r["failures"],
+                    f"{ratio:.2f}",
+                ]
+            )
+    out += [
+        f"### 2. /predict single texts, Locust `PredictSingleUser`, {seconds} s per row",
+        "",
+        table(["target", "users", "RPS", "p50 ms", "p99 ms", "failures", "RPS / baseline"], rows),
+        "",
+        "### 3. /predict with 64-text batches, Locust `PredictBatchUser`",
+        "",
+        table(
+            ["target", "users", "texts/s", "model-only INT8 best texts/s", "share", "p99 ms", "failures"],
+            batch_rows,
+        ),
+    ]
     return "\n".join(out)

@@ -202,6 +202,26 @@ def analyze(
         typer.echo(f"chart -> {plot}")
 
 
+@app.command()
+def loadtest(
+    host: Annotated[str, typer.Option(help="Service base URL.")] = "http://127.0.0.1:8000",
+    users: Annotated[int, typer.Option(help="Concurrent Locust users.")] = 32,
+    duration: Annotated[int, typer.Option(help="Seconds to run (the run always stops).")] = 60,
+    spawn_rate: Annotated[float | None, typer.Option(help="Users started per second.")] = None,
+    user_class: Annotated[list[str] | None, typer.Option(help="Only these Locust user classes.")] = None,
+    shape: Annotated[str | None, typer.Option(help="'burst': ramp up, hold, ramp down.")] = None,
+    out: Annotated[Path, typer.Option(help="Where Locust's CSVs and HTML report go.")] = Path("runs/locust"),
+) -> None:
+    """Run Locust headless against a running service and print RPS and latency percentiles."""
+    from serve_app.loadtest import run_locust, summary_table
+
+    rows = run_locust(host, users, duration, out, spawn_rate, user_class, shape)
+    typer.echo(summary_table(rows))
+    typer.echo(f"CSVs: {out}/locust_*.csv  report: {out}/report.html")
+    if any(r["name"] == "all" and r["failures"] for r in rows):
+        raise typer.Exit(1)
+
+
 @app.command("score-file")
 def score_file_cmd(
     input: Annotated[Path, typer.Option(help="JSONL with a text field per line.")],
@@ -288,6 +308,75 @@ def sync(
         raise typer.Exit(2) from None
     state = ray.get(actor.sync_now.remote() if now else actor.status.remote())
     typer.echo(json.dumps(state, indent=2))
+
+
+@bench_app.command("predict")
+def bench_predict_cmd(
+    model: Annotated[Path, typer.Option(help="INT8 artifact directory.")] = Path("models/emotion"),
+    fp32: Annotated[
+        Path | None, typer.Option(help="FP32 ONNX (from `train`) for the model-only row.")
+    ] = Path("runs/emotion/export/model_fp32.onnx"),
+    checkpoint: Annotated[Path | None, typer.Option(help="best.pt for the torch eager row.")] = Path(
+        "runs/emotion/best.pt"
+    ),
+    texts: Annotated[Path, typer.Option(help="JSONL with a text field.")] = Path(
+        "../shared/data/reddit_emotion/validation.jsonl"
+    ),
+    users: Annotated[str, typer.Option(help="Concurrent users, comma-separated.")] = "1,8,32,64",
+    seconds: Annotated[int, typer.Option(help="Seconds per load row.")] = 20,
+    batch_users: Annotated[int, typer.Option(help="Users sending 64-text batches.")] = 4,
+    replicas: Annotated[str, typer.Option(help="Classifier replica counts to compare.")] = "1,2",
+    threads: Annotated[int, typer.Option(help="ORT threads in total (the cores).")] = 2,
+    out: Annotated[Path | None, typer.Option(help="Also write the tables here.")] = None,
+) -> None:
+    """Model only (torch/FP32/INT8), Serve vs single-process baseline on /predict, 64-text batches."""
+    _offline()
+    from serve_app.bench import bench_predict
+
+    report = bench_predict(
+        model,
+        fp32,
+        checkpoint,
+        texts,
+        [int(u) for u in users.split(",")],
+        seconds,
+        batch_users,
+        [int(r) for r in replicas.split(",")],
+        threads,
+    )
+    typer.echo(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
+
+
+@bench_app.command("sync")
+def bench_sync_cmd(
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    redis_url: Annotated[
+        str, typer.Option(help="A Redis DB the bench may flush.")
+    ] = "redis://127.0.0.1:6379/11",
+    postgres_url: Annotated[str, typer.Option(help="A database the bench may truncate.")] = (
+        "postgresql://postgres@127.0.0.1:5432/test"
+    ),
+    records: Annotated[int, typer.Option(help="Analyses in the backlog.")] = 200,
+    posts: Annotated[int, typer.Option(help="Posts per analysis.")] = 250,
+    users: Annotated[int, typer.Option(help="Concurrent /predict users.")] = 16,
+    seconds: Annotated[float, typer.Option(help="Load duration per run.")] = 20.0,
+    texts: Annotated[Path, typer.Option(help="JSONL with a text field.")] = Path(
+        "../shared/data/reddit_emotion/validation.jsonl"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Also write the tables here.")] = None,
+) -> None:
+    """History sync throughput, and /predict p99 under load with the sync on vs off."""
+    _offline()
+    from serve_app.bench import bench_sync
+
+    report = bench_sync(model, redis_url, postgres_url, records, posts, users, seconds, texts)
+    typer.echo(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
 
 
 def _registry() -> Any:
