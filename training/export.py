@@ -69,7 +69,9 @@ def quantize_int8(src: Path, dst: Path, per_channel: bool, preprocess: bool) -> 
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    # quant_pre_process drops temp files in the working directory: run it in a temp dir.
+    # quant_pre_process drops temp files in the working directory: run it in a temp dir,
+    # with absolute paths since the working directory changes.
+    src, dst = src.resolve(), dst.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         source = src
         if preprocess:

@@ -72,15 +72,19 @@ def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], bins: i
     return float(ece)
 
 
-def fit_temperature(logits: np.ndarray, y_true: Sequence[int]) -> float:
-    """Temperature minimising validation NLL (golden-section search on log T)."""
+def fit_temperature(
+    logits: np.ndarray, y_true: Sequence[int], weights: Sequence[float] | np.ndarray | None = None
+) -> float:
+    """Temperature minimising (weighted) validation NLL, by golden-section search on log T."""
     y = np.asarray(y_true)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
 
     def nll(log_t: float) -> float:
         z = logits / np.exp(log_t)
         z = z - z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-logp[np.arange(len(y)), y].mean())
+        return float(-(w * logp[np.arange(len(y)), y]).sum())
 
     lo, hi = np.log(0.05), np.log(20.0)
     g = (np.sqrt(5) - 1) / 2

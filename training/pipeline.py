@@ -13,7 +13,7 @@ import numpy as np
 from serve_app.predictor import OnnxPredictor, softmax
 from training.card import write_model_card
 from training.config import TrainConfig
-from training.data import default_data_root, file_sha256, read_jsonl
+from training.data import default_data_root, file_sha256, label_counts, read_jsonl
 from training.evaluate import compare_models, plot_confusion
 from training.export import (
     ExportError,
@@ -44,6 +44,8 @@ def build_artifact(
     """Export `checkpoint` and write the INT8 artifact with its card to `out_dir`."""
     data_root = data_root or default_data_root()
     model, _, base_dir = load_checkpoint(checkpoint)
+    if train_result is None:
+        train_result = result_from_run(checkpoint, cfg, data_root)
     work = run_dir / "export"
     work.mkdir(parents=True, exist_ok=True)
     raw = export_onnx(model, work / "model_raw.onnx", cfg.export.opset)
@@ -111,9 +113,12 @@ def build_artifact(
     temperature = 1.0
     calibration: dict[str, Any] = {}
     if cfg.export.calibrate_temperature:
+        # Each domain weighs the same, however many texts its validation set has: the
+        # served text is Reddit, which has the smaller set.
         all_logits = np.concatenate([best["_logits"][n] for n in val_sets])
         all_y = [y for n in val_sets for y in val_labels[n]]
-        temperature = fit_temperature(all_logits, all_y)
+        weights = np.concatenate([np.full(len(val_labels[n]), 1.0 / len(val_labels[n])) for n in val_sets])
+        temperature = fit_temperature(all_logits, all_y, weights)
         for n in val_sets:
             calibration[n] = {
                 "ece_before": expected_calibration_error(softmax(best["_logits"][n]), val_labels[n]),
@@ -191,7 +196,11 @@ def build_artifact(
             },
             "int8_size_mb": round((out_dir / "model.onnx").stat().st_size / 2**20, 1),
         },
-        "calibration": {"temperature": temperature, "fitted_on": "validation", **calibration},
+        "calibration": {
+            "temperature": temperature,
+            "fitted_on": "validation sets, each domain weighted equally",
+            **calibration,
+        },
         "metrics": results,
         "figures": figures,
         "libraries": library_versions(),
@@ -199,6 +208,24 @@ def build_artifact(
     }
     write_model_card(out_dir, card)
     return card
+
+
+def result_from_run(checkpoint: Path, cfg: TrainConfig, data_root: Path) -> TrainResult | None:
+    """Rebuild what `train` reported from its run directory (for a separate `export`)."""
+    history_file = checkpoint.parent / "history.json"
+    if not history_file.is_file():
+        return None
+    import torch
+
+    history = json.loads(history_file.read_text())
+    blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    counts = {}
+    for s in cfg.train:
+        path = data_path(s.path, data_root)
+        if path.is_file():
+            counts[s.name] = label_counts(read_jsonl(path, cfg.labels, s.name, s.limit), cfg.labels)
+    seconds = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
+    return TrainResult(checkpoint, int(blob.get("epoch", -1)), history, counts, seconds)
 
 
 def run_pipeline(

@@ -99,8 +99,14 @@ def test_onnx_output_equals_an_independent_predict_path(predictor: OnnxPredictor
         )
         e = np.exp(logits - logits.max())
         expected.append(e / e.sum())
-    got = predictor.probabilities(texts)  # batched, padded, sorted by length
-    np.testing.assert_allclose(got, np.array(expected), atol=2e-3)
+    expected_arr = np.array(expected)
+    one_by_one = np.concatenate([predictor.probabilities([t]) for t in texts])
+    np.testing.assert_allclose(one_by_one, expected_arr, atol=1e-5)
+    # Batched with padding: dynamic INT8 takes each activation's scale over the whole batch,
+    # so scores move slightly with the batch-mates; labels must not.
+    batched = predictor.probabilities(texts)
+    assert (batched.argmax(1) == expected_arr.argmax(1)).all()
+    np.testing.assert_allclose(batched, expected_arr, atol=0.02)
 
 
 def test_cli_predict_matches_the_predictor(predictor: OnnxPredictor, model_dir: Path) -> None:

@@ -1,0 +1,22 @@
+"""Locust runs in its own process against the served app for a few seconds: no failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from serve_app.loadtest import run_locust
+
+pytestmark = pytest.mark.integration
+
+
+def test_locust_mix_runs_without_failures(serve_url: str, tmp_path: Path) -> None:
+    pytest.importorskip("locust", reason="locust is in the dev extra")
+    rows = run_locust(serve_url, users=6, duration_s=8, out_dir=tmp_path, spawn_rate=6)
+    total = next(r for r in rows if r["name"] == "all")
+    assert total["requests"] > 0
+    assert total["failures"] == 0, rows
+    names = {r["name"] for r in rows}
+    assert {"/predict [1]", "/analyze [hot]"} <= names
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "locust_stats.csv").is_file()
