@@ -53,6 +53,7 @@ class SyncActor:
         self.cpu: float | None = None
         self.paused_reason: str | None = "starting"
         self.pending = 0
+        self.last_pass: dict[str, Any] | None = None
         self._engine: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -134,10 +135,12 @@ class SyncActor:
         """One full pass regardless of CPU: recovery, then drain the backlog."""
         async with self._lock:
             try:
-                await self._pass(force=True, max_batches=max_batches)
-                self.paused_reason = None
+                moved = await self._pass(force=True, max_batches=max_batches)
+                self.last_pass = {"at": time.time(), "synced": moved, "error": None}
             except Exception as exc:
-                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self.last_pass = {"at": time.time(), "synced": 0, "error": error}
+                self.paused_reason = error
                 if self._engine is not None:
                     self._engine.close()
         return await self.status()
@@ -157,6 +160,7 @@ class SyncActor:
             "cpu_threshold": self.cfg.cpu_threshold,
             "paused_reason": self.paused_reason,
             "running": self._task is not None and not self._task.done(),
+            "last_forced_pass": self.last_pass,
         }
 
 

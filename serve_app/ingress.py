@@ -116,6 +116,7 @@ class Ingress:
         self.cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
         self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
         self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
+        self._flush_lock = asyncio.Lock()
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         if cfg.background is not None:
@@ -133,14 +134,18 @@ class Ingress:
         if self.store.client is None or not self.store.available:
             self._trim_unsaved()
             return
-        while self._unsaved:
-            try:
-                await queue_record(self.store.client.pipeline(transaction=True), self._unsaved[0]).execute()
-            except (redis.RedisError, OSError) as exc:
-                self.store._failed(exc)
-                break
-            self.store._ok()
-            self._unsaved.popleft()
+        # One flusher at a time: concurrent requests must not write or drop each other's records.
+        async with self._flush_lock:
+            while self._unsaved:
+                head = self._unsaved[0]
+                try:
+                    await queue_record(self.store.client.pipeline(transaction=True), head).execute()
+                except (redis.RedisError, OSError) as exc:
+                    self.store._failed(exc)
+                    break
+                self.store._ok()
+                if self._unsaved and self._unsaved[0] is head:
+                    self._unsaved.popleft()
         self._trim_unsaved()
 
     def _trim_unsaved(self) -> None:

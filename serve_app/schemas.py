@@ -121,6 +121,7 @@ class SyncStatus(BaseModel):
     cpu_threshold: float
     paused_reason: str | None
     running: bool
+    last_forced_pass: dict[str, object] | None = Field(None, description="Outcome of the last `sync --now`.")
     unsaved_in_ingress: int = Field(0, description="Records held in memory while Redis is down.")
 
 

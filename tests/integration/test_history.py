@@ -250,11 +250,16 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
     actor = SyncActor.remote(bad)  # type: ignore[attr-defined]
     try:
         state = ray.get(actor.sync_now.remote())
-        assert state["paused_reason"] and "OperationalError" in state["paused_reason"]
+        assert "OperationalError" in state["last_forced_pass"]["error"]
         assert r.scard(PENDING) == 4 and counts(url)["queries"] == 0
         ray.get(actor.configure.remote(SyncConfig(**{**bad.__dict__, "postgres_url": url})))
         state = ray.get(actor.sync_now.remote())  # PostgreSQL is back
-        assert state["pending"] == 0 and state["synced_total"] == 4 and state["paused_reason"] is None
+        assert state["pending"] == 0 and state["synced_total"] == 4
+        assert state["last_forced_pass"] == {
+            "at": pytest.approx(time.time(), abs=30),
+            "synced": 4,
+            "error": None,
+        }
         assert counts(url)["queries"] == 4
     finally:
         ray.kill(actor)

@@ -36,7 +36,7 @@ def test_analysis_reaches_postgres_exactly_once(
     actor = get_actor(SYNC_ACTOR)
     for _ in range(2):  # a second forced pass changes nothing
         state = ray.get(actor.sync_now.remote())
-        assert state["pending"] == 0 and state["paused_reason"] is None
+        assert state["pending"] == 0 and state["last_forced_pass"]["error"] is None
         assert pg_count(app_pg_url, "SELECT count(*) FROM queries WHERE keyword_norm = %s", "bicycle") == 1
         assert (
             pg_count(
@@ -108,3 +108,28 @@ def test_warmer_does_nothing_under_load(serve_url: str, clean_cache: redis.Redis
         assert "cpu" in ray.get(warmer.status.remote())["paused_reason"]
     finally:
         ray.kill(warmer)
+
+
+def test_concurrent_analyses_all_reach_postgres_once(
+    serve_url: str, app_pg_url: str, clean_cache: redis.Redis
+) -> None:
+    import asyncio
+
+    import ray
+
+    from deployments.background import SYNC_ACTOR, get_actor
+
+    keywords = ["garden", "running", "weather", "startup", "anxiety", "college", "movies", "space"]
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(base_url=serve_url, timeout=180) as ac:
+            rs = await asyncio.gather(
+                *(ac.post("/analyze", json={"keyword": k, "limit": 20, "source": "jsonl"}) for k in keywords)
+            )
+            return [r.status_code for r in rs]
+
+    assert asyncio.run(burst()) == [200] * len(keywords)
+    state = ray.get(get_actor(SYNC_ACTOR).sync_now.remote())
+    assert state["last_forced_pass"]["error"] is None and state["pending"] == 0
+    for k in keywords:
+        assert pg_count(app_pg_url, "SELECT count(*) FROM queries WHERE keyword_norm = %s", k) == 1, k
