@@ -8,6 +8,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -136,7 +137,7 @@ def build_app(
                 "batch_wait_timeout_s": args.batch_wait_timeout_s,
             },
         )
-        .bind(model_dir, args.ort_threads or max(1, int(args.classifier_num_cpus)), args.max_length)
+        .bind(model_dir, args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)), args.max_length)
     )
     default_source = args.default_source or s.default_source
     run_background = s.background if args.background is None else args.background
