@@ -12,10 +12,11 @@ import contextlib
 import logging
 import os
 import platform
+import socket
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,37 @@ def cpu_model() -> str:
 
 def machine_line() -> str:
     return f"{cpu_model()}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_serve() -> Iterator[str]:
+    """A Ray instance of our own (own temp dir) with Serve on a free loopback port.
+
+    Yields the base URL; shuts Serve and this Ray down afterwards, nothing else."""
+    import ray
+    from ray import serve
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -119,7 +151,6 @@ def bench_analyze(
     lengths: Sequence[int],
 ) -> str:
     import httpx
-    import ray
     import redis
     from ray import serve
 
@@ -147,21 +178,7 @@ def bench_analyze(
     model_only = {kw: median_time(partial(model.probabilities, t), repeats) for kw, t in texts.items()}
     del model  # free its threads and memory before the app starts
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
-    try:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with local_serve() as url:
         # The serving path alone: cache on, no history sync competing for the cores.
         settings = Settings(redis_url=redis_url, postgres_url=None, embedded=False, background=False)
         serve.run(
@@ -181,7 +198,7 @@ def bench_analyze(
         )
         version = read_artifact_info(model_dir).version
         rc = redis.Redis.from_url(redis_url) if redis_url else None
-        http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+        http = httpx.Client(base_url=url, timeout=300)
         http.post("/analyze", json={"keyword": "warmup", "limit": 10})
         cold: dict[str, list[float]] = {kw: [] for kw in texts}
         warm: dict[str, list[float]] = {kw: [] for kw in texts}
@@ -242,9 +259,6 @@ def bench_analyze(
                 rows,
             ),
         ]
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     return "\n".join(out)
 
 
@@ -331,7 +345,6 @@ def bench_sync(
     """Sync throughput, then /predict under load with a sync backlog present vs absent."""
     import asyncio
     import json as _json
-    import socket
 
     import psycopg
     import ray
@@ -378,18 +391,7 @@ def bench_sync(
         for line in texts_file.read_text().splitlines()[:500]
         if line.strip()
     ]
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
-    try:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+    with local_serve() as url:
         settings = Settings(
             redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=True, warmer_per_pass=0
         )
@@ -398,7 +400,6 @@ def bench_sync(
             name="emotion-monitor",
             route_prefix="/",
         )
-        url = f"http://127.0.0.1:{port}"
         asyncio.run(load_predict(url, texts, users, 3))  # warm-up
         rows_out: list[list[Any]] = []
         p99: list[float] = []
@@ -439,9 +440,6 @@ def bench_sync(
         )
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(SYNC_ACTOR, namespace=NAMESPACE))
-    finally:
-        serve.shutdown()
-        ray.shutdown()
     return "\n".join(out)
 
 
@@ -516,12 +514,10 @@ def bench_predict(
 ) -> str:
     """Model-only throughput; Serve vs the single-process baseline on /predict; 64-text batches."""
     import json as _json
-    import socket
     import subprocess
     import sys
 
     import httpx
-    import ray
     from ray import serve
 
     from serve_app.app import AppArgs, build_app
@@ -532,11 +528,6 @@ def bench_predict(
     out = [f"Machine: {machine_line()}", ""]
     tab, best_int8 = model_only(model_dir, fp32, checkpoint, texts, [1, 8, 32, 64], 3, threads)
     out += ["### 1. Model only: texts/s (medians of 3; tokenization included, and alone)", "", tab, ""]
-
-    def port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
     def wait_up(url: str) -> None:
         deadline = time.monotonic() + 60
@@ -557,7 +548,7 @@ def bench_predict(
         return next(r for r in rows if r["name"] == "all")
 
     # (b) the baseline: one uvicorn process, no batching, same model and threads.
-    bport = port()
+    bport = free_port()
     base = subprocess.Popen(
         [
             sys.executable,
@@ -587,18 +578,8 @@ def bench_predict(
         base.wait(10)
 
     # (a) the Serve app, with 1 (and 2) Classifier replicas.
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        _temp_dir=tempfile.mkdtemp(prefix="em-bench-"),
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
     batch_rows = []
-    try:
-        sport = port()
-        serve.start(http_options={"host": "127.0.0.1", "port": sport})
-        url = f"http://127.0.0.1:{sport}"
+    with local_serve() as url:
         settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
         for n in replicas:
             serve.run(
@@ -632,9 +613,6 @@ def bench_predict(
                     b["failures"],
                 ]
             )
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
     rows = []
     for target in ["baseline", *[f"serve x{n}" for n in replicas]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -15,16 +14,11 @@ from typing import Any
 import pytest
 import redis
 
+from serve_app.bench import free_port
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
 
 TEST_REDIS_URL = os.environ.get("EMOTION_MONITOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

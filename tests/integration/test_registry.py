@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from serve_app.bench import free_port
 from serve_app.registry import LocalRegistry, RegistryError, S3Registry
 
 
@@ -50,12 +51,6 @@ def test_registry_refuses_a_directory_without_a_model(tmp_path: Path) -> None:
         LocalRegistry(tmp_path / "r").push("emotion", "v1", tmp_path / "empty")
     with pytest.raises(RegistryError, match="not in"):
         LocalRegistry(tmp_path / "r").pull("emotion", "v9", tmp_path / "x")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
