@@ -103,7 +103,7 @@ def background_configs(
     return sync, warmer
 
 
-def build_app(
+def make_app(
     args: AppArgs, settings: Settings | None = None, app_name: str = "emotion-monitor"
 ) -> Application:
     s = settings or get_settings()
@@ -157,3 +157,8 @@ def build_app(
         deployment(Aggregator).bind(list(info.labels)),
         ingress_cfg,
     )
+
+
+def build_app(args: AppArgs) -> Application:
+    """The builder `serve_config.yaml` points at: Serve passes the validated `args` only."""
+    return make_app(args)

@@ -155,7 +155,7 @@ def bench_analyze(
     from ray import serve
 
     from deployments.fetcher import JsonlCorpus
-    from serve_app.app import AppArgs, build_app
+    from serve_app.app import AppArgs, make_app
     from serve_app.cache import cache_key
     from serve_app.predictor import OnnxPredictor, read_artifact_info
     from serve_app.preprocess import post_text
@@ -182,7 +182,7 @@ def bench_analyze(
         # The serving path alone: cache on, no history sync competing for the cores.
         settings = Settings(redis_url=redis_url, postgres_url=None, embedded=False, background=False)
         serve.run(
-            build_app(
+            make_app(
                 AppArgs(
                     model_dir=str(model_dir),
                     default_source="jsonl",
@@ -352,7 +352,7 @@ def bench_sync(
     from ray import serve
 
     from deployments.background import NAMESPACE, SYNC_ACTOR
-    from serve_app.app import AppArgs, build_app
+    from serve_app.app import AppArgs, make_app
     from serve_app.history import PENDING, HistorySync, migrate, store_record
     from serve_app.settings import Settings
 
@@ -396,7 +396,7 @@ def bench_sync(
             redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=True, warmer_per_pass=0
         )
         serve.run(
-            build_app(AppArgs(model_dir=str(model_dir), classifier_max_replicas=1), settings),
+            make_app(AppArgs(model_dir=str(model_dir), classifier_max_replicas=1), settings),
             name="emotion-monitor",
             route_prefix="/",
         )
@@ -520,7 +520,7 @@ def bench_predict(
     import httpx
     from ray import serve
 
-    from serve_app.app import AppArgs, build_app
+    from serve_app.app import AppArgs, make_app
     from serve_app.loadtest import run_locust
     from serve_app.settings import Settings
 
@@ -583,7 +583,7 @@ def bench_predict(
         settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
         for n in replicas:
             serve.run(
-                build_app(
+                make_app(
                     AppArgs(
                         model_dir=str(model_dir),
                         classifier_min_replicas=n,

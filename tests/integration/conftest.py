@@ -73,7 +73,7 @@ def serve_url(
         pytest.skip(f"no post corpus at {jsonl} (../shared absent)")
     from ray import serve
 
-    from serve_app.app import AppArgs, build_app
+    from serve_app.app import AppArgs, make_app
     from serve_app.settings import Settings
 
     port = free_port()
@@ -96,7 +96,7 @@ def serve_url(
         classifier_num_cpus=1,
         max_length=128,
     )
-    serve.run(build_app(args, settings), name="emotion-monitor", route_prefix="/")
+    serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
     import ray

@@ -40,3 +40,15 @@ def test_env_example_has_placeholders_only() -> None:
         if re.match(r"^EMOTION_MONITOR_\w*(SECRET|PASSWORD|KEY)\w*=", line):
             value = line.split("=", 1)[1]
             assert value == "" or value.startswith("<"), line
+
+
+def test_builder_takes_exactly_the_validated_args() -> None:
+    """`serve run`/`serve deploy` call the import_path builder with one argument only."""
+    import inspect
+    import typing
+
+    from serve_app.app import build_app
+
+    params = list(inspect.signature(build_app).parameters.values())
+    assert len(params) == 1
+    assert typing.get_type_hints(build_app)[params[0].name] is AppArgs
