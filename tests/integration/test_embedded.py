@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import psycopg
@@ -67,6 +68,10 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
         assert not configured.redis_embedded and not configured.postgres_embedded
         assert not (tmp_path / "other").exists()
     finally:
+        sock = tmp_path / "state" / "redis" / "redis.sock"
+        if sock.exists():  # the embedded Redis is a daemon: stop the one this test started
+            with contextlib.suppress(redis.RedisError):
+                redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
         server = _KEEP.get("postgres")
         if server is not None:
             server.cleanup()
