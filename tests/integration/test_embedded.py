@@ -72,8 +72,10 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
         if sock.exists():  # the embedded Redis is a daemon: stop the one this test started
             with contextlib.suppress(redis.RedisError):
                 redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
-        server = _KEEP.get("postgres")
-        if server is not None:
-            server.cleanup()
+        pgdata = tmp_path / "state" / "postgres"
+        if pgdata.exists():  # started to outlive its process: stop it explicitly
+            import pgserver
+
+            pgserver.get_server(str(pgdata), cleanup_mode="stop").cleanup()
         _KEEP.clear()
         _KEEP.update(saved)
