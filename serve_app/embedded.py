@@ -9,6 +9,7 @@ from this machine alone: a multi-node cluster needs real servers (see docker-com
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import time
@@ -111,6 +112,26 @@ def start_postgres(data_dir: Path) -> str:
     _KEEP["postgres"], _KEEP["postgres_url"] = server, url
     log.warning("embedded PostgreSQL at %s (data in %s)", url, data_dir)
     return url
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded servers under `data_dir` (their data stays)."""
+    import redis
+
+    base = data_dir.expanduser().resolve()
+    sock = base / "redis" / "redis.sock"
+    if _redis_alive(sock):
+        # The server closes the connection as it shuts down.
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
+    pgdata = base / "postgres"
+    if (pgdata / "postmaster.pid").exists():
+        import pgserver
+
+        server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
+        server.cleanup_mode = "stop"  # a handle cached by get_server keeps its first mode
+        server.cleanup()
+    _KEEP.clear()
 
 
 def resolve_infrastructure(s: Settings) -> Infrastructure:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from serve_app.embedded import _KEEP, resolve_infrastructure
+from serve_app.embedded import _KEEP, resolve_infrastructure, stop_embedded
 from serve_app.history import HistorySync, make_record, migrate, store_record
 from serve_app.settings import Settings
 
@@ -68,14 +67,5 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
         assert not configured.redis_embedded and not configured.postgres_embedded
         assert not (tmp_path / "other").exists()
     finally:
-        sock = tmp_path / "state" / "redis" / "redis.sock"
-        if sock.exists():  # the embedded Redis is a daemon: stop the one this test started
-            with contextlib.suppress(redis.RedisError):
-                redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
-        pgdata = tmp_path / "state" / "postgres"
-        if pgdata.exists():  # started to outlive its process: stop it explicitly
-            import pgserver
-
-            pgserver.get_server(str(pgdata), cleanup_mode="stop").cleanup()
-        _KEEP.clear()
+        stop_embedded(tmp_path / "state")  # both are daemons: stop what this test started
         _KEEP.update(saved)
