@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psutil
@@ -26,8 +26,8 @@ WARMER_ACTOR = "emotion-monitor-warmer"
 
 @dataclass(frozen=True)
 class SyncConfig:
-    redis_url: str
-    postgres_url: str
+    redis_url: str = field(repr=False)  # URLs may carry passwords
+    postgres_url: str = field(repr=False)
     cpu_threshold: float = 20.0  # percent, whole machine
     batch_size: int = 20  # records (analyses) per PostgreSQL transaction
     interval_s: float = 1.0  # CPU sampling window between batches
@@ -166,7 +166,7 @@ class SyncActor:
 
 @dataclass(frozen=True)
 class WarmerConfig:
-    redis_url: str
+    redis_url: str = field(repr=False)
     app_name: str = "emotion-monitor"
     seeds: tuple[tuple[str, int, str], ...] = ()  # (keyword, limit, source)
     cpu_threshold: float = 35.0

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +322,7 @@ class RedditPrawClient:
 class FetcherConfig:
     jsonl_path: str | None = None
     reddit_client_id: str | None = None
-    reddit_client_secret: str | None = None
+    reddit_client_secret: str | None = field(default=None, repr=False)
     reddit_user_agent: str = "emotion-monitor/0.1"
     reddit_public_url: str = "https://www.reddit.com"
     reddit_oauth_url: str = "https://oauth.reddit.com"

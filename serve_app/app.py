@@ -148,6 +148,9 @@ def make_app(
         cache=args.cache,
         history=args.history and infra.postgres_url is not None,
         cache_ttl_s=s.cache_ttl_s,
+        api_key=secret(s.api_key),
+        analyze_rate_per_min=s.analyze_rate_per_min,
+        analyze_burst=s.analyze_burst,
         background=background_configs(s, infra.redis_url, infra.postgres_url, default_source, app_name)
         if run_background
         else None,

@@ -5,6 +5,7 @@
 import asyncio
 import collections
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +31,7 @@ from serve_app.schemas import (
     PredictResponse,
     SyncStatus,
 )
+from serve_app.security import RateLimiter, key_matches
 
 log = logging.getLogger("emotion_monitor.ingress")
 
@@ -42,12 +44,30 @@ api = FastAPI(
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": desc}
     for code, desc in {
+        401: "Missing or invalid X-API-Key (when the service has a key configured)",
         422: "Invalid input: the message says which field and why",
+        429: "Too many /analyze requests from this client; retry after Retry-After seconds",
         502: "The post source failed (named in the message)",
         503: "A part of the service is unavailable or rate limited; retry after Retry-After seconds",
         504: "The post source did not answer in time",
     }.items()
 }
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.1f} s")
+        self.retry_after = retry_after
+
+
+@api.exception_handler(RateLimited)
+async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+    seconds = max(1, math.ceil(exc.retry_after))
+    return JSONResponse(
+        {"detail": f"too many /analyze requests from this client; retry in {seconds} s"},
+        status_code=429,
+        headers={"Retry-After": str(seconds)},
+    )
 
 
 class ServiceUnavailable(Exception):
@@ -76,10 +96,24 @@ async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
     )
 
 
+class Unauthorized(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@api.exception_handler(Unauthorized)
+async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "ApiKey"})
+
+
 @dataclass(frozen=True)
 class IngressConfig:
     default_source: str = "reddit"
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    api_key: str | None = field(default=None, repr=False)
+    analyze_rate_per_min: float = 60.0
+    analyze_burst: int = 20
     cache: bool = True
     history: bool = True  # leave each inference run in Redis for the PostgreSQL sync
     cache_ttl_s: int = 3600
@@ -113,6 +147,9 @@ class Ingress:
         self.classifier = classifier
         self.aggregator = aggregator
         self.cfg = cfg
+        self.limiter = (
+            RateLimiter(cfg.analyze_rate_per_min, cfg.analyze_burst) if cfg.analyze_rate_per_min > 0 else None
+        )
         self.cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
         self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
         self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
@@ -165,6 +202,15 @@ class Ingress:
         except (redis.RedisError, OSError) as exc:
             self.store._failed(exc)
 
+    def _authorize(self, request: Request) -> None:
+        """With a key configured, every API route but /healthz needs it in X-API-Key."""
+        if self.cfg.api_key:
+            given = request.headers.get("x-api-key")
+            if given is None:
+                raise Unauthorized("missing X-API-Key header")
+            if not key_matches(given, self.cfg.api_key):
+                raise Unauthorized("invalid API key")
+
     async def _model_info(self) -> dict[str, Any]:
         if self._info is None or time.monotonic() - self._info_at > self.cfg.model_info_ttl_s:
             try:
@@ -191,9 +237,15 @@ class Ingress:
             raise ServiceUnavailable(f"{what} unavailable ({type(inner).__name__}); retry shortly") from None
 
     @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS)
-    async def analyze(self, req: AnalyzeRequest) -> AnalyzeResponse:
+    async def analyze(self, req: AnalyzeRequest, request: Request) -> AnalyzeResponse:
         """Fetch up to `limit` posts about `keyword`, classify them, return the breakdown."""
         started = time.perf_counter()
+        self._authorize(request)
+        if self.limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = self.limiter.check(client)
+            if wait > 0:
+                raise RateLimited(wait)
         source = req.source or self.cfg.default_source
         info = await self._model_info()
         key = cache_key(req.keyword, req.limit, source, info["version"], req.lang)
@@ -255,9 +307,10 @@ class Ingress:
         return True
 
     @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
-    async def predict(self, req: PredictRequest) -> PredictResponse:
+    async def predict(self, req: PredictRequest, request: Request) -> PredictResponse:
         """Classify one text (`text`) or up to 256 (`texts`): label, confidence, all scores."""
         started = time.perf_counter()
+        self._authorize(request)
         info = await self._model_info()
         rows = await self._call(
             "classifier", self.classifier.classify.remote(req.all_texts()), self.cfg.classify_timeout_s
@@ -283,8 +336,9 @@ class Ingress:
         return JSONResponse(body.model_dump(), status_code=503 if version is None else 200)
 
     @api.get("/sync/status", response_model=SyncStatus, responses={503: {"model": ErrorResponse}})
-    async def sync_status(self) -> SyncStatus:
+    async def sync_status(self, request: Request) -> SyncStatus:
         """The history sync: backlog, records synced, last sync, CPU and why it is paused."""
+        self._authorize(request)
         from deployments.background import SYNC_ACTOR, get_actor
 
         try:
@@ -296,7 +350,8 @@ class Ingress:
         return SyncStatus(**state, unsaved_in_ingress=len(self._unsaved))
 
     @api.get("/labels", response_model=LabelsResponse)
-    async def labels(self) -> LabelsResponse:
+    async def labels(self, request: Request) -> LabelsResponse:
         """The labels the model predicts, in output order."""
+        self._authorize(request)
         info = await self._model_info()
         return LabelsResponse(labels=info["labels"], model_version=info["version"])

@@ -66,7 +66,10 @@ class Settings(BaseSettings):
     aws_access_key_id: SecretStr | None = None
     aws_secret_access_key: SecretStr | None = None
 
-    # HTTP
+    # HTTP: an API key (header X-API-Key) guards every route but /healthz when set
+    api_key: SecretStr | None = None
+    analyze_rate_per_min: float = Field(60.0, ge=0, description="per client; 0 disables the limit")
+    analyze_burst: int = Field(20, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 
