@@ -112,7 +112,7 @@ class IngressConfig:
     default_source: str = "reddit"
     redis_url: str | None = field(default=None, repr=False)  # may carry a password
     api_key: str | None = field(default=None, repr=False)
-    analyze_rate_per_min: float = 60.0
+    analyze_rate_per_min: float = 0.0
     analyze_burst: int = 20
     cache: bool = True
     history: bool = True  # leave each inference run in Redis for the PostgreSQL sync

@@ -68,7 +68,8 @@ class Settings(BaseSettings):
 
     # HTTP: an API key (header X-API-Key) guards every route but /healthz when set
     api_key: SecretStr | None = None
-    analyze_rate_per_min: float = Field(60.0, ge=0, description="per client; 0 disables the limit")
+    # Off by default: the service binds loopback. Set it when you expose the service.
+    analyze_rate_per_min: float = Field(0.0, ge=0, description="per client; 0 disables the limit")
     analyze_burst: int = Field(20, ge=1)
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
