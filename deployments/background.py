@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import ray
 
+from serve_app.preprocess import normalize_keyword
+
 log = logging.getLogger("emotion_monitor.background")
 
 NAMESPACE = "emotion-monitor"
@@ -185,7 +187,7 @@ def warm_candidates(
     seen: set[tuple[str, int, str]] = set()
     for entry in [*hot, *seeds]:
         kw, limit, source = str(entry[0]), int(entry[1]), str(entry[2])
-        item = (" ".join(kw.lower().split()), limit, source)
+        item = (normalize_keyword(kw), limit, source)
         if item not in seen:
             seen.add(item)
             out.append(item)

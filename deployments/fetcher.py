@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,6 @@ class Post:
 
 def keyword_tokens(keyword: str) -> list[str]:
     return _WORD.findall(keyword.lower())
-
-
-def normalize_keyword(keyword: str) -> str:
-    """The canonical form used for matching and cache keys: lower-case, single spaces."""
-    return " ".join(keyword.lower().split())
 
 
 class JsonlCorpus:
@@ -378,9 +373,6 @@ class PostSources:
         if source == "reddit":
             return self.reddit().search(keyword, limit)
         raise SourceConfigError(f"unknown source {source!r}; use 'reddit' or 'jsonl'")
-
-    def iter_sources(self) -> Iterator[str]:
-        yield from ("reddit", "jsonl")
 
 
 @serve.deployment(

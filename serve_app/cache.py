@@ -11,6 +11,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from serve_app.preprocess import normalize_keyword
+
 log = logging.getLogger("emotion_monitor.cache")
 
 KEY_PREFIX = "em:analyze:v1:"
@@ -18,9 +20,10 @@ KEY_PREFIX = "em:analyze:v1:"
 
 def cache_key(keyword: str, limit: int, source: str, model_version: str, lang: str = "en") -> str:
     """Key from the normalised keyword (hashed: any bytes are safe), limit, source, model."""
-    norm = " ".join(keyword.lower().split())
     digest = hashlib.sha256(
-        json.dumps([norm, int(limit), source, model_version, lang], ensure_ascii=False).encode()
+        json.dumps(
+            [normalize_keyword(keyword), int(limit), source, model_version, lang], ensure_ascii=False
+        ).encode()
     ).hexdigest()
     return KEY_PREFIX + digest
 

@@ -26,6 +26,8 @@ import psycopg
 import redis
 from psycopg.types.json import Jsonb
 
+from serve_app.preprocess import normalize_keyword
+
 log = logging.getLogger("emotion_monitor.history")
 
 REC_PREFIX = "em:rec:"
@@ -40,10 +42,6 @@ class HistoryError(RuntimeError):
 def _text(value: object) -> str:
     """Redis answers bytes or str depending on the client: always get str."""
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def normalize_keyword(keyword: str) -> str:
-    return " ".join(keyword.lower().split())
 
 
 def make_record(

@@ -41,6 +41,12 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def normalize_keyword(keyword: str) -> str:
+    """A keyword's canonical form (cache keys, history, hot-keyword counts): lower-case,
+    single spaces."""
+    return " ".join(keyword.lower().split())
+
+
 def post_text(title: str, body: str) -> str:
     """The text classified for a post: its title, then its body."""
     title = title.strip()
