@@ -82,10 +82,12 @@ def build_artifact(
     # Every INT8 scheme, judged on validation only: agreement with FP32 first, then F1.
     fp32_val: dict[str, np.ndarray] = {}
     val_labels: dict[str, list[int]] = {}
+    val_texts: dict[str, list[str]] = {}
     for n, p in val_sets.items():
         exs = read_jsonl(p, cfg.labels)
         val_labels[n] = [e.label for e in exs]
-        fp32_val[n] = probe_pred.logits([e.text for e in exs])
+        val_texts[n] = [e.text for e in exs]
+        fp32_val[n] = probe_pred.logits(val_texts[n])
     candidates: list[dict[str, Any]] = []
     for scheme in cfg.export.quantization:
         name = scheme_name(scheme)
@@ -94,8 +96,7 @@ def build_artifact(
         row: dict[str, Any] = {"scheme": name, **scheme, "size_mb": round(q_path.stat().st_size / 2**20, 1)}
         logits_by_set = {}
         for n in val_sets:
-            exs = read_jsonl(val_sets[n], cfg.labels)
-            lg = pred.logits([e.text for e in exs])
+            lg = pred.logits(val_texts[n])
             logits_by_set[n] = lg
             row[f"{n}_agreement"] = agreement(lg.argmax(1), fp32_val[n].argmax(1))
             row[f"{n}_macro_f1"] = classification_report(val_labels[n], lg.argmax(1).tolist(), cfg.labels)[
