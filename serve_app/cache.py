@@ -50,14 +50,11 @@ class AnalysisCache:
         self._skip_until = 0.0
 
     @property
-    def enabled(self) -> bool:
-        return self.client is not None
-
-    @property
     def available(self) -> bool:
         return self.client is not None and time.monotonic() >= self._skip_until
 
-    def _failed(self, exc: Exception) -> None:
+    def mark_failed(self, exc: Exception) -> None:
+        """Stop trying Redis for `retry_after_s`; log the start of an outage once."""
         self._skip_until = time.monotonic() + self.retry_after_s
         if self._down_since is None:
             self._down_since = time.monotonic()
@@ -65,7 +62,8 @@ class AnalysisCache:
                 "Redis unavailable (%s); answering without the cache until it returns", type(exc).__name__
             )
 
-    def _ok(self) -> None:
+    def mark_ok(self) -> None:
+        """Redis answered: log the end of an outage, if there was one."""
         if self._down_since is not None:
             log.warning("Redis is back after %.1f s; caching resumed", time.monotonic() - self._down_since)
             self._down_since = None
@@ -76,9 +74,9 @@ class AnalysisCache:
         try:
             raw = await self.client.get(key)
         except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+            self.mark_failed(exc)
             return None
-        self._ok()
+        self.mark_ok()
         if raw is None:
             return None
         try:
@@ -93,9 +91,9 @@ class AnalysisCache:
         try:
             await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=self.ttl_s)
         except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+            self.mark_failed(exc)
             return False
-        self._ok()
+        self.mark_ok()
         return True
 
     async def ping(self) -> str:
@@ -104,8 +102,8 @@ class AnalysisCache:
         try:
             await self.client.ping()
         except (redis.RedisError, OSError) as exc:
-            self._failed(exc)
+            self.mark_failed(exc)
             return "down"
         self._skip_until = 0.0
-        self._ok()
+        self.mark_ok()
         return "ok"

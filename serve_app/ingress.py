@@ -178,9 +178,9 @@ class Ingress:
                 try:
                     await queue_record(self.store.client.pipeline(transaction=True), head).execute()
                 except (redis.RedisError, OSError) as exc:
-                    self.store._failed(exc)
+                    self.store.mark_failed(exc)
                     break
-                self.store._ok()
+                self.store.mark_ok()
                 if self._unsaved and self._unsaved[0] is head:
                     self._unsaved.popleft()
         self._trim_unsaved()
@@ -200,7 +200,7 @@ class Ingress:
         try:
             await queue_track(self.store.client.pipeline(transaction=False), keyword, limit, source).execute()
         except (redis.RedisError, OSError) as exc:
-            self.store._failed(exc)
+            self.store.mark_failed(exc)
 
     def _authorize(self, request: Request) -> None:
         """With a key configured, every API route but /healthz needs it in X-API-Key."""
