@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +29,52 @@ def model_dir() -> Path:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"no committed model at {MODEL_DIR}")
     return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[str]:
+    """A Ray instance of our own (own temp dir and ports); only it is stopped afterwards."""
+    import ray
+
+    from serve_app.bench import free_port
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    tmp = tempfile.mkdtemp(prefix="em-ray-")
+    dash = free_port()
+    ctx = ray.init(
+        num_cpus=4,  # logical CPUs: replicas reserve fractions, the 2 cores are shared
+        include_dashboard=True,
+        dashboard_host="127.0.0.1",
+        dashboard_port=dash,
+        _temp_dir=tmp,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}},
+    )
+    yield f"http://127.0.0.1:{dash}" if ctx.dashboard_url else ""
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def serve_http(ray_session: str) -> Iterator[str]:
+    """Serve's HTTP proxy on a free loopback port; apps are deployed on it by route prefix."""
+    from ray import serve
+
+    from serve_app.bench import free_port
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, step: float = 0.5) -> Any:
+    """Poll `pred` until it is truthy or `timeout` passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    return pred()

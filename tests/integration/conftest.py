@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from serve_app.bench import free_port
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
 
@@ -40,31 +37,8 @@ def reddit_server() -> Iterator[RedditTestServer]:
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[str]:
-    """A Ray instance of our own (own temp dir and ports); only it is stopped afterwards."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    tmp = tempfile.mkdtemp(prefix="em-ray-")
-    dash = free_port()
-    ctx = ray.init(
-        num_cpus=4,  # logical CPUs: replicas reserve fractions, the 2 cores are shared
-        include_dashboard=True,
-        dashboard_host="127.0.0.1",
-        dashboard_port=dash,
-        _temp_dir=tmp,
-        log_to_driver=False,
-        logging_level="warning",
-        runtime_env={"env_vars": {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1"}},
-    )
-    yield f"http://127.0.0.1:{dash}" if ctx.dashboard_url else ""
-    ray.shutdown()
-
-
-@pytest.fixture(scope="session")
 def serve_url(
-    ray_session: str, redis_client: redis.Redis, reddit_server: RedditTestServer, app_pg_url: str
+    serve_http: str, redis_client: redis.Redis, reddit_server: RedditTestServer, app_pg_url: str
 ) -> Iterator[str]:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"no model at {MODEL_DIR}")
@@ -76,8 +50,6 @@ def serve_url(
     from serve_app.app import AppArgs, make_app
     from serve_app.settings import Settings
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
     settings = Settings(
         redis_url=TEST_REDIS_URL,
         postgres_url=app_pg_url,
@@ -95,17 +67,14 @@ def serve_url(
         classifier_max_replicas=1,
         classifier_num_cpus=1,
         max_length=128,
+        log_level="DEBUG",  # test_metrics follows a request id through every deployment
     )
     serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
-    import ray
+    yield serve_http
+    from deployments.background import stop_background
 
-    from deployments.background import NAMESPACE, SYNC_ACTOR, WARMER_ACTOR
-
-    for name in (SYNC_ACTOR, WARMER_ACTOR):  # detached: they outlive serve.shutdown()
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+    serve.delete("emotion-monitor")
+    stop_background("emotion-monitor")  # detached: they outlive the app
 
 
 @pytest.fixture()
@@ -212,13 +181,3 @@ def cpu_load() -> Iterator[CpuLoad]:
     load = CpuLoad()
     yield load
     load.stop()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, step: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    return pred()

@@ -1,0 +1,191 @@
+"""The app under fault: its own Serve application on private Redis and PostgreSQL servers.
+
+Every test here injects a fault (a killed replica, a crashed Redis or PostgreSQL, a failing
+source, more load than the machine can take) while a bounded load runs, and adds a row to
+the report written at the end of the session (runs/reliability/report.md, and the path in
+$EMOTION_MONITOR_RELIABILITY_REPORT if set: that is how docs/reliability.md is made).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import platform
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
+from tests.reddit_server import RedditTestServer, make_post
+from tests.reliability.services import PrivatePostgres, PrivateRedis, ServiceUnavailableForTest
+
+APP = "reliability"
+PREFIX = "/rel"
+
+pytestmark = pytest.mark.reliability
+
+
+@dataclass
+class Row:
+    fault: str
+    load: str
+    requests: int
+    success_rate: float | None
+    lost: int | None
+    recovery_s: float | None
+    notes: str
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(
+        self,
+        fault: str,
+        load: str,
+        requests: int,
+        success_rate: float | None,
+        lost: int | None,
+        recovery_s: float | None,
+        notes: str,
+    ) -> None:
+        self.rows.append(Row(fault, load, requests, success_rate, lost, recovery_s, notes))
+
+    def markdown(self) -> str:
+        cpu = next(
+            (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+             if ln.startswith("model name")),
+            platform.processor(),
+        ) if Path("/proc/cpuinfo").is_file() else platform.processor()  # fmt: skip
+        lines = [
+            "# Reliability report",
+            "",
+            f"Produced by `pytest -m reliability tests/reliability` on {dt.date.today().isoformat()}, "
+            f"{cpu}, {psutil.cpu_count()} cores. Each row is one test: the fault injected, the load",
+            "held while it happened, the share of requests answered 200, analysis records lost",
+            "between the API and PostgreSQL (must be 0), and the time to recover.",
+            "",
+            "| fault / input | load | requests | success | records lost | recovery | notes |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for r in self.rows:
+            rate = "-" if r.success_rate is None else f"{100 * r.success_rate:.1f} %"
+            lost = "-" if r.lost is None else str(r.lost)
+            rec = "-" if r.recovery_s is None else f"{r.recovery_s:.1f} s"
+            lines.append(f"| {r.fault} | {r.load} | {r.requests} | {rate} | {lost} | {rec} | {r.notes} |")
+        return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def report() -> Iterator[Report]:
+    rep = Report()
+    yield rep
+    if not rep.rows:
+        return
+    text = rep.markdown()
+    out = ROOT / "runs" / "reliability" / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    extra = os.environ.get("EMOTION_MONITOR_RELIABILITY_REPORT")
+    if extra:
+        Path(extra).write_text(text)
+
+
+@pytest.fixture(scope="session")
+def private_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="em-rel-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def private_redis(private_dir: Path) -> Iterator[PrivateRedis]:
+    try:
+        srv = PrivateRedis(private_dir)
+    except ServiceUnavailableForTest as exc:
+        pytest.skip(str(exc))
+    srv.start()
+    yield srv
+    srv.kill()
+
+
+@pytest.fixture(scope="session")
+def private_pg(private_dir: Path) -> Iterator[PrivatePostgres]:
+    try:
+        srv = PrivatePostgres(private_dir)
+    except ServiceUnavailableForTest as exc:
+        pytest.skip(str(exc))
+    srv.start()
+    yield srv
+    with contextlib.suppress(Exception):  # already stopped by a test that failed half-way
+        srv.stop("fast")
+
+
+@pytest.fixture(scope="session")
+def flaky_reddit() -> Iterator[RedditTestServer]:
+    posts = [make_post(i, f"our python release {i} made me happy", "so glad") for i in range(100)]
+    with RedditTestServer(posts) as srv:
+        yield srv
+
+
+def deploy(settings_kw: dict[str, Any], **args_kw: Any) -> None:
+    from ray import serve
+
+    from serve_app.app import AppArgs, make_app
+    from serve_app.settings import Settings
+
+    settings = Settings(embedded=False, background=True, warmer_per_pass=0, **settings_kw)
+    args = AppArgs(
+        model_dir=str(MODEL_DIR),
+        default_source="jsonl",
+        jsonl_path=str(DATA_ROOT / "reddit_sample" / "posts.jsonl"),
+        classifier_min_replicas=2,
+        classifier_max_replicas=2,
+        classifier_num_cpus=0.5,
+        ort_threads=1,
+        max_length=64,
+        **args_kw,
+    )
+    serve.run(make_app(args, settings, app_name=APP), name=APP, route_prefix=PREFIX)
+
+
+def undeploy() -> None:
+    from ray import serve
+
+    from deployments.background import stop_background
+
+    serve.delete(APP)
+    stop_background(APP)
+
+
+@pytest.fixture(scope="session")
+def rel_settings(
+    private_redis: PrivateRedis, private_pg: PrivatePostgres, flaky_reddit: RedditTestServer
+) -> dict[str, Any]:
+    return {
+        "redis_url": private_redis.url,
+        "postgres_url": private_pg.url,
+        # The background loop must not race the tests' forced passes for the same records;
+        # a sync pass under test is always `sync_now`, which ignores the CPU gate.
+        "sync_cpu_threshold": 0.1,
+        "reddit_public_url": flaky_reddit.url,
+        "fetch_retries": 2,
+        "fetch_timeout_s": 1.0,
+    }
+
+
+@pytest.fixture(scope="session")
+def rel_url(serve_http: str, rel_settings: dict[str, Any]) -> Iterator[str]:
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip(f"no model at {MODEL_DIR}")
+    if not (DATA_ROOT / "reddit_sample" / "posts.jsonl").is_file():
+        pytest.skip("no post corpus (../shared absent)")
+    deploy(rel_settings, max_inflight=24, fetch_deadline_s=6)
+    yield serve_http + PREFIX
+    undeploy()

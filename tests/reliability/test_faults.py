@@ -1,0 +1,247 @@
+"""Faults under load: a killed replica, Redis and PostgreSQL crashes, an app restart.
+
+Records are counted end to end: every /analyze answered from inference leaves one record,
+and after the fault every one of them must be in PostgreSQL exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from tests.conftest import wait_for
+from tests.reliability.conftest import APP, Report, deploy, undeploy
+from tests.reliability.load import LoadResult, run_load
+from tests.reliability.services import PrivatePostgres, PrivateRedis
+
+pytestmark = pytest.mark.reliability
+
+KEYWORDS = ["game", "music", "python", "coffee", "money", "travel", "movie", "dog", "work", "food"]
+
+
+def analyze_cold(n: int) -> tuple[str, dict[str, Any]]:
+    # A new (keyword, limit) pair nearly every time: a cache miss that runs inference.
+    rnd = random.Random(n)
+    return "/analyze", {"keyword": rnd.choice(KEYWORDS), "limit": rnd.randint(5, 60), "return_plot": False}
+
+
+def predict_one(n: int) -> tuple[str, dict[str, Any]]:
+    return "/predict", {"text": f"I can't believe this happened, day {n} of waiting"}
+
+
+def mixed(n: int) -> tuple[str, dict[str, Any]]:
+    return analyze_cold(n) if n % 3 == 0 else predict_one(n)
+
+
+def inference_records(res: LoadResult) -> int:
+    return sum(1 for path, _, body in res.bodies if path == "/analyze" and body["source"] == "inference")
+
+
+def pg_counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as c:
+        q = c.execute("SELECT count(*), count(DISTINCT query_id) FROM queries").fetchone()
+        p = c.execute("SELECT count(*) FROM predictions").fetchone()
+        s = c.execute("SELECT coalesce(sum(n_posts), 0) FROM queries").fetchone()
+    assert q and p and s
+    return {"queries": q[0], "distinct": q[1], "predictions": p[0], "posts_expected": int(s[0])}
+
+
+def sync_now() -> dict[str, Any]:
+    import ray
+
+    from deployments.background import get_actor, sync_actor_name
+
+    state: dict[str, Any] = ray.get(get_actor(sync_actor_name(APP)).sync_now.remote(), timeout=120)
+    return state
+
+
+@pytest.fixture()
+def clean(rel_url: str, private_redis: PrivateRedis, private_pg: PrivatePostgres) -> Iterator[str]:
+    from serve_app.history import migrate
+
+    migrate(private_pg.url)
+
+    def wipe() -> None:
+        redis.Redis.from_url(private_redis.url).flushdb()
+        with psycopg.connect(private_pg.url, autocommit=True) as c:
+            c.execute("TRUNCATE queries, posts, predictions, query_aggregates CASCADE")
+
+    wipe()
+    yield rel_url
+    wipe()
+
+
+def classifier_replicas() -> list[dict[str, Any]]:
+    from ray.util.state import list_actors
+
+    return [
+        {"name": a.name, "pid": a.pid}
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name == f"ServeReplica:{APP}:Classifier"
+    ]
+
+
+def running_replicas(deployment: str) -> int:
+    from ray import serve
+
+    app = serve.status().applications.get(APP)
+    if app is None or deployment not in app.deployments:
+        return 0
+    return int(app.deployments[deployment].replica_states.get("RUNNING", 0))
+
+
+def test_classifier_replica_killed_mid_load(clean: str, report: Report) -> None:
+    import ray
+
+    victims = classifier_replicas()
+    assert len(victims) == 2, victims
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        ray.kill(ray.get_actor(victims[0]["name"], namespace="serve"), no_restart=True)
+        killed_at.append(time.monotonic())
+
+    res = asyncio.run(run_load(clean, predict_one, workers=6, duration_s=20, events=[(5, kill)]))
+    # Serve notices the dead replica and starts a replacement; /healthz answers meanwhile.
+    healthy = wait_for(lambda: running_replicas("Classifier") == 2 and len(classifier_replicas()) == 2, 60)
+    recovery = time.monotonic() - killed_at[0]
+    new_names = {r["name"] for r in classifier_replicas()}
+    report.add(
+        "Classifier replica killed (`ray.kill`, 1 of 2)",
+        "6 clients, /predict, 20 s",
+        res.total,
+        res.success_rate,
+        None,
+        recovery,
+        f"{res.summary()}; replacement replica running {recovery:.0f} s after the kill",
+    )
+    assert victims[0]["name"] not in new_names
+    assert healthy, "Serve did not bring the Classifier back to 2 replicas within 60 s"
+    assert recovery < 60
+    assert res.success_rate >= 0.99, res.summary()
+    assert set(res.statuses) <= {200, 503} and not res.errors, res.summary()
+    assert res.retry_after_missing == 0
+
+
+def test_redis_crash_and_restart_mid_load(clean: str, private_redis: PrivateRedis, report: Report,
+                                          private_pg: PrivatePostgres) -> None:  # fmt: skip
+    r = redis.Redis.from_url(private_redis.url)
+    # Records written before the crash must survive it (the AOF is fsynced on every write).
+    before = asyncio.run(run_load(clean, analyze_cold, workers=2, duration_s=4, keep_bodies=True))
+    pending_before = r.scard("em:pending")
+    assert pending_before > 0
+    restarted: list[float] = []
+
+    def restart() -> None:
+        private_redis.start()
+        restarted.append(time.monotonic())
+
+    res = asyncio.run(
+        run_load(clean, mixed, workers=4, duration_s=24, events=[(4, private_redis.kill), (12, restart)],
+                 keep_bodies=True)
+    )  # fmt: skip
+    assert r.scard("em:pending") >= pending_before, "records pending before the crash were lost"
+    # Caching resumes by itself: a repeated analysis is soon answered from the cache.
+    body = {"keyword": "game", "limit": 7, "return_plot": False}
+
+    def cached() -> bool:
+        httpx.post(clean + "/analyze", json=body, timeout=60)
+        return bool(httpx.post(clean + "/analyze", json=body, timeout=60).json()["source"] == "cache")
+
+    assert wait_for(cached, timeout=30, step=1)
+    resumed = time.monotonic() - restarted[0]
+    # Records held by the ingress while Redis was down are handed over on the next request.
+    made = inference_records(before) + inference_records(res) + 1
+    state = wait_for(lambda: (s := sync_now())["pending"] == 0 and s, timeout=60, step=2)
+    counts = pg_counts(private_pg.url)
+    lost = made - counts["queries"]
+    report.add(
+        "Redis crashed (SIGKILL) for 8 s, restarted",
+        "4 clients, /analyze misses + /predict, 24 s",
+        res.total,
+        res.success_rate,
+        lost,
+        resumed,
+        f"{res.summary()}; {made} analyses, {counts['queries']} in PostgreSQL; cache hits again "
+        f"{resumed:.0f} s after the restart",
+    )
+    assert state, "sync did not drain"
+    assert res.success_rate >= 0.99, res.summary()
+    assert lost == 0 and counts["distinct"] == counts["queries"]
+    assert counts["predictions"] == counts["posts_expected"]
+
+
+def test_postgres_crash_and_restart(clean: str, private_pg: PrivatePostgres, report: Report) -> None:
+    res1 = asyncio.run(run_load(clean, analyze_cold, workers=2, duration_s=4, keep_bodies=True))
+    sync_now()
+    synced_before = pg_counts(private_pg.url)["queries"]
+    assert synced_before == inference_records(res1)
+    private_pg.stop("immediate")
+    try:
+        res2 = asyncio.run(run_load(clean, mixed, workers=4, duration_s=10, keep_bodies=True))
+        state = sync_now()  # must fail cleanly and keep the backlog
+        assert state["last_forced_pass"]["error"], state
+        assert state["pending"] >= inference_records(res2), state
+    finally:
+        t0 = time.monotonic()
+        private_pg.start()
+
+    def drained() -> dict[str, Any] | None:
+        s = sync_now()
+        return s if s["pending"] == 0 and s["last_forced_pass"]["error"] is None else None
+
+    state = wait_for(drained, timeout=60, step=2)
+    recovery = time.monotonic() - t0
+    again = sync_now()  # a second pass over the same records must not duplicate them
+    counts = pg_counts(private_pg.url)
+    made = inference_records(res1) + inference_records(res2)
+    report.add(
+        "PostgreSQL crashed (`pg_ctl -m immediate`), restarted after 10 s",
+        "4 clients, /analyze misses + /predict, 10 s",
+        res2.total,
+        res2.success_rate,
+        made - counts["queries"],
+        recovery,
+        f"{res2.summary()}; API unaffected; backlog of {inference_records(res2)} kept and synced "
+        "exactly once after the restart",
+    )
+    assert state, "backlog did not drain after PostgreSQL came back"
+    assert again["last_forced_pass"]["synced"] == 0
+    assert res2.success_rate == 1.0, res2.summary()
+    assert counts["queries"] == made and counts["distinct"] == made
+    assert counts["predictions"] == counts["posts_expected"]
+
+
+def test_app_restart_loses_nothing(clean: str, rel_settings: dict[str, Any], private_pg: PrivatePostgres,
+                                   report: Report) -> None:  # fmt: skip
+    res1 = asyncio.run(run_load(clean, analyze_cold, workers=2, duration_s=4, keep_bodies=True))
+    sync_now()  # these are synced ...
+    res2 = asyncio.run(run_load(clean, analyze_cold, workers=2, duration_s=4, keep_bodies=True))
+    # ... and these are still pending in Redis when the app goes away.
+    t0 = time.monotonic()
+    undeploy()
+    deploy(rel_settings, max_inflight=24, fetch_deadline_s=6)
+    up = wait_for(lambda: httpx.get(clean + "/healthz", timeout=10).status_code == 200, timeout=60)
+    recovery = time.monotonic() - t0
+    state = wait_for(lambda: (s := sync_now())["pending"] == 0 and s, timeout=60, step=2)
+    counts = pg_counts(private_pg.url)
+    made = inference_records(res1) + inference_records(res2)
+    report.add(
+        "App stopped (`serve delete` + actors killed) and redeployed",
+        "2 clients, /analyze misses, 2 x 4 s",
+        res1.total + res2.total,
+        (res1.ok + res2.ok) / (res1.total + res2.total),
+        made - counts["queries"],
+        recovery,
+        f"{inference_records(res2)} records pending at the stop, all synced after the redeploy",
+    )
+    assert up and state
+    assert counts["queries"] == made and counts["distinct"] == made
