@@ -1,0 +1,133 @@
+"""Our Prometheus metrics, exported through Ray's metrics agent beside Ray Serve's own.
+
+Every process that records one creates the objects lazily (Ray metrics need a connected
+worker; importing this module does nothing). Names appear in Prometheus with Ray's `ray_`
+prefix, e.g. `ray_emotion_monitor_predictions_total`; `cluster/grafana/` queries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger("emotion_monitor.metrics")
+
+CONFIDENCE_BUCKETS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+SECONDS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+
+_lock = threading.Lock()
+_made: dict[str, Any] = {}
+
+# name -> (kind, description, tag keys, histogram boundaries)
+SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
+    "emotion_monitor_predictions_total": (
+        "counter",
+        "Texts classified, by task and label",
+        ("task", "label"),
+        None,
+    ),
+    "emotion_monitor_confidence": (
+        "histogram",
+        "Confidence of the predicted label",
+        ("task",),
+        CONFIDENCE_BUCKETS,
+    ),
+    "emotion_monitor_cache_requests_total": ("counter", "/analyze cache lookups", ("result",), None),
+    "emotion_monitor_fetch_seconds": (
+        "histogram",
+        "Post fetch latency by source",
+        ("source",),
+        SECONDS_BUCKETS,
+    ),
+    "emotion_monitor_posts_total": (
+        "counter",
+        "Posts fetched, by language and scored/excluded",
+        ("lang", "scored"),
+        None,
+    ),
+    "emotion_monitor_shed_total": ("counter", "Requests answered 503 at the admission limit", (), None),
+    "emotion_monitor_sync_backlog": ("gauge", "Analyses in Redis not yet in PostgreSQL", (), None),
+    "emotion_monitor_synced_records_total": ("counter", "Analyses moved to PostgreSQL", (), None),
+    "emotion_monitor_warmer_refreshes_total": ("counter", "Cache entries refreshed by the warmer", (), None),
+}
+
+
+def _metric(name: str) -> Any:
+    with _lock:
+        if name not in _made:
+            from ray.util import metrics
+
+            kind, desc, tags, buckets = SPECS[name]
+            if kind == "counter":
+                _made[name] = metrics.Counter(name, description=desc, tag_keys=tags)
+            elif kind == "gauge":
+                _made[name] = metrics.Gauge(name, description=desc, tag_keys=tags)
+            else:
+                _made[name] = metrics.Histogram(
+                    name, description=desc, boundaries=buckets or [], tag_keys=tags
+                )
+        return _made[name]
+
+
+def _safe(fn: Any) -> Any:
+    """Metrics must never fail a request: outside Ray (unit tests, the CLI) they are no-ops."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # pragma: no cover - depends on the Ray runtime
+            log.debug("metric not recorded: %r", exc)
+
+    return wrapper
+
+
+@_safe
+def record_predictions(task: str, rows: Sequence[dict[str, Any]]) -> None:
+    counts: dict[str, int] = {}
+    hist = _metric("emotion_monitor_confidence")
+    for r in rows:
+        counts[r["label"]] = counts.get(r["label"], 0) + 1
+        hist.observe(float(r["confidence"]), tags={"task": task})
+    counter = _metric("emotion_monitor_predictions_total")
+    for label, n in counts.items():
+        counter.inc(n, tags={"task": task, "label": label})
+
+
+@_safe
+def record_cache(hit: bool) -> None:
+    _metric("emotion_monitor_cache_requests_total").inc(1, tags={"result": "hit" if hit else "miss"})
+
+
+@_safe
+def record_fetch(source: str, seconds: float) -> None:
+    _metric("emotion_monitor_fetch_seconds").observe(seconds, tags={"source": source})
+
+
+@_safe
+def record_posts(langs: Sequence[str], scored: Sequence[bool]) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    for lang, ok in zip(langs, scored, strict=True):
+        key = (lang, "yes" if ok else "no")
+        counts[key] = counts.get(key, 0) + 1
+    for (lang, flag), n in counts.items():
+        _metric("emotion_monitor_posts_total").inc(n, tags={"lang": lang, "scored": flag})
+
+
+@_safe
+def record_shed() -> None:
+    _metric("emotion_monitor_shed_total").inc(1)
+
+
+@_safe
+def record_sync(backlog: int, synced: int) -> None:
+    _metric("emotion_monitor_sync_backlog").set(backlog)
+    if synced:
+        _metric("emotion_monitor_synced_records_total").inc(synced)
+
+
+@_safe
+def record_warmer(refreshed: int) -> None:
+    if refreshed:
+        _metric("emotion_monitor_warmer_refreshes_total").inc(refreshed)
