@@ -1,0 +1,64 @@
+"""The cluster files stay honest: the KubeRay RayService embeds serve_config.yaml's app with
+args that validate, the launcher deploys that file, the compose file wires monitoring."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from serve_app.app import AppArgs
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
+
+
+def test_rayservice_embeds_the_serve_config_app() -> None:
+    rs = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayservice.yaml").read_text())
+    assert rs["kind"] == "RayService" and rs["apiVersion"] == "ray.io/v1"
+    serve_cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    local = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    (app,), (local_app,) = serve_cfg["applications"], local["applications"]
+    assert app["import_path"] == local_app["import_path"] and app["name"] == local_app["name"]
+    args = AppArgs.model_validate(app["args"])
+    assert args.classifier_max_replicas > args.classifier_min_replicas >= 1  # autoscaling bounds
+    assert set(app["args"]) - {
+        "classifier_min_replicas",
+        "classifier_max_replicas",
+        "classifier_num_cpus",
+    } <= set(local_app["args"])
+    head = rs["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    assert head["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    for spec in [head] + [g["template"]["spec"] for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
+        assert "model pull" in " ".join(spec["initContainers"][0]["command"])
+        assert spec["containers"][0]["resources"]["requests"]["cpu"]
+
+
+def test_launcher_deploys_the_serve_config() -> None:
+    cfg = yaml.safe_load((ROOT / "cluster" / "launcher" / "aws.yaml").read_text())
+    assert any("serve deploy serve_config.yaml" in c for c in cfg["head_start_ray_commands"])
+    assert cfg["available_node_types"]["classifier"]["max_workers"] >= 1
+
+
+def test_compose_wires_prometheus_and_grafana_to_the_dashboard() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    svcs = compose["services"]
+    assert {"prometheus", "grafana"} <= set(svcs)
+    assert svcs["grafana"]["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    prom = yaml.safe_load((ROOT / "cluster" / "prometheus" / "prometheus.yml").read_text())
+    target = prom["scrape_configs"][0]["static_configs"][0]["targets"][0]
+    assert target.split(":")[0] in svcs and "--metrics-export-port 8080" in (ROOT / "Dockerfile").read_text()
+    assert (ROOT / "cluster" / "grafana" / "dashboards" / "emotion-monitor.json").is_file()
+
+
+def test_docker_compose_config_if_the_client_is_present() -> None:
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("no docker client with the compose plugin here (and no Docker engine either)")
+    env = {"POSTGRES_PASSWORD": "x", "GRAFANA_ADMIN_PASSWORD": "x", "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
