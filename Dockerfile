@@ -15,4 +15,4 @@ RUN sed -i 's/host: 127.0.0.1.*/host: 0.0.0.0/' serve_config.yaml
 EXPOSE 8000 8265
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
-CMD ["bash", "-c", "ray start --head --dashboard-host 0.0.0.0 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run serve_config.yaml"]
+CMD ["bash", "-c", "ray start --head --dashboard-host 0.0.0.0 --metrics-export-port 8080 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run serve_config.yaml"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ray import serve
+
+# A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
+log = logging.getLogger("ray.serve.emotion_monitor.aggregator")
 
 # One colour per emotion, kept across charts so readers learn them.
 COLOURS = {
@@ -17,6 +21,9 @@ COLOURS = {
     "anger": "#D62728",
     "fear": "#8C564B",
     "surprise": "#2CA02C",
+    "negative": "#D62728",
+    "neutral": "#9E9E9E",
+    "positive": "#2CA02C",
 }
 
 
@@ -56,15 +63,29 @@ def aggregate(predictions: Sequence[dict[str, Any]], labels: Sequence[str]) -> l
     ]
 
 
-def render_chart(agg: Sequence[dict[str, Any]], keyword: str, count: int, title_suffix: str = "") -> bytes:
-    """A horizontal bar chart of the breakdown, labelled with % and mean confidence."""
-    import matplotlib
+def strongly_negative(
+    post_ids: Sequence[str], predictions: Sequence[dict[str, Any]], threshold: float
+) -> dict[str, Any]:
+    """Posts the sentiment model calls negative with at least `threshold` confidence."""
+    hits = sorted(
+        (
+            (float(p["confidence"]), pid)
+            for pid, p in zip(post_ids, predictions, strict=True)
+            if p["label"] == "negative" and float(p["confidence"]) >= threshold
+        ),
+        reverse=True,
+    )
+    n = len(predictions)
+    return {
+        "threshold": threshold,
+        "count": len(hits),
+        "pct": round(100.0 * len(hits) / n, 2) if n else 0.0,
+        "ids": [pid for _, pid in hits],
+    }
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def _bars(ax: Any, agg: Sequence[dict[str, Any]], title: str) -> None:
     rows = sorted(agg, key=lambda r: r["pct"])
-    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=100)
     bars = ax.barh(
         [r["label"] for r in rows],
         [r["pct"] for r in rows],
@@ -81,9 +102,30 @@ def render_chart(agg: Sequence[dict[str, Any]], keyword: str, count: int, title_
         )
     ax.set_xlim(0, max(10.0, top * 1.35))
     ax.set_xlabel("share of posts (%)")
-    short = keyword if len(keyword) <= 40 else keyword[:37] + "..."
-    ax.set_title(f"Emotions in {count} posts about “{short}”{title_suffix}")
+    ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
+
+
+def render_chart(
+    agg: Sequence[dict[str, Any]],
+    keyword: str,
+    count: int,
+    title_suffix: str = "",
+    sentiment_agg: Sequence[dict[str, Any]] | None = None,
+) -> bytes:
+    """Horizontal bar charts of the breakdowns (emotion, sentiment), with % and mean confidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    short = keyword if len(keyword) <= 40 else keyword[:37] + "..."
+    panels = [(a, name) for a, name in ((agg, "Emotions"), (sentiment_agg, "Sentiment")) if a]
+    if not panels:
+        panels = [(agg, "Emotions")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 4.2), dpi=100, squeeze=False)
+    for ax, (a, name) in zip(axes[0], panels, strict=True):
+        _bars(ax, a, f"{name} in {count} posts about “{short}”{title_suffix}")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -100,9 +142,22 @@ class Aggregator:
     def __init__(self, labels: list[str]) -> None:
         self.labels = labels
 
-    def summarize(self, keyword: str, predictions: list[dict[str, Any]], return_plot: bool) -> dict[str, Any]:
-        agg = aggregate(predictions, self.labels)
-        plot = None
+    def summarize(
+        self,
+        keyword: str,
+        predictions: list[dict[str, Any]] | dict[str, list[dict[str, Any]]],
+        return_plot: bool,
+        labels: dict[str, list[str]] | None = None,
+    ) -> dict[str, Any]:
+        """Breakdown per task (`agg` is emotion's, `sentiment_agg` sentiment's) and the chart."""
+        by_task = {"emotion": predictions} if isinstance(predictions, list) else predictions
+        labels = {"emotion": self.labels, **(labels or {})}
+        aggs = {task: aggregate(preds, labels[task]) for task, preds in by_task.items()}
+        log.debug("summarized %s for %r (plot=%s)", ",".join(by_task), keyword, return_plot)
+        out: dict[str, Any] = {"agg": aggs.get("emotion", []), "sentiment_agg": aggs.get("sentiment")}
+        out["plot_base64"] = None
         if return_plot:
-            plot = base64.b64encode(render_chart(agg, keyword, len(predictions))).decode("ascii")
-        return {"agg": agg, "plot_base64": plot}
+            n = max((len(p) for p in by_task.values()), default=0)
+            png = render_chart(out["agg"], keyword, n, sentiment_agg=out["sentiment_agg"])
+            out["plot_base64"] = base64.b64encode(png).decode("ascii")
+        return out

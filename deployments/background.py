@@ -17,13 +17,26 @@ from typing import Any
 import psutil
 import ray
 
+from serve_app import metrics
 from serve_app.preprocess import normalize_keyword
 
 log = logging.getLogger("emotion_monitor.background")
 
 NAMESPACE = "emotion-monitor"
-SYNC_ACTOR = "emotion-monitor-sync"
-WARMER_ACTOR = "emotion-monitor-warmer"
+DEFAULT_APP = "emotion-monitor"
+
+
+def sync_actor_name(app_name: str = DEFAULT_APP) -> str:
+    """Each Serve application has its own actors, so two apps on one cluster never share a backlog."""
+    return f"{app_name}-sync"
+
+
+def warmer_actor_name(app_name: str = DEFAULT_APP) -> str:
+    return f"{app_name}-warmer"
+
+
+SYNC_ACTOR = sync_actor_name()
+WARMER_ACTOR = warmer_actor_name()
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ class SyncActor:
                     self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
                     break
         self.pending = await asyncio.to_thread(engine.pending)
+        metrics.record_sync(self.pending, moved)
         return moved
 
     async def _run(self) -> None:
@@ -241,6 +255,7 @@ class WarmerActor:
             did = await ingress.refresh.remote(kw, limit, source, self.cfg.refresh_below_s)
             refreshed += int(bool(did))
         self.refreshed_total += refreshed
+        metrics.record_warmer(refreshed)
         self.last_pass = time.time()
         return refreshed
 
@@ -269,10 +284,15 @@ class WarmerActor:
         }
 
 
-def start_background(sync_cfg: SyncConfig | None, warmer_cfg: WarmerConfig | None) -> dict[str, Any]:
-    """Get or create the detached actors, push the current config, start their loops."""
+def start_background(
+    sync_cfg: SyncConfig | None, warmer_cfg: WarmerConfig | None, app_name: str = DEFAULT_APP
+) -> dict[str, Any]:
+    """Get or create the app's detached actors, push the current config, start their loops."""
     handles: dict[str, Any] = {}
-    for name, cls, cfg in ((SYNC_ACTOR, SyncActor, sync_cfg), (WARMER_ACTOR, WarmerActor, warmer_cfg)):
+    for name, cls, cfg in (
+        (sync_actor_name(app_name), SyncActor, sync_cfg),
+        (warmer_actor_name(app_name), WarmerActor, warmer_cfg),
+    ):
         if cfg is None:
             continue
         remote_cls: Any = cls  # @ray.remote adds .options at run time
@@ -287,3 +307,15 @@ def start_background(sync_cfg: SyncConfig | None, warmer_cfg: WarmerConfig | Non
 
 def get_actor(name: str) -> Any:
     return ray.get_actor(name, namespace=NAMESPACE)
+
+
+def stop_background(app_name: str = DEFAULT_APP) -> list[str]:
+    """Kill the app's detached actors (they outlive `serve delete`); returns the names killed."""
+    killed = []
+    for name in (sync_actor_name(app_name), warmer_actor_name(app_name)):
+        try:
+            ray.kill(get_actor(name))
+        except ValueError:
+            continue
+        killed.append(name)
+    return killed

@@ -18,9 +18,13 @@ from typing import Any
 import httpx
 from ray import serve
 
+from serve_app import metrics
 from serve_app.errors import SourceConfigError, SourceError
+from serve_app.language import detect
+from serve_app.preprocess import post_text
 
-log = logging.getLogger("emotion_monitor.fetcher")
+# A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
+log = logging.getLogger("ray.serve.emotion_monitor.fetcher")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -325,6 +329,7 @@ class FetcherConfig:
     timeout_s: float = 10.0
     retries: int = 2
     deadline_s: float = 25.0
+    lang_min_confidence: float = 0.8
 
 
 class PostSources:
@@ -383,8 +388,19 @@ class PostSources:
 class Fetcher:
     def __init__(self, cfg: FetcherConfig, preload_jsonl: bool = True) -> None:
         self.sources = PostSources(cfg)
+        self.lang_min_confidence = cfg.lang_min_confidence
         if preload_jsonl and cfg.jsonl_path and Path(cfg.jsonl_path).is_file():
             self.sources.corpus()  # load once per replica, before the first request
+        detect(["warm up"])  # load the language model now, not on the first request
 
     def fetch(self, source: str, keyword: str, limit: int) -> list[dict[str, Any]]:
-        return [p.as_dict() for p in self.sources.fetch(source, keyword, limit)]
+        """Posts as dicts, each with the language it is written in (`lang`, `lang_confidence`)."""
+        started = time.perf_counter()
+        posts = [p.as_dict() for p in self.sources.fetch(source, keyword, limit)]
+        metrics.record_fetch(source, time.perf_counter() - started)
+        log.debug("fetched %d posts for %r from %s in %.3f s", len(posts), keyword, source,
+                  time.perf_counter() - started)  # fmt: skip
+        found = detect([post_text(p["title"], p["body"]) for p in posts], self.lang_min_confidence)
+        for p, d in zip(posts, found, strict=True):
+            p["lang"], p["lang_confidence"] = d.lang, d.confidence
+        return posts

@@ -2,6 +2,7 @@
 
 Users (weights set the mix):
 - `PredictSingleUser`: POST /predict with one text drawn from a sample file
+- `PredictSentimentUser`: POST /predict with one text and `"task": "sentiment"`
 - `PredictBatchUser`: POST /predict with 64 texts
 - `AnalyzeHotUser`: POST /analyze on a few hot keywords (cache hits after the first)
 - `AnalyzeColdUser`: POST /analyze on rarely repeated keywords with random limits (misses)
@@ -29,6 +30,7 @@ import random
 from pathlib import Path
 
 from locust import FastHttpUser, LoadTestShape, between, constant, task
+from locust.exception import StopUser
 
 _FALLBACK = [
     "i am so happy today",
@@ -78,6 +80,7 @@ def _load_texts() -> list[str]:
 
 
 TEXTS = _load_texts()
+SENTIMENT = {"negative", "neutral", "positive"}
 
 
 class PredictSingleUser(FastHttpUser):
@@ -90,6 +93,26 @@ class PredictSingleUser(FastHttpUser):
             "/predict", json={"text": random.choice(TEXTS)}, name="/predict [1]", catch_response=True
         ) as r:
             if r.status_code != 200 or len(r.json()["predictions"]) != 1:
+                r.failure(f"HTTP {r.status_code}")
+
+
+class PredictSentimentUser(FastHttpUser):
+    weight = 4
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        # A service without the sentiment model answers 400 by design; that is not a
+        # failure of the service under load, so this user bows out instead of counting it.
+        r = self.client.get("/labels", name="/labels")
+        if r.status_code == 200 and "sentiment" not in r.json().get("tasks", {}):
+            raise StopUser()
+
+    @task
+    def predict_sentiment(self) -> None:
+        body = {"text": random.choice(TEXTS), "task": "sentiment"}
+        name = "/predict [1, sentiment]"
+        with self.client.post("/predict", json=body, name=name, catch_response=True) as r:
+            if r.status_code != 200 or r.json()["predictions"][0]["label"] not in SENTIMENT:
                 r.failure(f"HTTP {r.status_code}")
 
 

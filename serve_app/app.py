@@ -9,6 +9,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 # No `from __future__ import annotations`: Serve reads the builder's annotation to
 # validate the YAML `args` into AppArgs; a string annotation would hand it a plain dict.
 
+import logging
 import math
 from pathlib import Path
 from typing import Literal
@@ -26,11 +27,22 @@ from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import read_artifact_info
 from serve_app.settings import Settings, get_settings, secret
 
+log = logging.getLogger("emotion_monitor.app")
+
 
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model_dir: str | None = Field(None, description="INT8 artifact dir (default: settings.model_dir)")
+    sentiment_model_dir: str | None = Field(
+        None, description="INT8 sentiment artifact dir (default: settings.sentiment_model_dir)"
+    )
+    tasks: list[Literal["emotion", "sentiment"]] = Field(
+        ["emotion", "sentiment"],
+        min_length=1,
+        description="Models to serve; sentiment is skipped (with a warning) if its artifact is absent and it "
+        "was not asked for explicitly",
+    )
     default_source: Literal["reddit", "jsonl"] | None = None
     jsonl_path: str | None = None
     cache: bool = Field(True, description="Use the Redis cache")
@@ -44,6 +56,16 @@ class AppArgs(BaseModel):
     max_batch_size: int = Field(32, ge=1, le=512)
     batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
     fetch_deadline_s: float = Field(25.0, gt=0, le=120)
+    log_encoding: Literal["TEXT", "JSON"] = Field(
+        "JSON", description="JSON: one object per line with the request_id that follows a request"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG logs every hop of every request (Ingress, Fetcher, Classifier, Aggregator)"
+    )
+    access_log: bool = Field(False, description="Serve's per-request access log lines (costly at high RPS)")
+    max_inflight: int = Field(
+        128, ge=1, le=100_000, description="requests doing model work at once; beyond: 503 + Retry-After"
+    )
 
     @model_validator(mode="after")
     def replicas_ordered(self) -> "AppArgs":
@@ -104,13 +126,32 @@ def background_configs(
     return sync, warmer
 
 
+def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
+    """Task -> artifact directory for the Classifier; every artifact is checked here, not in a replica."""
+    wanted = {
+        "emotion": _abs(args.model_dir or s.model_dir),
+        "sentiment": _abs(args.sentiment_model_dir or s.sentiment_model_dir),
+    }
+    explicit = "tasks" in args.model_fields_set
+    out: dict[str, str] = {}
+    for task in args.tasks:
+        path = Path(wanted[task])
+        if not (path / "model.onnx").is_file() and task == "sentiment" and not explicit:
+            log.warning("no sentiment model at %s: serving %s only", path, ", ".join(out) or "nothing")
+            continue
+        read_artifact_info(path)  # raises ModelArtifactError with what is missing
+        out[task] = str(path)
+    if not out:
+        raise ValueError("no model to serve: check model_dir / sentiment_model_dir and tasks")
+    return out
+
+
 def make_app(
     args: AppArgs, settings: Settings | None = None, app_name: str = "emotion-monitor"
 ) -> Application:
     s = settings or get_settings()
     infra = resolve_infrastructure(s)
-    model_dir = _abs(args.model_dir or s.model_dir)
-    info = read_artifact_info(Path(model_dir))  # fail here, not in a replica, if it is wrong
+    models = model_dirs(args, s)
     fetcher_cfg = FetcherConfig(
         jsonl_path=_abs(args.jsonl_path or s.jsonl_path),
         reddit_client_id=s.reddit_client_id,
@@ -122,10 +163,13 @@ def make_app(
         timeout_s=s.fetch_timeout_s,
         retries=s.fetch_retries,
         deadline_s=args.fetch_deadline_s,
+        lang_min_confidence=s.lang_min_confidence,
     )
+    logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
     classifier = (
         deployment(Classifier)
         .options(
+            logging_config=logs,
             ray_actor_options={"num_cpus": args.classifier_num_cpus},
             autoscaling_config={
                 "min_replicas": args.classifier_min_replicas,
@@ -138,7 +182,7 @@ def make_app(
                 "batch_wait_timeout_s": args.batch_wait_timeout_s,
             },
         )
-        .bind(model_dir, args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)), args.max_length)
+        .bind(models, args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)), args.max_length)
     )
     default_source = args.default_source or s.default_source
     run_background = s.background if args.background is None else args.background
@@ -154,11 +198,22 @@ def make_app(
         background=background_configs(s, infra.redis_url, infra.postgres_url, default_source, app_name)
         if run_background
         else None,
+        app_name=app_name,
+        max_inflight=args.max_inflight,
+        negative_threshold=s.negative_threshold,
     )
-    return deployment(Ingress).bind(
-        deployment(Fetcher).bind(fetcher_cfg),
+    # Requests beyond our own admission limit (cache hits, health) still need room, and
+    # the queue in front of the ingress must be bounded too, or overload grows memory.
+    ongoing = max(256, 2 * args.max_inflight)
+    ingress = deployment(Ingress).options(
+        max_ongoing_requests=ongoing, max_queued_requests=2 * ongoing, logging_config=logs
+    )
+    return ingress.bind(
+        deployment(Fetcher).options(logging_config=logs).bind(fetcher_cfg),
         classifier,
-        deployment(Aggregator).bind(list(info.labels)),
+        deployment(Aggregator)
+        .options(logging_config=logs)
+        .bind(list(read_artifact_info(Path(next(iter(models.values())))).labels)),
         ingress_cfg,
     )
 

@@ -156,7 +156,7 @@ def bench_analyze(
 
     from deployments.fetcher import JsonlCorpus
     from serve_app.app import AppArgs, make_app
-    from serve_app.cache import cache_key
+    from serve_app.cache import analysis_key
     from serve_app.predictor import OnnxPredictor, read_artifact_info
     from serve_app.preprocess import post_text
     from serve_app.settings import Settings
@@ -199,20 +199,20 @@ def bench_analyze(
         version = read_artifact_info(model_dir).version
         rc = redis.Redis.from_url(redis_url) if redis_url else None
         http = httpx.Client(base_url=url, timeout=300)
-        http.post("/analyze", json={"keyword": "warmup", "limit": 10})
+        http.post("/analyze", json={"keyword": "warmup", "limit": 10, "tasks": ["emotion"]})
         cold: dict[str, list[float]] = {kw: [] for kw in texts}
         warm: dict[str, list[float]] = {kw: [] for kw in texts}
         for _ in range(repeats):
             for kw in texts:
                 if rc is not None:
-                    rc.delete(cache_key(kw, 250, "jsonl", version))
+                    rc.delete(analysis_key(kw, 250, "jsonl", {"emotion": version}))
                 t = time.perf_counter()
-                r = http.post("/analyze", json={"keyword": kw, "limit": 250})
+                r = http.post("/analyze", json={"keyword": kw, "limit": 250, "tasks": ["emotion"]})
                 cold[kw].append(time.perf_counter() - t)
                 assert r.status_code == 200 and r.json()["source"] == "inference", r.text
                 for _ in range(5 if rc is not None else 0):
                     t = time.perf_counter()
-                    r = http.post("/analyze", json={"keyword": kw, "limit": 250})
+                    r = http.post("/analyze", json={"keyword": kw, "limit": 250, "tasks": ["emotion"]})
                     warm[kw].append(time.perf_counter() - t)
                     assert r.json()["source"] == "cache"
         rows = []

@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 
 from serve_app.preprocess import normalize_keyword
 
-log = logging.getLogger("emotion_monitor.cache")
+# A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
+log = logging.getLogger("ray.serve.emotion_monitor.cache")
 
 KEY_PREFIX = "em:analyze:v1:"
 
@@ -26,6 +27,26 @@ def cache_key(keyword: str, limit: int, source: str, model_version: str, lang: s
         ).encode()
     ).hexdigest()
     return KEY_PREFIX + digest
+
+
+def analysis_key(
+    keyword: str,
+    limit: int,
+    source: str,
+    versions: dict[str, str],
+    *,
+    lang: str = "en",
+    negative_threshold: float | None = None,
+    include_other_languages: bool = False,
+) -> str:
+    """The cache key of one /analyze: every model version asked for, and every option that
+    changes the answer (the threshold only matters when sentiment runs)."""
+    model = ";".join(f"{t}={v}" for t, v in sorted(versions.items()))
+    if "sentiment" in versions and negative_threshold is not None:
+        model += f";neg>={negative_threshold:g}"
+    if include_other_languages:
+        model += ";all-languages"
+    return cache_key(keyword, limit, source, model, lang)
 
 
 class AnalysisCache:

@@ -294,15 +294,16 @@ def db_migrate() -> None:
 def sync(
     now: Annotated[bool, typer.Option("--now", help="Run one full pass regardless of CPU.")] = False,
     address: Annotated[str, typer.Option(help="Ray cluster address.")] = "auto",
+    app_name: Annotated[str, typer.Option(help="Serve application name.")] = "emotion-monitor",
 ) -> None:
     """Show the history sync's state; with --now, force a pass (recovery + drain)."""
     import ray
 
-    from deployments.background import SYNC_ACTOR, get_actor
+    from deployments.background import get_actor, sync_actor_name
 
     ray.init(address=address, log_to_driver=False)
     try:
-        actor = get_actor(SYNC_ACTOR)
+        actor = get_actor(sync_actor_name(app_name))
     except ValueError:
         typer.echo("the sync actor is not running (start the app with PostgreSQL configured)", err=True)
         raise typer.Exit(2) from None

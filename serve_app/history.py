@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -28,7 +28,8 @@ from psycopg.types.json import Jsonb
 
 from serve_app.preprocess import normalize_keyword
 
-log = logging.getLogger("emotion_monitor.history")
+# A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
+log = logging.getLogger("ray.serve.emotion_monitor.history")
 
 REC_PREFIX = "em:rec:"
 PENDING = "em:pending"
@@ -44,6 +45,12 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _pred(p: dict[str, Any] | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {"label": p["label"], "confidence": float(p["confidence"]), "scores": p["scores"]}
+
+
 def make_record(
     keyword: str,
     source: str,
@@ -52,26 +59,52 @@ def make_record(
     model_version: str,
     agg: Sequence[dict[str, Any]],
     posts: Sequence[dict[str, Any]],
-    predictions: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]],
     created_at: float | None = None,
+    kept: Sequence[int] | None = None,
+    sentiment_agg: Sequence[dict[str, Any]] | None = None,
+    model_versions: Mapping[str, str] | None = None,
+    strongly_negative: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One analysis as a self-contained, JSON-serialisable record with a stable id."""
+    """One analysis as a self-contained, JSON-serialisable record with a stable id.
+
+    `predictions` is one list per task (or a bare list: emotion), aligned with `kept`, the
+    indices of the posts that were scored (all of them by default); the others were left
+    out for their language and carry no prediction.
+    """
+    by_task = {"emotion": predictions} if not isinstance(predictions, Mapping) else dict(predictions)
+    kept = list(range(len(posts))) if kept is None else list(kept)
+    per_post: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in kept}
+    for task, preds in by_task.items():
+        for i, pr in zip(kept, preds, strict=True):
+            per_post[i][task] = pr
     created = created_at if created_at is not None else time.time()
-    items = [
-        {
-            "id": str(p["id"]),
-            "title": p.get("title", ""),
-            "body": p.get("body", ""),
-            "subreddit": p.get("subreddit", ""),
-            "created_utc": p.get("created_utc"),
-            "score": p.get("score"),
-            "url": p.get("url", ""),
-            "label": pr["label"],
-            "confidence": float(pr["confidence"]),
-            "scores": pr["scores"],
-        }
-        for p, pr in zip(posts, predictions, strict=True)
-    ]
+    items = []
+    for i, p in enumerate(posts):
+        got = per_post.get(i, {})
+        emo = got.get("emotion")
+        items.append(
+            {
+                "id": str(p["id"]),
+                "title": p.get("title", ""),
+                "body": p.get("body", ""),
+                "subreddit": p.get("subreddit", ""),
+                "created_utc": p.get("created_utc"),
+                "score": p.get("score"),
+                "url": p.get("url", ""),
+                "lang": p.get("lang"),
+                "lang_confidence": p.get("lang_confidence"),
+                # Emotion stays at the top level (the record format before tasks existed).
+                "label": emo["label"] if emo else None,
+                "confidence": float(emo["confidence"]) if emo else None,
+                "scores": emo["scores"] if emo else None,
+                "sentiment": _pred(got.get("sentiment")),
+            }
+        )
+    langs: dict[str, int] = {}
+    for p in posts:
+        key = str(p.get("lang") or "und")
+        langs[key] = langs.get(key, 0) + 1
     rec = {
         "keyword": keyword,
         "keyword_norm": normalize_keyword(keyword),
@@ -79,8 +112,14 @@ def make_record(
         "limit": int(limit),
         "lang": lang,
         "model_version": model_version,
+        "model_versions": dict(model_versions or {"emotion": model_version}),
+        "tasks": list(by_task),
         "created_at": created,
         "agg": list(agg),
+        "sentiment_agg": list(sentiment_agg) if sentiment_agg is not None else None,
+        "n_scored": len(kept),
+        "strongly_negative": dict(strongly_negative) if strongly_negative is not None else None,
+        "languages": langs,
         "posts": items,
     }
     rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
@@ -175,10 +214,16 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
     with conn.cursor() as cur:
         for rec in records:
             qid = rec["query_id"]
+            posts = rec["posts"]
+            versions = rec.get("model_versions") or {"emotion": rec["model_version"]}
+            negatives = None
+            if rec.get("strongly_negative") is not None:
+                negatives = rec["strongly_negative"]["count"]
             cur.execute(
                 "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
-                " model_version,"
-                " created_at, n_posts) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
+                " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
+                " n_strongly_negative, languages)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
                 (
                     qid,
                     rec["keyword"],
@@ -188,13 +233,18 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
                     rec["lang"],
                     rec["model_version"],
                     _ts(rec["created_at"]),
-                    len(rec["posts"]),
+                    len(posts),
+                    list(rec.get("tasks") or ["emotion"]),
+                    Jsonb(versions),
+                    rec.get("n_scored", len(posts)),
+                    negatives,
+                    Jsonb(rec["languages"]) if rec.get("languages") is not None else None,
                 ),
             )
-            posts = rec["posts"]
             cur.executemany(
-                "INSERT INTO posts (source, post_id, title, body, subreddit, created_utc, score, url)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (source, post_id) DO NOTHING",
+                "INSERT INTO posts (source, post_id, title, body, subreddit, created_utc, score, url,"
+                " lang, lang_confidence) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT (source, post_id) DO NOTHING",
                 [
                     (
                         rec["source"],
@@ -205,31 +255,42 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
                         _ts(p["created_utc"]),
                         p["score"],
                         p["url"],
+                        p.get("lang"),
+                        p.get("lang_confidence"),
                     )
                     for p in posts
                 ],
             )
+            rows = []
+            for p in posts:
+                if p.get("label") is not None:
+                    rows.append(("emotion", versions.get("emotion", rec["model_version"]), p))
+                if p.get("sentiment"):
+                    rows.append(("sentiment", versions.get("sentiment", ""), {**p, **p["sentiment"]}))
             cur.executemany(
                 "INSERT INTO predictions"
-                " (query_id, source, post_id, model_version, label, confidence, scores)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                " (query_id, source, post_id, task, model_version, label, confidence, scores)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                 [
                     (
                         qid,
                         rec["source"],
                         p["id"],
-                        rec["model_version"],
+                        task,
+                        version,
                         p["label"],
                         min(1.0, max(0.0, p["confidence"])),
                         Jsonb(p["scores"]),
                     )
-                    for p in posts
+                    for task, version, p in rows
                 ],
             )
+            aggs = [("emotion", a) for a in rec["agg"]]
+            aggs += [("sentiment", a) for a in rec.get("sentiment_agg") or []]
             cur.executemany(
-                "INSERT INTO query_aggregates (query_id, label, pct, n, avg_score) VALUES (%s,%s,%s,%s,%s)"
-                " ON CONFLICT DO NOTHING",
-                [(qid, a["label"], a["pct"], a.get("count", 0), a["avg_score"]) for a in rec["agg"]],
+                "INSERT INTO query_aggregates (query_id, task, label, pct, n, avg_score)"
+                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                [(qid, t, a["label"], a["pct"], a.get("count", 0), a["avg_score"]) for t, a in aggs],
             )
 
 

@@ -4,24 +4,33 @@
 
 import asyncio
 import collections
+import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serve_app import __version__
-from serve_app.cache import AnalysisCache, cache_key
+from deployments.aggregator import strongly_negative
+from serve_app import __version__, metrics
+from serve_app.cache import AnalysisCache, analysis_key
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.history import make_record, queue_record, queue_track
+from serve_app.language import UNDETERMINED, count_languages, is_supported
 from serve_app.preprocess import post_text
 from serve_app.schemas import (
+    MAX_BODY_BYTES,
     AnalyzeRequest,
     AnalyzeResponse,
     ErrorResponse,
@@ -33,7 +42,17 @@ from serve_app.schemas import (
 )
 from serve_app.security import RateLimiter, key_matches
 
-log = logging.getLogger("emotion_monitor.ingress")
+# A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
+log = logging.getLogger("ray.serve.emotion_monitor.ingress")
+
+# A replica died or is being replaced: the call never ran to completion, so it may be re-sent.
+RETRYABLE = (
+    ActorDiedError,
+    ActorUnavailableError,
+    RayActorError,
+    ReplicaUnavailableError,
+    DeploymentUnavailableError,
+)
 
 api = FastAPI(
     title="emotion-monitor",
@@ -44,7 +63,9 @@ api = FastAPI(
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": desc}
     for code, desc in {
+        400: "The body is not UTF-8 JSON or is nested too deeply, or a task this service does not serve",
         401: "Missing or invalid X-API-Key (when the service has a key configured)",
+        413: "Request body over the size limit",
         422: "Invalid input: the message says which field and why",
         429: "Too many /analyze requests from this client; retry after Retry-After seconds",
         502: "The post source failed (named in the message)",
@@ -52,6 +73,29 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         504: "The post source did not answer in time",
     }.items()
 }
+
+
+@api.middleware("http")
+async def _limit_body(request: Request, call_next: Callable[[Request], Any]) -> Any:
+    """Refuse oversized bodies from their Content-Length, before reading them into memory."""
+    size = request.headers.get("content-length")
+    if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+        return JSONResponse(
+            {"detail": f"request body of {size} bytes is over the {MAX_BODY_BYTES} byte limit"},
+            status_code=413,
+        )
+    return await call_next(request)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+    # FastAPI's words for invalid UTF-8 or JSON nested past Python's recursion limit.
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        return JSONResponse(
+            {"detail": "the body is not parseable: send UTF-8 JSON nested at most ~500 levels deep"},
+            status_code=400,
+        )
+    return await http_exception_handler(request, exc)
 
 
 class RateLimited(Exception):
@@ -96,6 +140,17 @@ async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
     )
 
 
+class TaskNotServed(Exception):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+@api.exception_handler(TaskNotServed)
+async def _task_not_served(_: Request, exc: TaskNotServed) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail}, status_code=400)
+
+
 class Unauthorized(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -119,8 +174,12 @@ class IngressConfig:
     cache_ttl_s: int = 3600
     model_info_ttl_s: float = 10.0
     classify_timeout_s: float = 60.0
+    call_retries: int = 5  # re-sends of an idempotent call whose replica died
+    max_inflight: int = 128  # requests doing model work at once; more get 503 + Retry-After
+    negative_threshold: float = 0.8  # sentiment confidence for "strongly negative"
     max_unsaved: int = 10_000  # records held in memory while Redis is down
     background: Any = field(default=None, compare=False)  # (SyncConfig, WarmerConfig) or None
+    app_name: str = "emotion-monitor"
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -156,11 +215,14 @@ class Ingress:
         self._flush_lock = asyncio.Lock()
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
+        self._inflight = 0
+        self.shed_total = 0
         if cfg.background is not None:
             from deployments.background import start_background
 
             try:
-                start_background(*cfg.background)
+                sync_cfg, warmer_cfg = cfg.background
+                start_background(sync_cfg, warmer_cfg, app_name=cfg.app_name)
             except Exception as exc:  # the API works without them; /sync/status says so
                 log.error("background actors not started: %r", exc)
 
@@ -222,23 +284,97 @@ class Ingress:
         assert self._info is not None
         return self._info
 
-    async def _call(self, what: str, response: Any, timeout: float) -> Any:
+    async def _call(self, what: str, send: Callable[[], Any], timeout: float) -> Any:
+        """Await a handle call; retry it while the replica that took it died (Serve replaces it).
+
+        Every call made through here is idempotent (fetch, classify, summarize), so a retry on
+        another (or the replacement) replica is safe. Anything else, or running out of
+        `timeout`, becomes a 503 that says which part failed.
+        """
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(send(), timeout=max(0.1, left))
+            except (SourceError, SourceConfigError):
+                raise
+            except TimeoutError:
+                raise ServiceUnavailable(f"{what} did not answer within {timeout:.0f} s") from None
+            except BackPressureError:
+                raise ServiceUnavailable(f"{what} is at capacity; retry shortly", retry_after=1) from None
+            except Exception as exc:
+                inner = _unwrap(exc)
+                if isinstance(inner, SourceError | SourceConfigError):
+                    raise inner from None
+                attempt += 1
+                retryable = isinstance(exc, RETRYABLE) or isinstance(inner, RETRYABLE)
+                pause = min(2.0, 0.1 * 2**attempt)
+                if retryable and attempt <= self.cfg.call_retries and deadline - time.monotonic() > pause:
+                    log.warning("%s: replica lost (%s); retry %d", what, type(exc).__name__, attempt)
+                    await asyncio.sleep(pause)
+                    continue
+                log.warning("%s failed: %s", what, repr(exc)[:300])
+                raise ServiceUnavailable(
+                    f"{what} unavailable ({type(inner).__name__}); retry shortly"
+                ) from None
+
+    @contextlib.contextmanager
+    def _admit(self) -> Iterator[None]:
+        """Bound the work in flight: beyond `max_inflight` answer 503 now instead of queueing."""
+        if self._inflight >= self.cfg.max_inflight:
+            self.shed_total += 1
+            metrics.record_shed()
+            raise ServiceUnavailable(
+                f"server busy: {self._inflight} requests in progress (limit {self.cfg.max_inflight})",
+                retry_after=1,
+            )
+        self._inflight += 1
         try:
-            return await asyncio.wait_for(response, timeout=timeout)
-        except (SourceError, SourceConfigError):
-            raise
-        except TimeoutError:
-            raise ServiceUnavailable(f"{what} did not answer within {timeout:.0f} s") from None
-        except Exception as exc:
-            inner = _unwrap(exc)
-            if isinstance(inner, SourceError | SourceConfigError):
-                raise inner from None
-            log.warning("%s failed: %s", what, repr(exc)[:300])
-            raise ServiceUnavailable(f"{what} unavailable ({type(inner).__name__}); retry shortly") from None
+            yield
+        finally:
+            self._inflight -= 1
+
+    def _plan(
+        self, info: dict[str, Any], tasks: Sequence[str] | None, threshold: float | None
+    ) -> tuple[list[str], float]:
+        """The tasks to run (all served by default) and the strongly-negative threshold."""
+        served = list(info.get("tasks", {info.get("default_task", "emotion"): info}))
+        chosen = list(tasks) if tasks else served
+        missing = [t for t in chosen if t not in served]
+        if missing:
+            raise TaskNotServed(f"task {missing[0]!r} is not served here; served: {', '.join(served)}")
+        return chosen, float(threshold if threshold is not None else self.cfg.negative_threshold)
+
+    @staticmethod
+    def _versions(info: dict[str, Any], tasks: list[str]) -> dict[str, str]:
+        by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
+        return {t: str(by_task[t]["version"]) for t in tasks}
+
+    def _key(
+        self,
+        keyword: str,
+        limit: int,
+        source: str,
+        lang: str,
+        tasks: list[str],
+        threshold: float,
+        include_other: bool,
+        info: dict[str, Any],
+    ) -> str:
+        return analysis_key(
+            keyword,
+            limit,
+            source,
+            self._versions(info, tasks),
+            lang=lang,
+            negative_threshold=threshold,
+            include_other_languages=include_other,
+        )
 
     @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS)
     async def analyze(self, req: AnalyzeRequest, request: Request) -> AnalyzeResponse:
-        """Fetch up to `limit` posts about `keyword`, classify them, return the breakdown."""
+        """Fetch up to `limit` posts about `keyword`, classify them, return the breakdowns."""
         started = time.perf_counter()
         self._authorize(request)
         if self.limiter is not None:
@@ -248,11 +384,17 @@ class Ingress:
                 raise RateLimited(wait)
         source = req.source or self.cfg.default_source
         info = await self._model_info()
-        key = cache_key(req.keyword, req.limit, source, info["version"], req.lang)
+        tasks, threshold = self._plan(info, req.tasks, req.negative_threshold)
+        log.debug("analyze %r limit=%d source=%s tasks=%s", req.keyword, req.limit, source, ",".join(tasks))
+        key = self._key(
+            req.keyword, req.limit, source, req.lang, tasks, threshold, req.include_other_languages, info
+        )
         cached = await self.cache.get(key)
         if self._unsaved:
             await self._save_record(None)  # Redis may be back: hand over what was held
-        if cached is not None and (not req.return_plot or cached.get("plot_base64")):
+        hit = cached is not None and (not req.return_plot or bool(cached.get("plot_base64")))
+        metrics.record_cache(hit)
+        if cached is not None and hit:
             await self._track(req.keyword, req.limit, source)
             cached.update(source="cache", time=round(time.perf_counter() - started, 4))
             if not req.return_plot:
@@ -260,41 +402,102 @@ class Ingress:
             return AnalyzeResponse(**cached)
 
         await self._track(req.keyword, req.limit, source)
-        result = await self._infer(req.keyword, req.limit, source, req.lang, req.return_plot, info, key)
+        with self._admit():
+            result = await self._infer(
+                req.keyword,
+                req.limit,
+                source,
+                req.lang,
+                req.return_plot,
+                info,
+                key,
+                tasks,
+                threshold,
+                req.include_other_languages,
+            )
         return AnalyzeResponse(**result, source="inference", time=round(time.perf_counter() - started, 4))
 
     async def _infer(
-        self, keyword: str, limit: int, source: str, lang: str, plot: bool, info: dict[str, Any], key: str
+        self,
+        keyword: str,
+        limit: int,
+        source: str,
+        lang: str,
+        plot: bool,
+        info: dict[str, Any],
+        key: str,
+        tasks: list[str],
+        threshold: float,
+        include_other: bool,
     ) -> dict[str, Any]:
-        """Fetch, classify, aggregate; cache the answer and record it for the history."""
+        """Fetch, pick the posts the models can read, classify per task, aggregate; cache and record."""
         posts: list[dict[str, Any]] = await self._call(
-            f"source {source!r}", self.fetcher.fetch.remote(source, keyword, limit), timeout=60
+            f"source {source!r}", lambda: self.fetcher.fetch.remote(source, keyword, limit), timeout=60
         )
-        texts = [post_text(p["title"], p["body"]) for p in posts]
-        preds: list[dict[str, Any]] = await self._call(
-            "classifier", self.classifier.classify.remote(texts), self.cfg.classify_timeout_s
-        )
+        by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
+        readable = {lg for t in tasks for lg in by_task[t].get("languages", ["en"])}
+        langs = [p.get("lang", UNDETERMINED) for p in posts]
+        keep = [i for i, lg in enumerate(langs) if include_other or is_supported(lg, readable)]
+        kept = set(keep)
+        metrics.record_posts(langs, [i in kept for i in range(len(posts))])
+        texts = [post_text(posts[i]["title"], posts[i]["body"]) for i in keep]
+
+        async def run(task: str) -> list[dict[str, Any]]:
+            result: list[dict[str, Any]] = await self._call(
+                f"classifier ({task})",
+                lambda: self.classifier.classify.remote(texts, task),
+                self.cfg.classify_timeout_s,
+            )
+            return result
+
+        preds = dict(zip(tasks, await asyncio.gather(*(run(t) for t in tasks)), strict=True))
+        labels = {t: list(by_task[t]["labels"]) for t in tasks}
         summary: dict[str, Any] = await self._call(
-            "aggregator", self.aggregator.summarize.remote(keyword, preds, plot), 30
+            "aggregator", lambda: self.aggregator.summarize.remote(keyword, preds, plot, labels), 30
         )
+        negative = None
+        if "sentiment" in preds:
+            negative = strongly_negative([str(posts[i]["id"]) for i in keep], preds["sentiment"], threshold)
+        versions = self._versions(info, tasks)
         result = {
             "keyword": keyword,
             "count": len(posts),
             "agg": summary["agg"],
+            "sentiment_agg": summary.get("sentiment_agg"),
+            "strongly_negative": negative,
+            "tasks": tasks,
+            "scored": len(keep),
+            "languages": count_languages(langs),
+            "excluded": len(posts) - len(keep),
+            "model_versions": versions,
             "plot_base64": summary["plot_base64"],
             "post_source": source,
-            "model_version": info["version"],
+            "model_version": versions.get("emotion") or next(iter(versions.values())),
         }
         await self.cache.set(key, result)
         if self.cfg.history and posts:
-            rec = make_record(keyword, source, limit, lang, info["version"], summary["agg"], posts, preds)
+            rec = make_record(
+                keyword,
+                source,
+                limit,
+                lang,
+                result["model_version"],
+                summary["agg"],
+                posts,
+                preds,
+                kept=keep,
+                sentiment_agg=summary.get("sentiment_agg"),
+                model_versions=versions,
+                strongly_negative=negative,
+            )
             await self._save_record(rec)
         return result
 
     async def refresh(self, keyword: str, limit: int, source: str, refresh_below_s: int) -> bool:
         """For the cache warmer: re-run an analysis whose cache entry is missing or expiring."""
         info = await self._model_info()
-        key = cache_key(keyword, limit, source, info["version"])
+        tasks, threshold = self._plan(info, None, None)
+        key = self._key(keyword, limit, source, "en", tasks, threshold, False, info)
         if self.cache.client is None:
             return False
         try:
@@ -303,20 +506,28 @@ class Ingress:
             return False
         if ttl > refresh_below_s:
             return False
-        await self._infer(keyword, limit, source, "en", False, info, key)
+        await self._infer(keyword, limit, source, "en", False, info, key, tasks, threshold, False)
         return True
 
     @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
     async def predict(self, req: PredictRequest, request: Request) -> PredictResponse:
-        """Classify one text (`text`) or up to 256 (`texts`): label, confidence, all scores."""
+        """Classify one text (`text`) or up to 256 (`texts`) with the `task`'s model."""
         started = time.perf_counter()
         self._authorize(request)
         info = await self._model_info()
-        rows = await self._call(
-            "classifier", self.classifier.classify.remote(req.all_texts()), self.cfg.classify_timeout_s
-        )
+        tasks, _ = self._plan(info, [req.task], None)
+        texts = req.all_texts()
+        with self._admit():
+            rows = await self._call(
+                "classifier",
+                lambda: self.classifier.classify.remote(texts, req.task),
+                self.cfg.classify_timeout_s,
+            )
         return PredictResponse(
-            predictions=rows, model_version=info["version"], time=round(time.perf_counter() - started, 4)
+            predictions=rows,
+            task=req.task,
+            model_version=self._versions(info, tasks)[req.task],
+            time=round(time.perf_counter() - started, 4),
         )
 
     @api.get("/healthz", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
@@ -339,10 +550,12 @@ class Ingress:
     async def sync_status(self, request: Request) -> SyncStatus:
         """The history sync: backlog, records synced, last sync, CPU and why it is paused."""
         self._authorize(request)
-        from deployments.background import SYNC_ACTOR, get_actor
+        from deployments.background import get_actor, sync_actor_name
 
         try:
-            state = await asyncio.wait_for(get_actor(SYNC_ACTOR).status.remote(), timeout=10)
+            state = await asyncio.wait_for(
+                get_actor(sync_actor_name(self.cfg.app_name)).status.remote(), timeout=10
+            )
         except Exception as exc:
             raise ServiceUnavailable(
                 f"history sync not running ({type(exc).__name__}); is PostgreSQL configured?", 30
@@ -354,4 +567,9 @@ class Ingress:
         """The labels the model predicts, in output order."""
         self._authorize(request)
         info = await self._model_info()
-        return LabelsResponse(labels=info["labels"], model_version=info["version"])
+        by_task = info.get("tasks", {})
+        return LabelsResponse(
+            labels=info["labels"],
+            model_version=info["version"],
+            tasks={t: list(v["labels"]) for t, v in by_task.items()},
+        )

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_KEYWORD_CHARS = 100
 MAX_TEXT_CHARS = 20_000
 MAX_TEXTS = 256
+Task = Literal["emotion", "sentiment"]
+# The largest legitimate body is 256 texts of 20,000 characters (UTF-8, JSON-escaped); the
+# ingress refuses bigger ones with 413 before reading them.
+MAX_BODY_BYTES = 8 * 2**20
 
 
 class AnalyzeRequest(BaseModel):
@@ -28,6 +32,24 @@ class AnalyzeRequest(BaseModel):
         None, description="Post source (default from settings)."
     )
     lang: str = Field("en", pattern=r"^[a-z]{2}$", description="ISO 639-1 language of interest.")
+    tasks: list[Task] | None = Field(
+        None,
+        min_length=1,
+        description="Breakdowns to compute: emotion, sentiment (default: every task the service serves).",
+    )
+    include_other_languages: bool = Field(
+        False,
+        description="Score posts detected in languages the models were not trained for (counted in "
+        "`languages` either way).",
+    )
+    negative_threshold: float | None = Field(
+        None, ge=0.34, le=1.0, description="Sentiment confidence for a post to count as strongly negative."
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def tasks_unique(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else list(dict.fromkeys(v))
 
     @field_validator("keyword")
     @classmethod
@@ -47,10 +69,26 @@ class LabelAgg(BaseModel):
     avg_score: float = Field(description="Mean confidence of the posts with this label.")
 
 
+class StronglyNegative(BaseModel):
+    threshold: float = Field(description="Sentiment confidence at or above which a negative post counts.")
+    count: int
+    pct: float = Field(description="Share of the scored posts, %.")
+    ids: list[str] = Field(description="Their post ids, most confident first: triage these first.")
+
+
 class AnalyzeResponse(BaseModel):
     keyword: str
-    count: int = Field(description="Posts analysed.")
-    agg: list[LabelAgg]
+    count: int = Field(description="Posts fetched.")
+    agg: list[LabelAgg] = Field(description="Emotion breakdown (empty when emotion was not asked for).")
+    sentiment_agg: list[LabelAgg] | None = Field(None, description="Sentiment breakdown, when asked for.")
+    strongly_negative: StronglyNegative | None = None
+    tasks: list[str] = Field(default_factory=lambda: ["emotion"], description="Breakdowns computed.")
+    scored: int | None = Field(None, description="Posts the models judged (the breakdowns' base).")
+    languages: dict[str, int] = Field(
+        default_factory=dict, description="Posts per detected language (`und`: too short or unsure to tell)."
+    )
+    excluded: int = Field(0, description="Posts left out: a language no requested model was trained for.")
+    model_versions: dict[str, str] = Field(default_factory=dict, description="Model version per task.")
     plot_base64: str | None = None
     source: Literal["cache", "inference"]
     post_source: str = Field(description="Where the posts came from (reddit or jsonl).")
@@ -68,6 +106,14 @@ class PredictRequest(BaseModel):
 
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS)
+    task: Task = Field("emotion", description="Which model: emotion (6 labels) or sentiment (3).")
+
+    @field_validator("text")
+    @classmethod
+    def text_not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("text is empty or only whitespace: there is nothing to classify")
+        return v
 
     @field_validator("texts")
     @classmethod
@@ -76,6 +122,8 @@ class PredictRequest(BaseModel):
             for i, t in enumerate(v):
                 if len(t) > MAX_TEXT_CHARS:
                     raise ValueError(f"texts[{i}] has {len(t)} characters; at most {MAX_TEXT_CHARS}")
+                if not t.strip():
+                    raise ValueError(f"texts[{i}] is empty or only whitespace: there is nothing to classify")
         return v
 
     @model_validator(mode="after")
@@ -96,6 +144,7 @@ class TextPrediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[TextPrediction]
+    task: str = "emotion"
     model_version: str
     time: float
 
@@ -110,6 +159,7 @@ class HealthResponse(BaseModel):
 class LabelsResponse(BaseModel):
     labels: list[str]
     model_version: str
+    tasks: dict[str, list[str]] = Field(default_factory=dict, description="Labels of every served task.")
 
 
 class SyncStatus(BaseModel):

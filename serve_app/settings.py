@@ -24,6 +24,15 @@ class Settings(BaseSettings):
 
     # Model
     model_dir: Path = Field(Path("models/emotion"), description="INT8 artifact the Classifier loads")
+    sentiment_model_dir: Path = Field(
+        Path("models/sentiment"), description="INT8 sentiment artifact (served beside emotion when present)"
+    )
+    negative_threshold: float = Field(
+        0.8, ge=0.34, le=1, description="strongly-negative sentiment confidence"
+    )
+    lang_min_confidence: float = Field(
+        0.8, gt=0, le=1, description="language-ID probability needed to exclude a post as another language"
+    )
     model_name: str = "emotion"
     model_version: str = Field("", description="registry version to load instead of model_dir")
     registry_dir: Path = Path("registry")

@@ -37,6 +37,9 @@ class HyperParams:
     max_steps: int | None = None  # stop early (smoke tests)
     eval_batch_size: int = 64
     threads: int | None = None
+    # The checkpoint kept is the one with the best mean of this metric over the validation
+    # sets: macro_f1, or macro_recall (TweetEval's sentiment metric).
+    selection_metric: str = "macro_f1"
 
 
 @dataclass
@@ -65,6 +68,7 @@ class TrainConfig:
     validation: dict[str, str]
     test: dict[str, str] = field(default_factory=dict)
     hf_dataset: str | None = None
+    languages: list[str] = field(default_factory=lambda: ["en"])  # what the model can judge
     hparams: HyperParams = field(default_factory=HyperParams)
     export: ExportConfig = field(default_factory=ExportConfig)
     notes: list[str] = field(default_factory=list)
@@ -99,6 +103,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
         raise ConfigError(f"{path}: {exc}") from exc
     if hp.class_weighting not in {"none", "inverse", "sqrt_inverse"}:
         raise ConfigError(f"class_weighting must be none|inverse|sqrt_inverse, not {hp.class_weighting}")
+    if hp.selection_metric not in {"macro_f1", "macro_recall", "accuracy"}:
+        raise ConfigError(
+            f"selection_metric must be macro_f1|macro_recall|accuracy, not {hp.selection_metric}"
+        )
     if hp.pooling not in {"mean", "cls"}:
         raise ConfigError(f"pooling must be mean|cls, not {hp.pooling}")
     if not cfg.validation:

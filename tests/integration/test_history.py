@@ -21,7 +21,8 @@ from serve_app.history import (
     track_keyword,
 )
 from serve_app.labels import EMOTION_LABELS
-from tests.integration.conftest import CpuLoad, wait_for
+from tests.conftest import wait_for
+from tests.integration.conftest import CpuLoad
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,10 @@ def drain(sync: HistorySync) -> int:
 def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
     assert migrate(pg_url) == []  # the fixture applied them already
     with psycopg.connect(pg_url) as c:
-        assert [r[0] for r in c.execute("SELECT version FROM schema_migrations")] == ["0001_history"]
+        assert [r[0] for r in c.execute("SELECT version FROM schema_migrations ORDER BY 1")] == [
+            "0001_history",
+            "0002_sentiment_and_languages",
+        ]
 
 
 def test_sync_moves_n_analyses_with_exact_row_counts_and_twice_is_a_noop(
@@ -263,3 +267,50 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
         assert counts(url)["queries"] == 4
     finally:
         ray.kill(actor)
+
+
+def test_two_tasks_and_excluded_languages_land_in_their_tables(
+    clean_history: tuple[str, redis.Redis],
+) -> None:
+    url, r = clean_history
+    langs = ["en", "en", "es", "und"]
+    posts = [
+        {"id": f"m{i}", "title": f"t{i}", "body": "", "subreddit": "s", "created_utc": T0, "score": 1,
+         "url": "", "lang": lg, "lang_confidence": 0.9}
+        for i, lg in enumerate(langs)
+    ]  # fmt: skip
+    kept = [0, 1, 3]  # the Spanish post is left out
+    emo = [{"label": "joy", "confidence": 0.9, "scores": {"joy": 0.9}} for _ in kept]
+    sen = [
+        {"label": lab, "confidence": c, "scores": {lab: c}}
+        for lab, c in [("negative", 0.95), ("positive", 0.7), ("negative", 0.6)]
+    ]
+    agg = [{"label": "joy", "pct": 100.0, "count": 3, "avg_score": 0.9}]
+    sagg = [
+        {"label": "negative", "pct": 66.67, "count": 2, "avg_score": 0.78},
+        {"label": "positive", "pct": 33.33, "count": 1, "avg_score": 0.7},
+    ]
+    rec = make_record(
+        "Mixed", "jsonl", 4, "en", "emo-v1", agg, posts, {"emotion": emo, "sentiment": sen},
+        created_at=T0, kept=kept, sentiment_agg=sagg,
+        model_versions={"emotion": "emo-v1", "sentiment": "sen-v1"},
+        strongly_negative={"threshold": 0.8, "count": 1, "pct": 33.33, "ids": ["m0"]},
+    )  # fmt: skip
+    assert rec["posts"][2]["label"] is None and rec["posts"][2]["sentiment"] is None
+    store_record(r, rec)
+    assert drain(HistorySync(r, url)) == 1
+    with psycopg.connect(url) as c:
+        by_task = dict(c.execute("SELECT task, count(*) FROM predictions GROUP BY task").fetchall())
+        q = c.execute("SELECT tasks, model_versions, n_scored, n_strongly_negative FROM queries").fetchone()
+        agg_rows = c.execute("SELECT count(*) FROM query_aggregates WHERE task = 'sentiment'").fetchone()
+        daily = dict(
+            c.execute("SELECT label, posts FROM v_sentiment_daily WHERE keyword = 'mixed'").fetchall()
+        )
+        lang_rows = dict(c.execute("SELECT lang, posts FROM v_languages").fetchall())
+        stored_langs = dict(c.execute("SELECT post_id, lang FROM posts").fetchall())
+    assert by_task == {"emotion": 3, "sentiment": 3}
+    assert q == (["emotion", "sentiment"], {"emotion": "emo-v1", "sentiment": "sen-v1"}, 3, 1)
+    assert agg_rows == (2,)
+    assert daily == {"negative": 2, "positive": 1}
+    assert lang_rows == {"en": 2, "es": 1, "und": 1}
+    assert stored_langs["m2"] == "es"

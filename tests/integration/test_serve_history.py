@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.cache import cache_key
+from serve_app.cache import analysis_key
 from tests.integration.conftest import CpuLoad
 
 pytestmark = pytest.mark.integration
@@ -65,6 +65,10 @@ def test_sync_status_endpoint(serve_url: str) -> None:
     assert {"pending", "synced_total", "last_sync", "cpu", "paused_reason"} <= set(body)
 
 
+def _threshold(resp: dict[str, Any]) -> float | None:
+    return (resp.get("strongly_negative") or {}).get("threshold")
+
+
 def _warmer(redis_url: str, threshold: float) -> Any:
     from deployments.background import WarmerActor, WarmerConfig
 
@@ -80,7 +84,7 @@ def test_warmer_refreshes_an_expiring_hot_keyword(serve_url: str, clean_cache: r
 
     body = {"keyword": "tea", "limit": 250, "source": "jsonl"}
     first = httpx.post(f"{serve_url}/analyze", json=body, timeout=120).json()
-    key = cache_key("tea", 250, "jsonl", first["model_version"])
+    key = analysis_key("tea", 250, "jsonl", first["model_versions"], negative_threshold=_threshold(first))
     clean_cache.expire(key, 20)  # about to expire
     warmer = _warmer(TEST_REDIS_URL, threshold=101.0)  # always idle enough
     try:
@@ -98,7 +102,7 @@ def test_warmer_does_nothing_under_load(serve_url: str, clean_cache: redis.Redis
 
     body = {"keyword": "beer", "limit": 250, "source": "jsonl"}
     first = httpx.post(f"{serve_url}/analyze", json=body, timeout=120).json()
-    key = cache_key("beer", 250, "jsonl", first["model_version"])
+    key = analysis_key("beer", 250, "jsonl", first["model_versions"], negative_threshold=_threshold(first))
     clean_cache.expire(key, 60)
     warmer = _warmer(TEST_REDIS_URL, threshold=60.0)
     cpu_load.start()

@@ -123,6 +123,9 @@ def test_reference_client_payloads_validate() -> None:
         ({"texts": ["ok", "x" * 20_001]}, r"texts\[1\]"),
         ({"text": 5}, "valid string"),
         ({"txt": "typo"}, "Extra inputs"),
+        ({"text": ""}, "empty or only whitespace"),
+        ({"text": " \n\t "}, "empty or only whitespace"),
+        ({"texts": ["fine", "   "]}, r"texts\[1\] is empty"),
     ],
 )
 def test_bad_predict_requests_say_what_is_wrong(body: dict[str, object], fragment: str) -> None:
