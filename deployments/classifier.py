@@ -7,10 +7,11 @@ sorts by length and pads per model batch), and split back per caller.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from ray import serve
 
 from serve_app import metrics
 from serve_app.predictor import OnnxPredictor
+from serve_app.registry import RegistrySpec, resolve_version
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.classifier")
@@ -74,6 +76,56 @@ def group_by_task(requests: Sequence[tuple[str, Sequence[str]]]) -> dict[str, li
     return groups
 
 
+class ModelVersionError(ValueError):
+    """`model_versions` in the Classifier's user_config cannot be honoured."""
+
+
+def check_model_versions(
+    wanted: Mapping[str, str], served: Sequence[str], registry: RegistrySpec | None
+) -> None:
+    """Refuse a user_config that names a task not served, or versions without a registry."""
+    unknown = sorted(set(wanted) - set(served))
+    if unknown:
+        raise ModelVersionError(
+            f"model_versions names {', '.join(unknown)}, not served here (served: {', '.join(served)})"
+        )
+    if wanted and registry is None:
+        raise ModelVersionError("model_versions is set but the Classifier was given no registry")
+
+
+def run_batch(
+    predictors: Mapping[str, OnnxPredictor], requests: Sequence[tuple[str, Sequence[str]]]
+) -> list[tuple[OnnxPredictor, np.ndarray]]:
+    """One batch of calls: each task's model runs once over its calls' texts, flattened.
+
+    `predictors` is read once, so a version swapped in meanwhile never mixes into a batch,
+    and each answer comes with the predictor (version) that produced it.
+    """
+    by_index: dict[int, tuple[OnnxPredictor, np.ndarray]] = {}
+    for task, idx in group_by_task(requests).items():
+        pred = predictors[task]
+        probs = pred.probabilities([t for i in idx for t in requests[i][1]])
+        for i, part in zip(idx, split_back(probs, [len(requests[i][1]) for i in idx]), strict=True):
+            by_index[i] = (pred, part)
+    return [by_index[i] for i in range(len(requests))]
+
+
+def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, str]]:
+    """(max_batch_size, batch_wait_timeout_s, model_versions) from the Classifier's user_config."""
+    known = {"max_batch_size", "batch_wait_timeout_s", "model_versions"}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ModelVersionError(f"unknown Classifier user_config keys {unknown}; known: {sorted(known)}")
+    versions = config.get("model_versions") or {}
+    if not isinstance(versions, Mapping):
+        raise ModelVersionError("model_versions must map a task to a registry version, e.g. {emotion: v2}")
+    return (
+        int(config.get("max_batch_size", 32)),
+        float(config.get("batch_wait_timeout_s", 0.005)),
+        {str(k): str(v) for k, v in versions.items() if v},
+    )
+
+
 def model_languages(model_dir: Path) -> list[str]:
     """Languages an artifact was trained on (labels.json `languages`; English if unsaid)."""
     meta = json.loads((model_dir / "labels.json").read_text())
@@ -90,7 +142,14 @@ def model_languages(model_dir: Path) -> list[str]:
 )
 class Classifier:
     """Every model (task) in one replica: a second INT8 model costs ~25 MB, a second
-    deployment a whole replica process (~450 MB); both share the replica's batching."""
+    deployment a whole replica process (~450 MB); both share the replica's batching.
+
+    Which artifact a task serves: its directory from the app args, or, when the user_config
+    names `model_versions: {task: version}`, that version from the model registry (local
+    or S3). Changing `model_versions` with `serve deploy` swaps models in place: the new
+    one loads beside the old, in-flight batches finish on the old one, and every answer
+    carries the version that produced it.
+    """
 
     def __init__(
         self,
@@ -98,6 +157,8 @@ class Classifier:
         threads: int | None = None,
         max_length: int | None = None,
         model_batch_size: int = 32,
+        registry: RegistrySpec | None = None,
+        cache_dir: str | None = None,
     ) -> None:
         num_cpus = None
         try:
@@ -105,38 +166,75 @@ class Classifier:
             num_cpus = getattr(ctx, "num_cpus", None)
         except Exception:  # pragma: no cover - outside a replica
             pass
-        n_threads = replica_threads(
+        self.n_threads = replica_threads(
             num_cpus, threads or int(os.environ.get("EMOTION_MONITOR_ORT_THREADS", 0))
         )
-        dirs = {"emotion": models} if isinstance(models, str) else dict(models)
-        if not dirs:
+        self.dirs = {"emotion": models} if isinstance(models, str) else dict(models)
+        if not self.dirs:
             raise ValueError("the Classifier needs at least one model")
-        self.predictors = {
-            task: OnnxPredictor(Path(d), n_threads, max_length, model_batch_size) for task, d in dirs.items()
-        }
-        self.languages = {task: model_languages(Path(d)) for task, d in dirs.items()}
-        self.default_task = "emotion" if "emotion" in dirs else next(iter(dirs))
-        for task, pred in self.predictors.items():
+        self.max_length, self.model_batch_size = max_length, model_batch_size
+        self.registry, self.cache_dir = registry, Path(cache_dir or ".emotion-monitor/models")
+        self.predictors: dict[str, OnnxPredictor] = {}
+        self.languages: dict[str, list[str]] = {}
+        self.default_task = "emotion" if "emotion" in self.dirs else next(iter(self.dirs))
+        # Models load in reconfigure(), which Serve calls before the replica takes traffic,
+        # so a replica told to serve a registry version never loads the args' model first.
+
+    def _ensure_loaded(self) -> None:
+        if not self.predictors:  # constructed without a user_config (outside Serve's usual path)
+            self.apply_versions({})
+
+    @property
+    def predictor(self) -> OnnxPredictor:
+        self._ensure_loaded()
+        return self.predictors[self.default_task]
+
+    def apply_versions(self, wanted: Mapping[str, str]) -> list[str]:
+        """Load what `wanted` names (task -> registry version; unnamed tasks: the args' dirs)
+        and swap it in. Returns the tasks whose model changed."""
+        check_model_versions(wanted, list(self.dirs), self.registry)
+        changed = []
+        for task, default_dir in self.dirs.items():
+            version, path = None, Path(default_dir)
+            if wanted.get(task):
+                assert self.registry is not None
+                version, path = resolve_version(self.registry.open(), task, wanted[task], self.cache_dir)
+            current = self.predictors.get(task)
+            if (
+                current is not None
+                and current.model_dir == path
+                and (version is None or current.version == version)
+            ):
+                continue
+            pred = OnnxPredictor(
+                path, self.n_threads, self.max_length, self.model_batch_size, version=version
+            )
+            languages = model_languages(path)
+            # One assignment each: a batch already running keeps the predictor it looked up.
+            self.languages = {**self.languages, task: languages}
+            self.predictors = {**self.predictors, task: pred}
+            changed.append(task)
             log.info(
                 "loaded %s model %s from %s with %d ORT threads, max_length %d",
                 task,
                 pred.version,
                 pred.model_dir,
-                n_threads,
+                self.n_threads,
                 pred.max_length,
             )
+        return changed
 
-    @property
-    def predictor(self) -> OnnxPredictor:
-        return self.predictors[self.default_task]
-
-    def reconfigure(self, config: dict[str, Any]) -> None:
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        max_batch, wait_s, wanted = parse_user_config(config)
         batcher: Any = self._classify  # @serve.batch adds these setters at run time
-        batcher.set_max_batch_size(int(config.get("max_batch_size", 32)))
-        batcher.set_batch_wait_timeout_s(float(config.get("batch_wait_timeout_s", 0.005)))
+        batcher.set_max_batch_size(max_batch)
+        batcher.set_batch_wait_timeout_s(wait_s)
+        # In a thread: this replica keeps answering with the old model while the new loads.
+        await asyncio.to_thread(self.apply_versions, wanted)
 
     def info(self) -> dict[str, Any]:
         """The default task's model at the top level (as before), every task under `tasks`."""
+        self._ensure_loaded()
         tasks = {
             task: {
                 "version": p.version,
@@ -150,27 +248,30 @@ class Classifier:
         return {**tasks[self.default_task], "default_task": self.default_task, "tasks": tasks}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _classify(self, requests: list[tuple[str, list[str]]]) -> list[np.ndarray]:
-        out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float32)] * len(requests)
-        for task, idx in group_by_task(requests).items():
-            flat = [t for i in idx for t in requests[i][1]]
-            probs = self.predictors[task].probabilities(flat)
-            for i, part in zip(idx, split_back(probs, [len(requests[i][1]) for i in idx]), strict=True):
-                out[i] = part
-        return out
+    async def _classify(
+        self, requests: list[tuple[str, list[str]]]
+    ) -> list[tuple[OnnxPredictor, np.ndarray]]:
+        return run_batch(self.predictors, requests)
 
-    async def classify(self, texts: list[str], task: str | None = None) -> list[dict[str, Any]]:
-        """Label, confidence and all scores for each text, in order, from the task's model."""
+    async def classify_versioned(
+        self, texts: list[str], task: str | None = None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """(model version that produced them, rows): label, confidence and all scores per text."""
+        self._ensure_loaded()
         task = task or self.default_task
         if task not in self.predictors:
             raise UnknownTaskError(task, list(self.predictors))
         if not texts:
-            return []
-        probs = await self._classify((task, texts))
-        rows = probs_to_rows(probs, self.predictors[task].labels)
+            return self.predictors[task].version, []
+        pred, probs = await self._classify((task, texts))
+        rows = probs_to_rows(probs, pred.labels)
         metrics.record_predictions(task, rows)
-        log.debug("classified %d texts (%s)", len(texts), task)
-        return rows
+        log.debug("classified %d texts (%s, %s)", len(texts), task, pred.version)
+        return pred.version, rows
+
+    async def classify(self, texts: list[str], task: str | None = None) -> list[dict[str, Any]]:
+        """Label, confidence and all scores for each text, in order, from the task's model."""
+        return (await self.classify_versioned(texts, task))[1]
 
     def check_health(self) -> None:
         for pred in self.predictors.values():

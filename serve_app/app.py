@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray.serve import Application
 from ray.serve.deployment import Deployment
 
@@ -25,6 +25,7 @@ from deployments.fetcher import Fetcher, FetcherConfig
 from serve_app.embedded import resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import read_artifact_info
+from serve_app.registry import check_version, registry_spec
 from serve_app.settings import Settings, get_settings, secret
 
 log = logging.getLogger("emotion_monitor.app")
@@ -66,6 +67,24 @@ class AppArgs(BaseModel):
     max_inflight: int = Field(
         128, ge=1, le=100_000, description="requests doing model work at once; beyond: 503 + Retry-After"
     )
+    model_versions: dict[Literal["emotion", "sentiment"], str] = Field(
+        default_factory=dict,
+        description="Registry version per task (or 'latest') instead of the artifact dirs; also settable "
+        "in the Classifier's user_config, where `serve deploy` changes it without a restart",
+    )
+    classifier_resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources each Classifier replica needs (node pinning)"
+    )
+    frontend_resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom Ray resources for the Ingress, Fetcher and Aggregator"
+    )
+
+    @field_validator("model_versions")
+    @classmethod
+    def versions_well_formed(cls, v: dict[str, str]) -> dict[str, str]:
+        for task, version in v.items():
+            check_version(task, version)
+        return v
 
     @model_validator(mode="after")
     def replicas_ordered(self) -> "AppArgs":
@@ -79,6 +98,15 @@ def deployment(obj: object) -> Deployment:
     if not isinstance(obj, Deployment):
         raise TypeError(f"{obj!r} is not a Ray Serve deployment")
     return obj
+
+
+def placed(dep: object, resources: dict[str, float]) -> Deployment:
+    """The deployment, needing `resources` (custom Ray resources) on top of its own actor options."""
+    d = deployment(dep)
+    if not resources:
+        return d
+    own = dict(d.ray_actor_options or {})
+    return d.options(ray_actor_options={**own, "resources": {**own.get("resources", {}), **resources}})
 
 
 def _abs(path: str | Path) -> str:
@@ -170,7 +198,7 @@ def make_app(
         deployment(Classifier)
         .options(
             logging_config=logs,
-            ray_actor_options={"num_cpus": args.classifier_num_cpus},
+            ray_actor_options={"num_cpus": args.classifier_num_cpus, "resources": args.classifier_resources},
             autoscaling_config={
                 "min_replicas": args.classifier_min_replicas,
                 "max_replicas": args.classifier_max_replicas,
@@ -180,9 +208,16 @@ def make_app(
             user_config={
                 "max_batch_size": args.max_batch_size,
                 "batch_wait_timeout_s": args.batch_wait_timeout_s,
+                "model_versions": dict(args.model_versions),
             },
         )
-        .bind(models, args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)), args.max_length)
+        .bind(
+            models,
+            args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
+            args.max_length,
+            registry=registry_spec(s),
+            cache_dir=_abs(s.data_dir / "models"),
+        )
     )
     default_source = args.default_source or s.default_source
     run_background = s.background if args.background is None else args.background
@@ -205,13 +240,14 @@ def make_app(
     # Requests beyond our own admission limit (cache hits, health) still need room, and
     # the queue in front of the ingress must be bounded too, or overload grows memory.
     ongoing = max(256, 2 * args.max_inflight)
-    ingress = deployment(Ingress).options(
+    front = args.frontend_resources
+    ingress = placed(Ingress, front).options(
         max_ongoing_requests=ongoing, max_queued_requests=2 * ongoing, logging_config=logs
     )
     return ingress.bind(
-        deployment(Fetcher).options(logging_config=logs).bind(fetcher_cfg),
+        placed(Fetcher, front).options(logging_config=logs).bind(fetcher_cfg),
         classifier,
-        deployment(Aggregator)
+        placed(Aggregator, front)
         .options(logging_config=logs)
         .bind(list(read_artifact_info(Path(next(iter(models.values())))).labels)),
         ingress_cfg,

@@ -20,6 +20,12 @@ model_app = typer.Typer(help="Model registry: push, pull and list artifact versi
 app.add_typer(model_app, name="model")
 app.add_typer(bench_app, name="bench")
 app.add_typer(db_app, name="db")
+cluster_app = typer.Typer(
+    help="A multi-node Ray cluster on this machine (head + workers, each its own `ray start`).",
+    no_args_is_help=True,
+)
+app.add_typer(cluster_app, name="cluster")
+ClusterRoot = Annotated[Path, typer.Option(help="Where the cluster keeps its state and node logs.")]
 
 
 def _offline() -> None:
@@ -381,20 +387,10 @@ def bench_sync_cmd(
 
 
 def _registry() -> Any:
-    from serve_app.registry import LocalRegistry, S3Registry
-    from serve_app.settings import get_settings, secret
+    from serve_app.registry import registry_spec
+    from serve_app.settings import get_settings
 
-    s = get_settings()
-    if s.s3_bucket:
-        return S3Registry(
-            s.s3_bucket,
-            s.s3_prefix,
-            endpoint_url=s.s3_endpoint_url,
-            region_name=s.s3_region,
-            aws_access_key_id=secret(s.aws_access_key_id),
-            aws_secret_access_key=secret(s.aws_secret_access_key),
-        )
-    return LocalRegistry(s.registry_dir)
+    return registry_spec(get_settings()).open()
 
 
 @model_app.command("push")
@@ -425,6 +421,52 @@ def model_list(name: Annotated[str, typer.Option(help="Model name.")] = "emotion
     """List the versions of a model in the registry."""
     for v in _registry().versions(name):
         typer.echo(v)
+
+
+@cluster_app.command("up")
+def cluster_up(
+    root: ClusterRoot = Path(".emotion-monitor/cluster"),
+    workers: Annotated[int, typer.Option(min=0, max=8, help="Worker nodes.")] = 2,
+    head_cpus: Annotated[int, typer.Option(min=1, help="Logical CPUs of the head.")] = 2,
+    worker_cpus: Annotated[int, typer.Option(min=1, help="Logical CPUs of each worker.")] = 2,
+) -> None:
+    """Start a head (resource `frontend`) and workers (resource `classifier: 2` each).
+
+    Then deploy with `serve deploy <config> --address <dashboard>`, pinning the app with
+    the args `frontend_resources: {frontend: 1}` and `classifier_resources: {classifier: 1}`.
+    """
+    from serve_app.local_cluster import LocalCluster
+
+    st = LocalCluster(root).up(workers=workers, head_cpus=head_cpus, worker_cpus=worker_cpus)
+    typer.echo(f"cluster up: {len(st.nodes)} nodes; RAY_ADDRESS={st.address}; dashboard {st.dashboard_url}")
+
+
+@cluster_app.command("status")
+def cluster_status(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
+    """Nodes, their resources and how many the cluster sees alive."""
+    from serve_app.local_cluster import LocalCluster
+
+    typer.echo(json.dumps(LocalCluster(root).status(), indent=2))
+
+
+@cluster_app.command("kill")
+def cluster_kill(
+    node: Annotated[str, typer.Argument(help="Node name, e.g. worker2.")],
+    root: ClusterRoot = Path(".emotion-monitor/cluster"),
+) -> None:
+    """Crash one node (SIGKILL to all its processes): Serve moves its replicas."""
+    from serve_app.local_cluster import LocalCluster
+
+    typer.echo(f"killed {LocalCluster(root).kill(node)} processes of {node}")
+
+
+@cluster_app.command("down")
+def cluster_down(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
+    """Stop every node of the cluster and remove its temp dirs."""
+    from serve_app.local_cluster import LocalCluster
+
+    LocalCluster(root).down()
+    typer.echo("cluster down")
 
 
 if __name__ == "__main__":  # pragma: no cover

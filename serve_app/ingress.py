@@ -442,15 +442,30 @@ class Ingress:
         metrics.record_posts(langs, [i in kept for i in range(len(posts))])
         texts = [post_text(posts[i]["title"], posts[i]["body"]) for i in keep]
 
-        async def run(task: str) -> list[dict[str, Any]]:
-            result: list[dict[str, Any]] = await self._call(
+        async def run(task: str) -> tuple[str, list[dict[str, Any]]]:
+            result: tuple[str, list[dict[str, Any]]] = await self._call(
                 f"classifier ({task})",
-                lambda: self.classifier.classify.remote(texts, task),
+                lambda: self.classifier.classify_versioned.remote(texts, task),
                 self.cfg.classify_timeout_s,
             )
             return result
 
-        preds = dict(zip(tasks, await asyncio.gather(*(run(t) for t in tasks)), strict=True))
+        answers = dict(zip(tasks, await asyncio.gather(*(run(t) for t in tasks)), strict=True))
+        preds = {t: rows for t, (_, rows) in answers.items()}
+        versions = {t: version for t, (version, _) in answers.items()}
+        if versions != self._versions(info, tasks):
+            # A model version was rolled since `info` was read: report (and cache under) the
+            # versions that actually produced these predictions, and re-read info next time.
+            self._info_at = 0.0
+            key = analysis_key(
+                keyword,
+                limit,
+                source,
+                versions,
+                lang=lang,
+                negative_threshold=threshold,
+                include_other_languages=include_other,
+            )
         labels = {t: list(by_task[t]["labels"]) for t in tasks}
         summary: dict[str, Any] = await self._call(
             "aggregator", lambda: self.aggregator.summarize.remote(keyword, preds, plot, labels), 30
@@ -458,7 +473,6 @@ class Ingress:
         negative = None
         if "sentiment" in preds:
             negative = strongly_negative([str(posts[i]["id"]) for i in keep], preds["sentiment"], threshold)
-        versions = self._versions(info, tasks)
         result = {
             "keyword": keyword,
             "count": len(posts),
@@ -518,15 +532,17 @@ class Ingress:
         tasks, _ = self._plan(info, [req.task], None)
         texts = req.all_texts()
         with self._admit():
-            rows = await self._call(
+            version, rows = await self._call(
                 "classifier",
-                lambda: self.classifier.classify.remote(texts, req.task),
+                lambda: self.classifier.classify_versioned.remote(texts, req.task),
                 self.cfg.classify_timeout_s,
             )
+        if version != self._versions(info, tasks)[req.task]:
+            self._info_at = 0.0  # a version was rolled: re-read info on the next request
         return PredictResponse(
             predictions=rows,
             task=req.task,
-            model_version=self._versions(info, tasks)[req.task],
+            model_version=version,
             time=round(time.perf_counter() - started, 4),
         )
 

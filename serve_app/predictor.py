@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +101,15 @@ class OnnxPredictor:
         max_length: int | None = None,
         batch_size: int = 32,
         model_file: str = "model.onnx",
+        version: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         model_path = self.model_dir / model_file
         if not model_path.is_file():
             raise ModelArtifactError(f"{model_path} is missing; point --model at an artifact dir")
         self.info = read_artifact_info(self.model_dir)
+        if version:  # a registry version's name is what operators ask for and see
+            self.info = replace(self.info, version=version)
         self.labels = self.info.labels
         self.max_length = int(max_length or self.info.max_length)
         self.batch_size = batch_size

@@ -7,10 +7,15 @@ S3-compatible store through `endpoint_url`) is used when a bucket is configured.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from serve_app.settings import Settings
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -145,3 +150,76 @@ class S3Registry:
         if n == 0:
             raise RegistryError(f"model {name!r} version {version!r} not in s3://{self.bucket}/{self.prefix}")
         return dest
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """Where the registry is, in a form that travels to Ray replicas (plain, picklable).
+
+    S3 when `s3_bucket` is set, else the local directory. Credentials are optional (boto3
+    also reads the usual AWS variables and instance roles) and never shown in a repr.
+    """
+
+    local_dir: str | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "models"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+
+    def open(self) -> LocalRegistry | S3Registry:
+        if self.s3_bucket:
+            return S3Registry(
+                self.s3_bucket,
+                self.s3_prefix,
+                endpoint_url=self.s3_endpoint_url,
+                region_name=self.s3_region,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+            )
+        if not self.local_dir:
+            raise RegistryError(
+                "no model registry configured: set EMOTION_MONITOR_REGISTRY_DIR or EMOTION_MONITOR_S3_BUCKET"
+            )
+        return LocalRegistry(self.local_dir)
+
+    def where(self) -> str:
+        return f"s3://{self.s3_bucket}/{self.s3_prefix}" if self.s3_bucket else str(self.local_dir)
+
+
+def registry_spec(s: Settings) -> RegistrySpec:
+    from serve_app.settings import secret
+
+    return RegistrySpec(
+        local_dir=str(Path(s.registry_dir).expanduser().resolve()),
+        s3_bucket=s.s3_bucket,
+        s3_prefix=s.s3_prefix,
+        s3_endpoint_url=s.s3_endpoint_url,
+        s3_region=s.s3_region,
+        aws_access_key_id=secret(s.aws_access_key_id),
+        aws_secret_access_key=secret(s.aws_secret_access_key),
+    )
+
+
+def resolve_version(
+    registry: LocalRegistry | S3Registry, name: str, version: str, cache_dir: Path
+) -> tuple[str, Path]:
+    """(exact version, local directory holding it): a local registry's own directory, or an
+    S3 version downloaded once into `cache_dir` (renamed into place, so a half-downloaded
+    copy is never loaded, also when several replicas on a node pull at once)."""
+    exact = registry.latest(name) if version == "latest" else version
+    check_version(name, exact)
+    if isinstance(registry, LocalRegistry):
+        return exact, registry.path(name, exact)
+    dest = cache_dir / name / exact
+    if (dest / "model.onnx").is_file():
+        return exact, dest
+    tmp = dest.with_name(f".{exact}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    registry.pull(name, exact, tmp)
+    try:
+        tmp.rename(dest)
+    except OSError:  # another replica won the race; its copy is complete
+        shutil.rmtree(tmp, ignore_errors=True)
+    return exact, dest

@@ -33,9 +33,8 @@ class Settings(BaseSettings):
     lang_min_confidence: float = Field(
         0.8, gt=0, le=1, description="language-ID probability needed to exclude a post as another language"
     )
-    model_name: str = "emotion"
-    model_version: str = Field("", description="registry version to load instead of model_dir")
-    registry_dir: Path = Path("registry")
+    # Registry versions are chosen per task in the app args / Classifier user_config.
+    registry_dir: Path = Field(Path("registry"), description="local model registry (unless s3_bucket)")
 
     # Sources
     default_source: Source = "reddit"

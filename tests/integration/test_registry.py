@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from serve_app.bench import free_port
-from serve_app.registry import LocalRegistry, RegistryError, S3Registry
+from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
 
 
 def fake_artifact(root: Path, tag: str) -> Path:
@@ -101,3 +101,51 @@ def test_s3_registry_round_trip(tmp_path: Path, s3_endpoint: str) -> None:
     assert (out / "sub" / "extra.txt").read_text() == "v2"
     with pytest.raises(RegistryError, match="not in s3"):
         reg.pull("emotion", "v3", tmp_path / "nothing")
+
+
+@pytest.mark.unit
+def test_resolve_version_on_a_local_registry_is_its_own_directory(tmp_path: Path) -> None:
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push("emotion", "v1", fake_artifact(tmp_path, "v1"))
+    reg.push("emotion", "v2", fake_artifact(tmp_path, "v2"))
+    assert resolve_version(reg, "emotion", "latest", tmp_path / "cache") == (
+        "v2",
+        tmp_path / "reg" / "emotion" / "v2",
+    )
+    assert resolve_version(reg, "emotion", "v1", tmp_path / "cache")[1].name == "v1"
+    assert not (tmp_path / "cache").exists()  # nothing copied
+    with pytest.raises(RegistryError, match="not in"):
+        resolve_version(reg, "emotion", "v9", tmp_path / "cache")
+
+
+@pytest.mark.unit
+def test_registry_spec_hides_credentials_and_picks_the_backend(tmp_path: Path) -> None:
+    spec = RegistrySpec(s3_bucket="b", aws_access_key_id="AKIA-TEST-ID", aws_secret_access_key="s3cr3t-value")
+    assert "s3cr3t-value" not in repr(spec) and "AKIA-TEST-ID" not in repr(spec)
+    assert spec.where() == "s3://b/models"
+    assert isinstance(RegistrySpec(local_dir=str(tmp_path)).open(), LocalRegistry)
+    with pytest.raises(RegistryError, match="REGISTRY_DIR"):
+        RegistrySpec().open()
+
+
+@pytest.mark.integration
+def test_resolve_version_downloads_an_s3_version_once(tmp_path: Path, s3_endpoint: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket="resolve")
+    reg = S3Registry("resolve", "registry", client=client)
+    reg.push("sentiment", "s1", fake_artifact(tmp_path, "s1"))
+    version, path = resolve_version(reg, "sentiment", "latest", tmp_path / "cache")
+    assert version == "s1" and path == tmp_path / "cache" / "sentiment" / "s1"
+    assert (path / "model.onnx").read_bytes() == b"onnx-s1"
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp copy left
+    # The second resolve is served from the cache: it works with the bucket's copy gone.
+    client.delete_object(Bucket="resolve", Key="registry/sentiment/s1/model.onnx")
+    assert resolve_version(reg, "sentiment", "s1", tmp_path / "cache") == ("s1", path)

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 import yaml
 
+from deployments.classifier import parse_user_config
 from serve_app.app import AppArgs
 from tests.conftest import ROOT
 
@@ -34,6 +35,17 @@ def test_rayservice_embeds_the_serve_config_app() -> None:
     for spec in [head] + [g["template"]["spec"] for g in rs["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
         assert "model pull" in " ".join(spec["initContainers"][0]["command"])
         assert spec["containers"][0]["resources"]["requests"]["cpu"]
+
+
+def test_classifier_user_configs_are_valid() -> None:
+    rs = yaml.safe_load((ROOT / "cluster" / "kuberay" / "rayservice.yaml").read_text())
+    for cfg in (
+        yaml.safe_load(rs["spec"]["serveConfigV2"]),
+        yaml.safe_load((ROOT / "serve_config.yaml").read_text()),
+    ):
+        (dep,) = [d for d in cfg["applications"][0]["deployments"] if d["name"] == "Classifier"]
+        max_batch, _, versions = parse_user_config(dep["user_config"])
+        assert max_batch >= 1 and versions == {}  # the committed models until an operator rolls one
 
 
 def test_launcher_deploys_the_serve_config() -> None:

@@ -1,0 +1,96 @@
+"""The Classifier swaps model versions from the registry in place (its plain class, no Ray;
+the roll through `serve deploy` is tested on a real cluster in tests/cluster)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployments.classifier import Classifier, ModelVersionError, parse_user_config, run_batch
+from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec
+
+pytestmark = pytest.mark.model
+
+TEXTS = ["i am so happy today", "this makes me furious", "i feel so alone tonight"]
+
+
+def _classifier(model_dir: Path, registry: Path, cache: Path) -> Any:
+    cls = Classifier.func_or_class  # type: ignore[attr-defined]
+    return cls({"emotion": str(model_dir)}, 1, 64, 32, RegistrySpec(local_dir=str(registry)), str(cache))
+
+
+def _versioned_copy(model_dir: Path, dest: Path, card_version: str) -> Path:
+    shutil.copytree(model_dir, dest)
+    card = json.loads((dest / "model_card.json").read_text())
+    (dest / "model_card.json").write_text(json.dumps({**card, "version": card_version}))
+    return dest
+
+
+def _classify(clf: Any) -> tuple[str, list[int]]:
+    ((pred, probs),) = run_batch(clf.predictors, [("emotion", TEXTS)])
+    return pred.version, probs.argmax(1).tolist()
+
+
+def test_versions_swap_in_place_and_answers_say_which(model_dir: Path, tmp_path: Path) -> None:
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push("emotion", "emo-a", model_dir)
+    reg.push("emotion", "emo-b", _versioned_copy(model_dir, tmp_path / "b", "card-b"))
+    clf = _classifier(model_dir, tmp_path / "reg", tmp_path / "cache")
+    assert clf.predictors == {}  # nothing loads before reconfigure() says which version
+
+    assert clf.apply_versions({}) == ["emotion"]
+    base_version, base_labels = _classify(clf)
+    assert base_version != "emo-a" and clf.info()["model_dir"] == str(model_dir)
+
+    assert clf.apply_versions({"emotion": "emo-a"}) == ["emotion"]
+    assert _classify(clf) == ("emo-a", base_labels)  # same weights, new name
+    assert clf.info()["tasks"]["emotion"]["version"] == "emo-a"
+
+    old = clf.predictors["emotion"]
+    clf.apply_versions({"emotion": "latest"})
+    assert _classify(clf)[0] == "emo-b"  # the exact version, never "latest"
+    assert clf.predictors["emotion"] is not old
+
+    # A version that is not there leaves the serving model alone.
+    with pytest.raises(RegistryError, match="emo-zzz"):
+        clf.apply_versions({"emotion": "emo-zzz"})
+    assert _classify(clf)[0] == "emo-b"
+    with pytest.raises(ModelVersionError, match="sentiment"):
+        clf.apply_versions({"sentiment": "s1"})
+
+    # The same config again reloads nothing; an empty one goes back to the args' directory.
+    same = clf.predictors["emotion"]
+    assert clf.apply_versions({"emotion": "emo-b"}) == [] and clf.predictors["emotion"] is same
+    clf.apply_versions({})
+    assert _classify(clf) == (base_version, base_labels)
+
+
+def test_a_batch_keeps_the_predictors_it_started_with(model_dir: Path, tmp_path: Path) -> None:
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push("emotion", "emo-a", model_dir)
+    reg.push("emotion", "emo-b", model_dir)
+    clf = _classifier(model_dir, tmp_path / "reg", tmp_path / "cache")
+    clf.apply_versions({"emotion": "emo-a"})
+    snapshot = clf.predictors  # what a running batch holds
+    clf.apply_versions({"emotion": "emo-b"})
+    assert snapshot["emotion"].version == "emo-a" and clf.predictors["emotion"].version == "emo-b"
+    out = run_batch(snapshot, [("emotion", TEXTS[:1]), ("emotion", TEXTS[1:])])
+    assert [p.version for p, _ in out] == ["emo-a", "emo-a"] and [len(x) for _, x in out] == [1, 2]
+
+
+@pytest.mark.unit
+def test_user_config_is_checked() -> None:
+    assert parse_user_config({}) == (32, 0.005, {})
+    assert parse_user_config({"max_batch_size": 8, "model_versions": {"emotion": "v2", "sentiment": ""}}) == (
+        8,
+        0.005,
+        {"emotion": "v2"},
+    )
+    with pytest.raises(ModelVersionError, match="unknown Classifier user_config keys"):
+        parse_user_config({"max_batch": 8})
+    with pytest.raises(ModelVersionError, match="must map a task"):
+        parse_user_config({"model_versions": "v2"})
