@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,17 +78,22 @@ def s3_endpoint() -> Iterator[str]:
     proc.wait(10)
 
 
-@pytest.mark.integration
-def test_s3_registry_round_trip(tmp_path: Path, s3_endpoint: str) -> None:
+@pytest.fixture(scope="module")
+def s3_client(s3_endpoint: str) -> Any:
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
+
+
+@pytest.mark.integration
+def test_s3_registry_round_trip(tmp_path: Path, s3_client: Any) -> None:
+    client = s3_client
     client.create_bucket(Bucket="models")
     reg = S3Registry("models", "registry", client=client)
     with pytest.raises(RegistryError):
@@ -129,16 +135,8 @@ def test_registry_spec_hides_credentials_and_picks_the_backend(tmp_path: Path) -
 
 
 @pytest.mark.integration
-def test_resolve_version_downloads_an_s3_version_once(tmp_path: Path, s3_endpoint: str) -> None:
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+def test_resolve_version_downloads_an_s3_version_once(tmp_path: Path, s3_client: Any) -> None:
+    client = s3_client
     client.create_bucket(Bucket="resolve")
     reg = S3Registry("resolve", "registry", client=client)
     reg.push("sentiment", "s1", fake_artifact(tmp_path, "s1"))
