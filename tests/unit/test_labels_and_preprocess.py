@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from serve_app.labels import EMOTION_LABELS, UnknownLabelError, label_to_id
+from serve_app.predictor import length_chunks
 from serve_app.preprocess import normalize_text, post_text
 
 pytestmark = pytest.mark.unit
@@ -40,3 +41,25 @@ def test_post_text_joins_title_and_body() -> None:
     assert post_text("Why?", "no idea") == "Why? no idea"
     assert post_text("Title only", "") == "Title only"
     assert post_text("", "  body ") == "body"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_length_chunks_cover_everything_once_and_pad_little(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 128) for _ in range(rng.randint(1, 300))]
+    chunks = length_chunks(lengths, 32)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))
+    for c in chunks:
+        assert 1 <= len(c) <= 32
+        longest, real = max(lengths[i] for i in c), sum(lengths[i] for i in c)
+        assert len(c) * longest <= 1.25 * real or len(c) == 1
+    flat = [lengths[i] for c in chunks for i in c]
+    assert flat == sorted(flat)  # longest last: every chunk holds neighbours in length
+
+
+def test_length_chunks_keep_equal_lengths_together_up_to_the_cap() -> None:
+    assert [len(c) for c in length_chunks([128] * 70, 32)] == [32, 32, 6]
+    assert length_chunks([5, 100], 32) == [[0], [1]]  # padding 5 to 100 would waste 19x
+    assert length_chunks([], 32) == []
