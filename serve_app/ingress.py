@@ -27,7 +27,7 @@ from serve_app import __version__, metrics
 from serve_app.cache import AnalysisCache, analysis_key
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.history import make_record, queue_record, queue_track
-from serve_app.language import UNDETERMINED, count_languages, is_supported
+from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
 from serve_app.preprocess import post_text
 from serve_app.schemas import (
     MAX_BODY_BYTES,
@@ -435,7 +435,7 @@ class Ingress:
             f"source {source!r}", lambda: self.fetcher.fetch.remote(source, keyword, limit), timeout=60
         )
         by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
-        readable = {lg for t in tasks for lg in by_task[t].get("languages", ["en"])}
+        readable = readable_languages(by_task[t].get("languages", ["en"]) for t in tasks)
         langs = [p.get("lang", UNDETERMINED) for p in posts]
         keep = [i for i, lg in enumerate(langs) if include_other or is_supported(lg, readable)]
         kept = set(keep)

@@ -56,6 +56,15 @@ def is_supported(lang: str, supported: Iterable[str]) -> bool:
     return lang == UNDETERMINED or lang in set(supported)
 
 
+def readable_languages(per_model: Iterable[Iterable[str]]) -> set[str]:
+    """Languages every requested model was trained for: a post is scored by all the
+    requested models or by none, so no model judges a language it never saw (an English
+    emotion model beside a multilingual sentiment model reads English posts only; ask for
+    `tasks: ["sentiment"]` alone to score the other languages)."""
+    sets = [set(langs) for langs in per_model]
+    return set.intersection(*sets) if sets else set()
+
+
 def count_languages(langs: Iterable[str]) -> dict[str, int]:
     """Posts per language, most frequent first."""
     return dict(collections.Counter(langs).most_common())

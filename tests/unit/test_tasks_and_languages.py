@@ -7,7 +7,7 @@ import pytest
 
 from deployments.aggregator import render_chart, strongly_negative
 from deployments.classifier import group_by_task, split_back
-from serve_app.language import UNDETERMINED, count_languages, detect, is_supported
+from serve_app.language import UNDETERMINED, count_languages, detect, is_supported, readable_languages
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,11 @@ def test_chart_has_a_panel_per_task() -> None:
         return int.from_bytes(png[16:20], "big")
 
     assert width(two) == 2 * width(one)
+
+
+def test_a_post_is_scored_only_in_languages_every_requested_model_reads() -> None:
+    multi = ["ar", "de", "en", "es", "fr", "hi", "it", "pt"]
+    assert readable_languages([["en"], multi]) == {"en"}  # emotion (English) + multilingual sentiment
+    assert readable_languages([multi]) == set(multi)  # sentiment alone
+    assert not is_supported("de", readable_languages([["en"], multi]))
+    assert is_supported(UNDETERMINED, readable_languages([["en"], multi]))
