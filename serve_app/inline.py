@@ -1,0 +1,88 @@
+"""The Classifier's models, loaded a second time inside the ingress, for short /predict calls.
+
+On one small machine the hop from the ingress to a Classifier replica (a Ray call, another
+process, another event loop) costs more than classifying one short text. With
+`predict_in_ingress` the ingress answers /predict calls of a few texts itself, batched with
+`@serve.batch`, using the very artifact the Classifier serves: it follows the Classifier's
+`info()` (version and directory per task) and, until it holds that model, sends the call
+to the Classifier as before. Where the Classifier's directory is not on this node (a
+multi-node cluster), it never loads anything and every call goes to the Classifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from serve_app.predictor import OnnxPredictor
+
+log = logging.getLogger("ray.serve.emotion_monitor.inline")
+
+# Beyond this many texts a call goes to the Classifier: the ingress runs one batch at a
+# time, and a long call would make every short call batched with it wait for it.
+INLINE_MAX_TEXTS = 8
+
+
+def matches(pred: OnnxPredictor | None, spec: Mapping[str, Any]) -> bool:
+    """Is `pred` the model the Classifier describes in `spec` (one task of its info())?"""
+    return (
+        pred is not None
+        and pred.version == spec.get("version")
+        and str(pred.model_dir) == str(spec.get("model_dir"))
+        and pred.max_length == spec.get("max_length")
+    )
+
+
+class InlineModels:
+    """Per task, the predictor the Classifier serves, once it is loaded here.
+
+    `lookup` never blocks: a model not yet here (or just rolled to a new version) starts
+    loading in a thread and the caller uses the Classifier meanwhile. An artifact that
+    fails to load is not tried again.
+    """
+
+    def __init__(self, threads: int, batch_size: int = 32) -> None:
+        self.threads, self.batch_size = threads, batch_size
+        self.predictors: dict[str, OnnxPredictor] = {}
+        self._loading: dict[str, asyncio.Task[None]] = {}
+        self._failed: set[tuple[str, str]] = set()
+
+    def lookup(self, task: str, spec: Mapping[str, Any]) -> OnnxPredictor | None:
+        pred = self.predictors.get(task)
+        if matches(pred, spec):
+            return pred
+        key = (str(spec.get("model_dir")), str(spec.get("version")))
+        if key not in self._failed and task not in self._loading:
+            self._loading[task] = asyncio.get_running_loop().create_task(self._load(task, dict(spec)))
+        return None
+
+    async def _load(self, task: str, spec: dict[str, Any]) -> None:
+        key = (str(spec.get("model_dir")), str(spec.get("version")))
+        try:
+            model_dir = Path(str(spec["model_dir"]))
+            if not (model_dir / "model.onnx").is_file():
+                raise FileNotFoundError(f"{model_dir}/model.onnx is not on this node")
+            pred = await asyncio.to_thread(
+                OnnxPredictor,
+                model_dir,
+                self.threads,
+                int(spec["max_length"]),
+                self.batch_size,
+                version=str(spec["version"]),
+            )
+            # One assignment: a batch already running keeps the predictor it looked up.
+            self.predictors = {**self.predictors, task: pred}
+            log.info("ingress serves short %s calls itself with %s", task, pred.version)
+        except Exception as exc:
+            self._failed.add(key)
+            log.warning("%s model %s not loaded in the ingress (%r): the Classifier answers", task, key, exc)
+        finally:
+            self._loading.pop(task, None)
+
+    async def wait_loading(self) -> None:
+        """Until every load in progress ended (tests)."""
+        while self._loading:
+            await asyncio.gather(*self._loading.values(), return_exceptions=True)

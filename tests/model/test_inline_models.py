@@ -1,0 +1,70 @@
+"""The ingress's copy of the Classifier's models (serve_app.inline), without Ray."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployments.classifier import run_batch
+from serve_app.inline import InlineModels, matches
+from serve_app.predictor import OnnxPredictor
+
+pytestmark = pytest.mark.model
+
+TEXTS = ["i am so happy today", "this makes me furious"]
+
+
+def _spec(model_dir: Path, version: str, max_length: int = 64) -> dict[str, Any]:
+    # The shape of one task in Classifier.info()["tasks"].
+    return {"version": version, "model_dir": str(model_dir), "max_length": max_length}
+
+
+def test_follows_the_classifier_and_answers_like_it(model_dir: Path, tmp_path: Path) -> None:
+    classifier = OnnxPredictor(model_dir, threads=1, max_length=64)
+    spec = _spec(model_dir, classifier.version)
+    rolled = tmp_path / "v2"
+    shutil.copytree(model_dir, rolled)
+
+    async def scenario() -> None:
+        inline = InlineModels(threads=1)
+        assert inline.lookup("emotion", spec) is None  # not here yet: the Classifier answers
+        await inline.wait_loading()
+        here = inline.lookup("emotion", spec)
+        assert here is not None and matches(here, spec)
+        ((pred, probs),) = run_batch(inline.predictors, [("emotion", TEXTS)])
+        assert pred.version == classifier.version
+        assert probs == pytest.approx(classifier.probabilities(TEXTS), abs=1e-4)
+
+        # The Classifier rolled to another version: not answered here until that one is loaded.
+        new = _spec(rolled, "emotion-v2")
+        assert inline.lookup("emotion", new) is None
+        await inline.wait_loading()
+        assert inline.lookup("emotion", new) is not None
+        assert inline.predictors["emotion"].version == "emotion-v2"
+        # A different max_length is a different model for our purposes.
+        assert inline.lookup("emotion", _spec(rolled, "emotion-v2", max_length=32)) is None
+        await inline.wait_loading()
+
+    asyncio.run(scenario())
+
+
+def test_an_artifact_not_on_this_node_is_never_loaded(model_dir: Path, tmp_path: Path) -> None:
+    missing = _spec(tmp_path / "elsewhere", "emotion-x")
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+
+    async def scenario() -> None:
+        inline = InlineModels(threads=1)
+        for spec in (missing, _spec(broken, "emotion-y")):
+            assert inline.lookup("emotion", spec) is None
+            await inline.wait_loading()
+            assert inline.lookup("emotion", spec) is None
+            assert not inline._loading, "a failed artifact must not be retried on every call"
+        assert inline.predictors == {}
+
+    asyncio.run(scenario())
