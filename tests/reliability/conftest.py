@@ -40,6 +40,27 @@ class Row:
     lost: int | None
     recovery_s: float | None
     notes: str
+    test: str = ""  # the pytest node id that added the row
+
+
+# Outcome of each test that ran, by node id: a row is only as good as the checks after it,
+# so the report prints each row's test result beside the numbers it recorded.
+OUTCOMES: dict[str, str] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()  # type: ignore[attr-defined]
+    if rep.failed:
+        OUTCOMES[item.nodeid] = "FAILED"
+    elif rep.when == "call":
+        OUTCOMES.setdefault(item.nodeid, "passed")
+
+
+def current_test() -> str:
+    # "tests/x.py::test_y (call)" while a test runs.
+    return os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" ", 1)[0]
 
 
 @dataclass
@@ -56,7 +77,7 @@ class Report:
         recovery_s: float | None,
         notes: str,
     ) -> None:
-        self.rows.append(Row(fault, load, requests, success_rate, lost, recovery_s, notes))
+        self.rows.append(Row(fault, load, requests, success_rate, lost, recovery_s, notes, current_test()))
 
     def markdown(self) -> str:
         cpu = next(
@@ -70,16 +91,21 @@ class Report:
             f"Produced by `pytest -m reliability tests/reliability` on {dt.date.today().isoformat()}, "
             f"{cpu}, {psutil.cpu_count()} cores. Each row is one test: the fault injected, the load",
             "held while it happened, the share of requests answered 200, analysis records lost",
-            "between the API and PostgreSQL (must be 0), and the time to recover.",
+            "between the API and PostgreSQL (must be 0), the time to recover, and whether every",
+            "check of that test passed (a row is written before its checks run; FAILED means one",
+            "of them did not hold).",
             "",
-            "| fault / input | load | requests | success | records lost | recovery | notes |",
-            "|---|---|---:|---:|---:|---:|---|",
+            "| fault / input | load | requests | success | records lost | recovery | checks | notes |",
+            "|---|---|---:|---:|---:|---:|---|---|",
         ]
         for r in self.rows:
             rate = "-" if r.success_rate is None else f"{100 * r.success_rate:.1f} %"
             lost = "-" if r.lost is None else str(r.lost)
             rec = "-" if r.recovery_s is None else f"{r.recovery_s:.1f} s"
-            lines.append(f"| {r.fault} | {r.load} | {r.requests} | {rate} | {lost} | {rec} | {r.notes} |")
+            checks = OUTCOMES.get(r.test, "not finished")
+            lines.append(
+                f"| {r.fault} | {r.load} | {r.requests} | {rate} | {lost} | {rec} | {checks} | {r.notes} |"
+            )
         return "\n".join(lines) + "\n"
 
 

@@ -153,7 +153,8 @@ def test_hostile_keywords_are_stored_intact_never_executed(
         1.0,
         0,
         None,
-        "stored and read back byte for byte; Redis keys are hashes; tables intact",
+        "stored and read back as sent (runs of whitespace collapsed, as for every keyword); "
+        "Redis keys are hashes; tables intact",
     )
     assert {" ".join(k.split()) for k in HOSTILE} <= stored
     assert {"queries", "posts", "predictions", "query_aggregates"} <= tables

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -104,15 +105,28 @@ def test_classifier_replica_killed_mid_load(clean: str, report: Report) -> None:
     victims = classifier_replicas()
     assert len(victims) == 2, victims
     killed_at: list[float] = []
+    healthy_at: list[float] = []
+
+    def both_running() -> bool:
+        return running_replicas("Classifier") == 2 and len(classifier_replicas()) == 2
+
+    def watch() -> None:
+        # Timed while the load still runs: Serve must replace the replica under load.
+        if wait_for(both_running, 60, step=0.5):
+            healthy_at.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
 
     def kill() -> None:
         ray.kill(ray.get_actor(victims[0]["name"], namespace="serve"), no_restart=True)
         killed_at.append(time.monotonic())
+        time.sleep(1)  # until Serve's controller has seen the replica die
+        watcher.start()
 
     res = asyncio.run(run_load(clean, predict_one, workers=6, duration_s=20, events=[(5, kill)]))
-    # Serve notices the dead replica and starts a replacement; /healthz answers meanwhile.
-    healthy = wait_for(lambda: running_replicas("Classifier") == 2 and len(classifier_replicas()) == 2, 60)
-    recovery = time.monotonic() - killed_at[0]
+    watcher.join(70)
+    healthy = bool(healthy_at)
+    recovery = (healthy_at[0] if healthy else time.monotonic()) - killed_at[0]
     new_names = {r["name"] for r in classifier_replicas()}
     report.add(
         "Classifier replica killed (`ray.kill`, 1 of 2)",
@@ -125,7 +139,7 @@ def test_classifier_replica_killed_mid_load(clean: str, report: Report) -> None:
     )
     assert victims[0]["name"] not in new_names
     assert healthy, "Serve did not bring the Classifier back to 2 replicas within 60 s"
-    assert recovery < 60
+    assert recovery < 30, f"healthy again only {recovery:.0f} s after the kill (issue 6: within 30 s)"
     assert res.success_rate >= 0.99, res.summary()
     assert set(res.statuses) <= {200, 503} and not res.errors, res.summary()
     assert res.retry_after_missing == 0
