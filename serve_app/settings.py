@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     # Off by default: the service binds loopback. Set it when you expose the service.
     analyze_rate_per_min: float = Field(0.0, ge=0, description="per client; 0 disables the limit")
     analyze_burst: int = Field(20, ge=1)
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    # The bind address is Serve's, not ours: `http_options.host` in serve_config.yaml
+    # (127.0.0.1; exposing the service means changing it there, on purpose).
 
 
 @lru_cache(maxsize=1)

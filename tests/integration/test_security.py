@@ -15,6 +15,10 @@ from tests.reddit_server import CLIENT_ID, CLIENT_SECRET, RedditTestServer
 
 pytestmark = pytest.mark.integration
 API_KEY = "test-api-key-5a8f0e1c9d"
+# Trust auth ignores the password, so the history really connects with a URL that carries one.
+PG_PASSWORD = "pg-pass-3e9b7d41"
+PG_URL = f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:5432/test"
+AWS_KEY_ID, AWS_SECRET = "AKIATESTKEYID4F2A9C", "aws-secret-7d0c5b2e91f4"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,9 @@ def secured_url(serve_url: str, reddit_server: RedditTestServer) -> Iterator[str
 
     settings = Settings(
         redis_url=TEST_REDIS_URL,
-        postgres_url=None,
+        postgres_url=PG_URL,
+        aws_access_key_id=AWS_KEY_ID,
+        aws_secret_access_key=AWS_SECRET,
         embedded=False,
         background=False,
         api_key=API_KEY,
@@ -81,7 +87,7 @@ def test_no_configured_secret_appears_in_any_log(secured_url: str, ray_session: 
     # Exercise the praw path (it uses the Reddit secret) and an auth failure first.
     httpx.post(f"{secured_url}/predict", json={"text": "x"}, headers={"X-API-Key": "nope"}, timeout=30)
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
-    secrets = [API_KEY, CLIENT_SECRET]
+    secrets = [API_KEY, CLIENT_SECRET, PG_PASSWORD, AWS_SECRET]
     hits = []
     for f in logs.rglob("*"):
         if f.is_file():

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from serve_app.security import RateLimiter, key_matches
+from serve_app.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -30,3 +31,20 @@ def test_rate_limiter_memory_is_bounded() -> None:
     for i in range(1000):
         rl.check(f"client-{i}")
     assert len(rl._buckets) == 100
+
+
+def test_settings_repr_and_errors_never_show_secrets() -> None:
+    secrets = {
+        "reddit_client_secret": "reddit-secret-91b2",
+        "postgres_url": "postgresql://u:pg-pass-4471@db:5432/x",
+        "redis_url": "redis://:redis-pass-7c2d@cache:6379/0",
+        "aws_secret_access_key": "aws-secret-0f3e",
+        "api_key": "api-key-5d1a",
+    }
+    s = Settings(embedded=False, **secrets)  # type: ignore[arg-type]
+    shown = repr(s) + str(s) + str(s.model_dump()) + s.model_dump_json()
+    for word in ("reddit-secret-91b2", "pg-pass-4471", "redis-pass-7c2d", "aws-secret-0f3e", "api-key-5d1a"):
+        assert word not in shown, word
+    with pytest.raises(ValueError) as err:
+        Settings(embedded=False, api_key="api-key-5d1a", fetch_retries=-1)  # type: ignore[arg-type]
+    assert "api-key-5d1a" not in str(err.value)
