@@ -150,13 +150,19 @@ def evaluate(
 @app.command()
 def predict(
     texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
-    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    task: Annotated[
+        str, typer.Option(help="emotion or sentiment: picks the committed model (models/TASK).")
+    ] = "emotion",
+    model: Annotated[Path | None, typer.Option(help="Artifact directory (overrides --task).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Classify texts and print the label and the confidence of each emotion."""
+    """Classify texts and print the label and the score of every class (emotion or sentiment)."""
     from serve_app.predictor import OnnxPredictor
 
-    predictor = OnnxPredictor(model, threads=1)
+    if task not in ("emotion", "sentiment"):
+        typer.echo(f"--task must be emotion or sentiment, not {task!r}", err=True)
+        raise typer.Exit(2)
+    predictor = OnnxPredictor(model or Path("models") / task, threads=1)
     preds = predictor.predict(texts)
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in preds], indent=2))
@@ -165,6 +171,41 @@ def predict(
         typer.echo(f"{text!r} -> {p.label} ({p.confidence:.3f})")
         for lab, score in sorted(p.scores.items(), key=lambda kv: -kv[1]):
             typer.echo(f"  {lab:<9} {score:.4f} {'#' * round(score * 40)}")
+
+
+def format_analysis(data: dict[str, Any]) -> list[str]:
+    """An /analyze answer as text: a table per breakdown, then languages and urgent posts."""
+    versions = data.get("model_versions") or {"emotion": data.get("model_version", "?")}
+    lines = [
+        f"{data['count']} posts about {data['keyword']!r} from {data['post_source']} "
+        f"({data['source']}, {data['time']:.2f} s; "
+        + ", ".join(f"{t} {v}" for t, v in versions.items())
+        + ")"
+    ]
+    if data.get("scored") is not None and data.get("excluded"):
+        lines.append(
+            f"{data['scored']} scored, {data['excluded']} left out (languages the models do not read)"
+        )
+    for title, agg in (("emotion", data.get("agg")), ("sentiment", data.get("sentiment_agg"))):
+        if not agg:
+            continue
+        lines += ["", f"{title:<10}{'share':>8}{'posts':>7}{'mean conf':>11}"]
+        for a in sorted(agg, key=lambda x: -x["pct"]):
+            bar = "#" * round(a["pct"] / 2)
+            lines.append(f"{a['label']:<10}{a['pct']:>7.1f}%{a['count']:>7}{a['avg_score']:>11.3f}  {bar}")
+    neg = data.get("strongly_negative")
+    if neg:
+        ids = ", ".join(neg["ids"][:10]) + (" ..." if len(neg["ids"]) > 10 else "")
+        lines += [
+            "",
+            f"strongly negative (confidence >= {neg['threshold']}): {neg['count']} posts, {neg['pct']:.1f}%"
+            + (f": {ids}" if ids else ""),
+        ]
+    langs = data.get("languages") or {}
+    if langs:
+        top = sorted(langs.items(), key=lambda kv: -kv[1])
+        lines.append("languages: " + ", ".join(f"{k} {v}" for k, v in top))
+    return lines
 
 
 @app.command()
@@ -177,8 +218,15 @@ def analyze(
         "http://127.0.0.1:8000"
     ),
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 120.0,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="Breakdowns to ask for, repeatable (default: all the service serves)."),
+    ] = None,
+    include_other_languages: Annotated[
+        bool, typer.Option(help="Score posts in languages the models were not trained for too.")
+    ] = False,
 ) -> None:
-    """Ask a running service for the emotion breakdown of posts about KEYWORD."""
+    """Ask a running service for the emotion and sentiment breakdown of posts about KEYWORD."""
     import base64
 
     import httpx
@@ -186,6 +234,10 @@ def analyze(
     body: dict[str, Any] = {"keyword": keyword, "limit": limit, "return_plot": plot is not None}
     if source:
         body["source"] = source
+    if tasks:
+        body["tasks"] = tasks
+    if include_other_languages:
+        body["include_other_languages"] = True
     try:
         r = httpx.post(f"{url.rstrip('/')}/analyze", json=body, timeout=timeout)
     except httpx.HTTPError as exc:
@@ -195,14 +247,8 @@ def analyze(
         typer.echo(f"HTTP {r.status_code}: {r.text}", err=True)
         raise typer.Exit(1)
     data = r.json()
-    typer.echo(
-        f"{data['count']} posts about {data['keyword']!r} from {data['post_source']} "
-        f"({data['source']}, {data['time']:.2f} s, model {data['model_version']})"
-    )
-    typer.echo(f"{'label':<10}{'share':>8}{'posts':>7}{'mean conf':>11}")
-    for a in sorted(data["agg"], key=lambda x: -x["pct"]):
-        bar = "#" * round(a["pct"] / 2)
-        typer.echo(f"{a['label']:<10}{a['pct']:>7.1f}%{a['count']:>7}{a['avg_score']:>11.3f}  {bar}")
+    for line in format_analysis(data):
+        typer.echo(line)
     if plot is not None and data.get("plot_base64"):
         plot.write_bytes(base64.b64decode(data["plot_base64"]))
         typer.echo(f"chart -> {plot}")
