@@ -305,10 +305,18 @@ def bench_analyze_cmd(
         "redis://127.0.0.1:6379/14"
     ),
     out: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) here.")] = None,
+    sentiment: Annotated[
+        Path | None,
+        typer.Option(help="Sentiment artifact: requests ask for both breakdowns (the default /analyze)."),
+    ] = Path("models/sentiment"),
 ) -> None:
     """/analyze cold vs cache hit beside model-only time, and the truncation trade-off."""
     _offline()
     from serve_app.bench import bench_analyze
+
+    if sentiment is not None and not (sentiment / "model.onnx").is_file():
+        typer.echo(f"no sentiment model at {sentiment}: measuring emotion-only requests", err=True)
+        sentiment = None
 
     report = bench_analyze(
         model,
@@ -318,6 +326,7 @@ def bench_analyze_cmd(
         max_length,
         redis_url or None,
         [int(x) for x in lengths.split(",")],
+        sentiment,
     )
     typer.echo(report)
     if out is not None:
@@ -397,6 +406,61 @@ def bench_predict_cmd(
         [int(r) for r in replicas.split(",")],
         threads,
     )
+    typer.echo(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
+
+
+@bench_app.command("all")
+def bench_all_cmd(
+    fp32: Annotated[
+        Path | None, typer.Option(help="FP32 ONNX (from `train`) for the model-only row.")
+    ] = Path("runs/emotion/export/model_fp32.onnx"),
+    checkpoint: Annotated[Path | None, typer.Option(help="best.pt for the torch eager row.")] = Path(
+        "runs/emotion/best.pt"
+    ),
+    seconds: Annotated[int, typer.Option(help="Seconds per /predict load row.")] = 15,
+    keywords: Annotated[
+        str, typer.Option(help="Keywords for the /analyze rows.")
+    ] = "game,python,money,music",
+    redis_url: Annotated[str, typer.Option(help="Redis for the cache (a DB the bench may write).")] = (
+        "redis://127.0.0.1:6379/14"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) here.")] = None,
+) -> None:
+    """Every row of issue 5's table in one run: model only, /predict vs the baseline, 64-text
+    batches, then /analyze cold and cache hit (both models when models/sentiment exists)."""
+    _offline()
+    from serve_app.bench import bench_analyze, bench_predict
+
+    sentiment: Path | None = Path("models/sentiment")
+    if not (Path("models/sentiment") / "model.onnx").is_file():
+        sentiment = None
+    parts = [
+        bench_predict(
+            Path("models/emotion"),
+            fp32,
+            checkpoint,
+            Path("../shared/data/reddit_emotion/validation.jsonl"),
+            [1, 8, 32, 64],
+            seconds,
+            4,
+            [1, 2],
+            2,
+        ),
+        bench_analyze(
+            Path("models/emotion"),
+            Path("../shared/data/reddit_sample/posts.jsonl"),
+            [k.strip() for k in keywords.split(",") if k.strip()],
+            3,
+            128,
+            redis_url or None,
+            [64, 128, 256],
+            sentiment,
+        ),
+    ]
+    report = "\n\n".join(parts)
     typer.echo(report)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

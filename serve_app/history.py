@@ -216,14 +216,15 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
             qid = rec["query_id"]
             posts = rec["posts"]
             versions = rec.get("model_versions") or {"emotion": rec["model_version"]}
-            negatives = None
+            negatives = threshold = None
             if rec.get("strongly_negative") is not None:
                 negatives = rec["strongly_negative"]["count"]
+                threshold = rec["strongly_negative"].get("threshold")
             cur.execute(
                 "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
                 " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
-                " n_strongly_negative, languages)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
+                " n_strongly_negative, languages, negative_threshold)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
                 (
                     qid,
                     rec["keyword"],
@@ -239,6 +240,7 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
                     rec.get("n_scored", len(posts)),
                     negatives,
                     Jsonb(rec["languages"]) if rec.get("languages") is not None else None,
+                    threshold,
                 ),
             )
             cur.executemany(

@@ -28,7 +28,11 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
         assert str(tmp_path / "state" / "postgres") in (infra.postgres_url or "")
         r = redis.Redis.from_url(infra.redis_url)
         assert r.ping()
-        assert migrate(infra.postgres_url or "") == ["0001_history", "0002_sentiment_and_languages"]
+        assert migrate(infra.postgres_url or "") == [
+            "0001_history",
+            "0002_sentiment_and_languages",
+            "0003_strongly_negative",
+        ]
         rec = make_record(
             "embedded",
             "jsonl",

@@ -79,6 +79,7 @@ def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
         assert [r[0] for r in c.execute("SELECT version FROM schema_migrations ORDER BY 1")] == [
             "0001_history",
             "0002_sentiment_and_languages",
+            "0003_strongly_negative",
         ]
 
 
@@ -307,10 +308,15 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
             c.execute("SELECT label, posts FROM v_sentiment_daily WHERE keyword = 'mixed'").fetchall()
         )
         lang_rows = dict(c.execute("SELECT lang, posts FROM v_languages").fetchall())
+        urgent = c.execute(
+            "SELECT post_id, confidence, negative_threshold, title FROM v_strongly_negative"
+        ).fetchall()
         stored_langs = dict(c.execute("SELECT post_id, lang FROM posts").fetchall())
     assert by_task == {"emotion": 3, "sentiment": 3}
     assert q == (["emotion", "sentiment"], {"emotion": "emo-v1", "sentiment": "sen-v1"}, 3, 1)
     assert agg_rows == (2,)
     assert daily == {"negative": 2, "positive": 1}
     assert lang_rows == {"en": 2, "es": 1, "und": 1}
+    # Only m0 is negative at >= 0.8 (m3 is negative at 0.6): the triage view lists it alone.
+    assert [(u[0], round(u[1], 2), round(u[2], 2), u[3]) for u in urgent] == [("m0", 0.95, 0.8, "t0")]
     assert stored_langs["m2"] == "es"
