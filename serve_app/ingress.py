@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import redis
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -166,6 +166,24 @@ async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "ApiKey"})
 
 
+def require_api_key(request: Request) -> None:
+    """With a key configured, every API route but /healthz needs it in X-API-Key.
+
+    A route dependency rather than a check inside each handler: it runs before the body is
+    validated, so a caller without the key learns nothing about the API from 422s.
+    """
+    expected: str | None = getattr(request.app.state, "api_key", None)
+    if expected:
+        given = request.headers.get("x-api-key")
+        if given is None:
+            raise Unauthorized("missing X-API-Key header")
+        if not key_matches(given, expected):
+            raise Unauthorized("invalid API key")
+
+
+AUTH = [Depends(require_api_key)]
+
+
 @dataclass(frozen=True)
 class IngressConfig:
     default_source: str = "reddit"
@@ -215,6 +233,7 @@ class Ingress:
         self.classifier = classifier
         self.aggregator = aggregator
         self.cfg = cfg
+        api.state.api_key = cfg.api_key  # read by require_api_key, in this replica's process
         self.limiter = (
             RateLimiter(cfg.analyze_rate_per_min, cfg.analyze_burst) if cfg.analyze_rate_per_min > 0 else None
         )
@@ -276,15 +295,6 @@ class Ingress:
             await queue_track(self.store.client.pipeline(transaction=False), keyword, limit, source).execute()
         except (redis.RedisError, OSError) as exc:
             self.store.mark_failed(exc)
-
-    def _authorize(self, request: Request) -> None:
-        """With a key configured, every API route but /healthz needs it in X-API-Key."""
-        if self.cfg.api_key:
-            given = request.headers.get("x-api-key")
-            if given is None:
-                raise Unauthorized("missing X-API-Key header")
-            if not key_matches(given, self.cfg.api_key):
-                raise Unauthorized("invalid API key")
 
     async def _model_info(self) -> dict[str, Any]:
         if self._info is None or time.monotonic() - self._info_at > self.cfg.model_info_ttl_s:
@@ -385,11 +395,10 @@ class Ingress:
             include_other_languages=include_other,
         )
 
-    @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS)
+    @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS, dependencies=AUTH)
     async def analyze(self, req: AnalyzeRequest, request: Request) -> AnalyzeResponse:
         """Fetch up to `limit` posts about `keyword`, classify them, return the breakdowns."""
         started = time.perf_counter()
-        self._authorize(request)
         if self.limiter is not None:
             client = request.client.host if request.client else "unknown"
             wait = self.limiter.check(client)
@@ -558,11 +567,10 @@ class Ingress:
         metrics.record_predictions(task, rows)
         return pred.version, rows
 
-    @api.post("/predict", response_model=PredictResponse, responses=ERRORS)
+    @api.post("/predict", response_model=PredictResponse, responses=ERRORS, dependencies=AUTH)
     async def predict(self, req: PredictRequest, request: Request, response: Response) -> PredictResponse:
         """Classify one text (`text`) or up to 256 (`texts`) with the `task`'s model."""
         started = time.perf_counter()
-        self._authorize(request)
         info = await self._model_info()
         tasks, _ = self._plan(info, [req.task], None)
         texts = req.all_texts()
@@ -603,10 +611,14 @@ class Ingress:
         )
         return JSONResponse(body.model_dump(), status_code=503 if version is None else 200)
 
-    @api.get("/sync/status", response_model=SyncStatus, responses={503: {"model": ErrorResponse}})
+    @api.get(
+        "/sync/status",
+        response_model=SyncStatus,
+        responses={503: {"model": ErrorResponse}},
+        dependencies=AUTH,
+    )
     async def sync_status(self, request: Request) -> SyncStatus:
         """The history sync: backlog, records synced, last sync, CPU and why it is paused."""
-        self._authorize(request)
         from deployments.background import get_actor, sync_actor_name
 
         try:
@@ -619,10 +631,9 @@ class Ingress:
             ) from None
         return SyncStatus(**state, unsaved_in_ingress=len(self._unsaved))
 
-    @api.get("/labels", response_model=LabelsResponse)
+    @api.get("/labels", response_model=LabelsResponse, dependencies=AUTH)
     async def labels(self, request: Request) -> LabelsResponse:
         """The labels the model predicts, in output order."""
-        self._authorize(request)
         info = await self._model_info()
         by_task = info.get("tasks", {})
         return LabelsResponse(

@@ -66,6 +66,16 @@ def test_api_key_guards_every_route_but_healthz(secured_url: str) -> None:
     assert r.status_code == 200
     r = httpx.get(f"{secured_url}/sync/status", headers={"X-API-Key": "x" * len(API_KEY)}, timeout=30)
     assert r.status_code == 401
+    # The key is checked before the body: no key, no validation details either.
+    r = httpx.post(f"{secured_url}/predict", json={"texts": [], "bogus": 1}, timeout=30)
+    assert r.status_code == 401 and r.json()["detail"] == "missing X-API-Key header"
+    r = httpx.post(f"{secured_url}/analyze", json={"limit": "abc"}, headers={"X-API-Key": "no"}, timeout=30)
+    assert r.status_code == 401
+    # With the key, the same body gets its 422.
+    r = httpx.post(
+        f"{secured_url}/analyze", json={"limit": "abc"}, headers={"X-API-Key": API_KEY}, timeout=30
+    )
+    assert r.status_code == 422
 
 
 def test_analyze_is_rate_limited_per_client(secured_url: str, clean_cache: redis.Redis) -> None:
