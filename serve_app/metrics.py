@@ -57,7 +57,9 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
 def _metric(name: str) -> Any:
     with _lock:
         if name not in _made:
-            from ray.util import metrics
+            # Serve's wrappers add deployment, replica and application tags inside a replica
+            # (and none in the background actors), so panels can split by replica.
+            from ray.serve import metrics
 
             kind, desc, tags, buckets = SPECS[name]
             if kind == "counter":
