@@ -12,7 +12,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 import logging
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray.serve import Application
@@ -97,6 +97,25 @@ class AppArgs(BaseModel):
         if self.classifier_min_replicas > self.classifier_max_replicas:
             raise ValueError("classifier_min_replicas must be <= classifier_max_replicas")
         return self
+
+
+def derive_serve_config(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Serve config (serve_config.yaml, parsed) with the app's `args` changed.
+
+    Clusters deploy the same app with other args (no /predict in the ingress, more replicas,
+    node pinning); deriving them keeps one source of truth, and the result is validated
+    against AppArgs here rather than at `serve deploy` time on a remote head.
+    """
+    import copy
+
+    out = copy.deepcopy(config)
+    apps = out.get("applications") or []
+    if len(apps) != 1:
+        raise ValueError(f"expected one application in the Serve config, found {len(apps)}")
+    args = {**(apps[0].get("args") or {}), **overrides}
+    AppArgs.model_validate(args)  # raises with the field and the reason
+    apps[0]["args"] = args
+    return out
 
 
 def deployment(obj: object) -> Deployment:

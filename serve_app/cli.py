@@ -551,6 +551,37 @@ def cluster_up(
     typer.echo(f"cluster up: {len(st.nodes)} nodes; RAY_ADDRESS={st.address}; dashboard {st.dashboard_url}")
 
 
+@cluster_app.command("config")
+def cluster_config(
+    out: Annotated[Path, typer.Option(help="Where to write the derived Serve config.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="ARG=VALUE for the app's args (VALUE is YAML), repeatable."),
+    ] = None,
+    src: Annotated[Path, typer.Option(help="The Serve config to start from.")] = Path("serve_config.yaml"),
+) -> None:
+    """Write SRC with some app args changed, validated: e.g. `--set predict_in_ingress=false`."""
+    import yaml
+
+    from serve_app.app import derive_serve_config
+
+    overrides: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            typer.echo(f"--set takes ARG=VALUE, got {item!r}", err=True)
+            raise typer.Exit(2)
+        overrides[key.strip()] = yaml.safe_load(value)
+    try:
+        derived = derive_serve_config(yaml.safe_load(src.read_text()), overrides)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        typer.echo(f"invalid app args: {exc}", err=True)
+        raise typer.Exit(2) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(derived, sort_keys=False))
+    typer.echo(f"wrote {out}")
+
+
 @cluster_app.command("status")
 def cluster_status(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
     """Nodes, their resources and how many the cluster sees alive."""

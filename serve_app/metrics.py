@@ -61,7 +61,8 @@ def _metric(name: str) -> Any:
             # (and none in the background actors), so panels can split by replica.
             from ray.serve import metrics
 
-            kind, desc, tags, buckets = SPECS[name]
+            kind, desc, tag_keys, buckets = SPECS[name]
+            tags: Any = tag_keys  # Ray annotates tag_keys as a 1-tuple; any tuple of str works
             if kind == "counter":
                 _made[name] = metrics.Counter(name, description=desc, tag_keys=tags)
             elif kind == "gauge":

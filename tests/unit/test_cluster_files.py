@@ -3,6 +3,7 @@ args that validate, the launcher deploys that file, the compose file wires monit
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 
@@ -10,7 +11,7 @@ import pytest
 import yaml
 
 from deployments.classifier import parse_user_config
-from serve_app.app import AppArgs
+from serve_app.app import AppArgs, derive_serve_config
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -51,11 +52,37 @@ def test_classifier_user_configs_are_valid() -> None:
 def test_launcher_deploys_the_serve_config() -> None:
     cfg = yaml.safe_load((ROOT / "cluster" / "launcher" / "aws.yaml").read_text())
     cmds = cfg["head_start_ray_commands"]
-    assert any("serve deploy serve_config.yaml" in c for c in cmds)
-    # The config it deploys must be switched to the cluster's /predict path, and that switch must match.
-    assert "predict_in_ingress: true" in (ROOT / "serve_config.yaml").read_text()
-    assert any("s/predict_in_ingress: true/predict_in_ingress: false/" in c for c in cmds)
-    assert cfg["available_node_types"]["classifier"]["max_workers"] >= 1
+    assert any("serve deploy serve_config.cluster.yaml" in c for c in cmds)
+    # The deployed config is serve_config.yaml with the launcher's --set args: derive it the
+    # same way here, and it must validate and fit the worker nodes.
+    (derive,) = [c for c in cmds if "cluster config" in c]
+    sets = dict(
+        (k, yaml.safe_load(v))
+        for k, _, v in (a.strip("'").partition("=") for a in shlex.split(derive)[1:] if "=" in a)
+        if k in AppArgs.model_fields
+    )
+    assert sets["predict_in_ingress"] is False
+    derived = derive_serve_config(yaml.safe_load((ROOT / "serve_config.yaml").read_text()), sets)
+    args = AppArgs.model_validate(derived["applications"][0]["args"])
+    node = cfg["available_node_types"]["classifier"]
+    per_node = node["resources"]["classifier"] // args.classifier_resources["classifier"]
+    assert args.classifier_max_replicas <= per_node * node["max_workers"]
+    assert args.classifier_num_cpus * per_node <= node["resources"]["CPU"]
+
+
+def test_derived_config_is_validated() -> None:
+    base = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    assert (
+        derive_serve_config(base, {"classifier_max_replicas": 8})["applications"][0]["args"][
+            "classifier_max_replicas"
+        ]
+        == 8
+    )
+    assert base["applications"][0]["args"]["classifier_max_replicas"] != 8  # the source is untouched
+    with pytest.raises(ValueError, match="classifier_min_replicas"):
+        derive_serve_config(base, {"classifier_min_replicas": 9, "classifier_max_replicas": 2})
+    with pytest.raises(ValueError, match="no_such_arg"):
+        derive_serve_config(base, {"no_such_arg": 1})
 
 
 def test_compose_wires_prometheus_and_grafana_to_the_dashboard() -> None:
