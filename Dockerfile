@@ -10,9 +10,9 @@ RUN pip install --no-cache-dir .
 COPY serve_config.yaml ./
 COPY models ./models
 COPY scripts/keywords.txt ./scripts/keywords.txt
-# In a container the proxy must listen beyond loopback; compose publishes it on 127.0.0.1.
-RUN sed -i 's/host: 127.0.0.1.*/host: 0.0.0.0/' serve_config.yaml
 EXPOSE 8000 8265
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
-CMD ["bash", "-c", "ray start --head --dashboard-host 0.0.0.0 --metrics-export-port 8080 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run serve_config.yaml"]
+# Inside the container Serve must listen on all interfaces for the published port to reach it
+# (docker-compose.yml publishes it on the host's loopback only).
+CMD ["bash", "-c", "emotion-monitor cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0 && ray start --head --dashboard-host 0.0.0.0 --metrics-export-port 8080 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run /tmp/serve_config.yaml"]

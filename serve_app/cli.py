@@ -559,6 +559,10 @@ def cluster_config(
         typer.Option("--set", help="ARG=VALUE for the app's args (VALUE is YAML), repeatable."),
     ] = None,
     src: Annotated[Path, typer.Option(help="The Serve config to start from.")] = Path("serve_config.yaml"),
+    http_host: Annotated[
+        str | None,
+        typer.Option(help="Bind address of Serve's HTTP proxy (e.g. 0.0.0.0 inside a container)."),
+    ] = None,
 ) -> None:
     """Write SRC with some app args changed, validated: e.g. `--set predict_in_ingress=false`."""
     import yaml
@@ -577,6 +581,8 @@ def cluster_config(
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         typer.echo(f"invalid app args: {exc}", err=True)
         raise typer.Exit(2) from None
+    if http_host:
+        derived.setdefault("http_options", {})["host"] = http_host
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(derived, sort_keys=False))
     typer.echo(f"wrote {out}")

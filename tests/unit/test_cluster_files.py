@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -105,3 +106,24 @@ def test_docker_compose_config_if_the_client_is_present() -> None:
         [docker, "compose", "config", "-q"], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from serve_app.cli import app
+
+    docker_cmd = (ROOT / "Dockerfile").read_text().split("CMD", 1)[1]
+    assert "cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0" in docker_cmd
+    assert "serve run /tmp/serve_config.yaml" in docker_cmd
+    out = tmp_path / "serve.yaml"
+    src = ROOT / "serve_config.yaml"
+    res = CliRunner().invoke(
+        app, ["cluster", "config", "--src", str(src), "--out", str(out), "--http-host", "0.0.0.0"]
+    )
+    assert res.exit_code == 0, res.output
+    derived, base = yaml.safe_load(out.read_text()), yaml.safe_load(src.read_text())
+    assert derived["http_options"]["host"] == "0.0.0.0" and base["http_options"]["host"] == "127.0.0.1"
+    assert derived["applications"] == base["applications"]
+    bad = CliRunner().invoke(app, ["cluster", "config", "--out", str(out), "--set", "max_length=4"])
+    assert bad.exit_code == 2 and "max_length" in bad.output
