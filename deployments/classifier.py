@@ -141,8 +141,9 @@ def model_languages(model_dir: Path) -> list[str]:
     health_check_period_s=10,
 )
 class Classifier:
-    """Every model (task) in one replica: a second INT8 model costs ~25 MB, a second
-    deployment a whole replica process (~450 MB); both share the replica's batching.
+    """Every model (task) in one replica: a second INT8 model costs ~35 MiB of RSS, a second
+    deployment a whole replica process (~450 MB; docs/benchmarks.md); both share the
+    replica's batching.
 
     Which artifact a task serves: its directory from the app args, or, when the user_config
     names `model_versions: {task: version}`, that version from the model registry (local
