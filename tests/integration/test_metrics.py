@@ -71,8 +71,12 @@ def test_dashboard_queries_only_exported_metrics(serve_url: str, clean_cache: re
     # their first increment; every other series must be there.
     assert not (missing - optional), sorted(missing)
     # Recorded inside replicas, our series carry Serve's deployment/replica/application tags.
+    # (Other test apps of this session record under their own application names.)
     lines = [ln for ln in scrape().splitlines() if ln.startswith("ray_emotion_monitor_predictions_total{")]
-    assert lines and all('application="emotion-monitor"' in ln and "replica=" in ln for ln in lines), lines
+    assert lines and all("application=" in ln and "replica=" in ln for ln in lines), lines
+    assert any('application="emotion-monitor"' in ln and 'deployment="Classifier"' in ln for ln in lines), (
+        lines
+    )
 
 
 def test_request_id_follows_a_request_through_every_deployment(

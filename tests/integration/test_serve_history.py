@@ -32,7 +32,7 @@ def test_analysis_reaches_postgres_exactly_once(
         f"{serve_url}/analyze", json={"keyword": "bicycle", "limit": 30, "source": "jsonl"}, timeout=120
     )
     assert r.status_code == 200 and r.json()["source"] == "inference"
-    n = r.json()["count"]
+    n = r.json()["scored"] * len(r.json()["tasks"])  # one prediction per scored post and task
     actor = get_actor(SYNC_ACTOR)
     for _ in range(2):  # a second forced pass changes nothing
         state = ray.get(actor.sync_now.remote())

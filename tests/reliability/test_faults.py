@@ -50,7 +50,10 @@ def pg_counts(url: str) -> dict[str, int]:
     with psycopg.connect(url) as c:
         q = c.execute("SELECT count(*), count(DISTINCT query_id) FROM queries").fetchone()
         p = c.execute("SELECT count(*) FROM predictions").fetchone()
-        s = c.execute("SELECT coalesce(sum(n_posts), 0) FROM queries").fetchone()
+        # One prediction per scored post and task: the exactly-once check covers both models.
+        s = c.execute(
+            "SELECT coalesce(sum(coalesce(n_scored, n_posts) * cardinality(tasks)), 0) FROM queries"
+        ).fetchone()
     assert q and p and s
     return {"queries": q[0], "distinct": q[1], "predictions": p[0], "posts_expected": int(s[0])}
 
