@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -158,9 +158,10 @@ def predict(
 ) -> None:
     """Classify texts and print the label and the score of every class (emotion or sentiment)."""
     from serve_app.predictor import OnnxPredictor
+    from serve_app.schemas import Task
 
-    if task not in ("emotion", "sentiment"):
-        typer.echo(f"--task must be emotion or sentiment, not {task!r}", err=True)
+    if task not in get_args(Task):
+        typer.echo(f"--task must be {' or '.join(get_args(Task))}, not {task!r}", err=True)
         raise typer.Exit(2)
     predictor = OnnxPredictor(model or Path("models") / task, threads=1)
     preds = predictor.predict(texts)
@@ -289,6 +290,22 @@ def score_file_cmd(
     typer.echo(f"scored {n} rows -> {output}")
 
 
+def _emit_report(report: str, out: Path | None) -> None:
+    """Print a benchmark report, and write it to `out` too when given."""
+    typer.echo(report)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report + "\n")
+
+
+def _sentiment_or_none(path: Path | None) -> Path | None:
+    """The sentiment artifact if it is there (requests then ask for both breakdowns)."""
+    if path is not None and not (path / "model.onnx").is_file():
+        typer.echo(f"no sentiment model at {path}: measuring emotion-only requests", err=True)
+        return None
+    return path
+
+
 @bench_app.command("analyze")
 def bench_analyze_cmd(
     model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
@@ -314,10 +331,7 @@ def bench_analyze_cmd(
     _offline()
     from serve_app.bench import bench_analyze
 
-    if sentiment is not None and not (sentiment / "model.onnx").is_file():
-        typer.echo(f"no sentiment model at {sentiment}: measuring emotion-only requests", err=True)
-        sentiment = None
-
+    sentiment = _sentiment_or_none(sentiment)
     report = bench_analyze(
         model,
         jsonl,
@@ -328,10 +342,7 @@ def bench_analyze_cmd(
         [int(x) for x in lengths.split(",")],
         sentiment,
     )
-    typer.echo(report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n")
+    _emit_report(report, out)
 
 
 @db_app.command("migrate")
@@ -406,10 +417,7 @@ def bench_predict_cmd(
         [int(r) for r in replicas.split(",")],
         threads,
     )
-    typer.echo(report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n")
+    _emit_report(report, out)
 
 
 @bench_app.command("all")
@@ -434,9 +442,7 @@ def bench_all_cmd(
     _offline()
     from serve_app.bench import bench_analyze, bench_predict
 
-    sentiment: Path | None = Path("models/sentiment")
-    if not (Path("models/sentiment") / "model.onnx").is_file():
-        sentiment = None
+    sentiment = _sentiment_or_none(Path("models/sentiment"))
     parts = [
         bench_predict(
             Path("models/emotion"),
@@ -461,10 +467,7 @@ def bench_all_cmd(
         ),
     ]
     report = "\n\n".join(parts)
-    typer.echo(report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n")
+    _emit_report(report, out)
 
 
 @bench_app.command("sync")
@@ -490,10 +493,7 @@ def bench_sync_cmd(
     from serve_app.bench import bench_sync
 
     report = bench_sync(model, redis_url, postgres_url, records, posts, users, seconds, texts)
-    typer.echo(report)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report + "\n")
+    _emit_report(report, out)
 
 
 def _registry() -> Any:

@@ -209,6 +209,13 @@ class IngressConfig:
     inline_batch_wait_s: float = 0.0
 
 
+def tasks_info(info: dict[str, Any]) -> dict[str, Any]:
+    """Per task, its model's description from Classifier.info() (an older single-model
+    Classifier describes one task at the top level)."""
+    by_task: dict[str, Any] = info.get("tasks", {info.get("default_task", "emotion"): info})
+    return by_task
+
+
 def _unwrap(exc: BaseException) -> BaseException:
     """Ray re-raises a replica's exception wrapped; find ours inside, if it is."""
     cause = getattr(exc, "cause", None)
@@ -362,7 +369,7 @@ class Ingress:
         self, info: dict[str, Any], tasks: Sequence[str] | None, threshold: float | None
     ) -> tuple[list[str], float]:
         """The tasks to run (all served by default) and the strongly-negative threshold."""
-        served = list(info.get("tasks", {info.get("default_task", "emotion"): info}))
+        served = list(tasks_info(info))
         chosen = list(tasks) if tasks else served
         missing = [t for t in chosen if t not in served]
         if missing:
@@ -371,7 +378,7 @@ class Ingress:
 
     @staticmethod
     def _versions(info: dict[str, Any], tasks: list[str]) -> dict[str, str]:
-        by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
+        by_task = tasks_info(info)
         return {t: str(by_task[t]["version"]) for t in tasks}
 
     def _key(
@@ -456,7 +463,7 @@ class Ingress:
         posts: list[dict[str, Any]] = await self._call(
             f"source {source!r}", lambda: self.fetcher.fetch.remote(source, keyword, limit), timeout=60
         )
-        by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
+        by_task = tasks_info(info)
         readable = readable_languages(by_task[t].get("languages", ["en"]) for t in tasks)
         langs = [p.get("lang", UNDETERMINED) for p in posts]
         keep = [i for i, lg in enumerate(langs) if include_other or is_supported(lg, readable)]
@@ -559,7 +566,7 @@ class Ingress:
         """(version, rows) from the ingress's own copy of the model, or None: ask the Classifier."""
         if self.inline is None or not texts or len(texts) > INLINE_MAX_TEXTS:
             return None
-        by_task = info.get("tasks", {info.get("default_task", "emotion"): info})
+        by_task = tasks_info(info)
         if self.inline.lookup(task, by_task[task]) is None:
             return None
         pred, probs = await self._inline_batch((task, texts))
