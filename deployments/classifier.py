@@ -105,6 +105,7 @@ def run_batch(
     for task, idx in group_by_task(requests).items():
         pred = predictors[task]
         probs = pred.probabilities([t for i in idx for t in requests[i][1]])
+        metrics.record_probabilities(task, pred.labels, probs)
         for i, part in zip(idx, split_back(probs, [len(requests[i][1]) for i in idx]), strict=True):
             by_index[i] = (pred, part)
     return [by_index[i] for i in range(len(requests))]
@@ -266,7 +267,6 @@ class Classifier:
             return self.predictors[task].version, []
         pred, probs = await self._classify((task, texts))
         rows = probs_to_rows(probs, pred.labels)
-        metrics.record_predictions(task, rows)
         log.debug("classified %d texts (%s, %s)", len(texts), task, pred.version)
         return pred.version, rows
 

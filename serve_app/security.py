@@ -16,6 +16,18 @@ def key_matches(given: str | None, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
+def replica_share(rate_per_min: float, burst: int, replicas: int) -> tuple[float, int]:
+    """One ingress replica's part of a per-client limit that `replicas` replicas enforce.
+
+    Each replica keeps its own buckets in memory, and HAProxy (or Ray's proxy) spreads a
+    client's requests over all of them; without the split the service would let a client
+    through `replicas` times as often as configured. Exact for one replica, close for
+    more while requests are spread evenly; a burst never drops below one request.
+    """
+    n = max(1, replicas)
+    return rate_per_min / n, max(1, math.ceil(burst / n))
+
+
 class RateLimiter:
     """Token bucket per client: `rate_per_min` requests a minute with bursts of `burst`.
 

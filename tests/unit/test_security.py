@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.security import RateLimiter, key_matches
+from serve_app.security import RateLimiter, key_matches, replica_share
 from serve_app.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -24,6 +24,20 @@ def test_rate_limiter_allows_a_burst_then_says_how_long_to_wait() -> None:
     assert rl.check("b") == 0.0  # clients are independent
     now[0] += 1.0
     assert rl.check("a") == 0.0  # refilled at one a second
+
+
+def test_replicas_split_a_client_limit_so_together_they_enforce_it() -> None:
+    assert replica_share(60, 20, 1) == (60, 20)
+    assert replica_share(60, 20, 2) == (30, 10)
+    assert replica_share(60, 3, 2) == (30, 2)  # rounded up: never below one request
+    assert replica_share(60, 1, 4) == (15, 1)
+    # Two replicas, a client's requests alternating between them (round robin): 20 in a
+    # burst pass in all, as with one replica, not 40.
+    now = [0.0]
+    rate, burst = replica_share(60, 20, 2)
+    limiters = [RateLimiter(rate, burst, clock=lambda: now[0]) for _ in range(2)]
+    passed = sum(limiters[i % 2].check("c") == 0.0 for i in range(40))
+    assert passed == 20
 
 
 def test_rate_limiter_memory_is_bounded() -> None:
