@@ -217,6 +217,8 @@ class IngressConfig:
     max_inflight: int = 128  # requests doing model work at once; more get 503 + Retry-After
     negative_threshold: float = 0.8  # sentiment confidence for "strongly negative"
     max_unsaved: int = 10_000  # records held in memory while Redis is down
+    unsaved_retry_s: float = 1.0  # how often held records are offered to Redis again
+    unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
     background: Any = field(default=None, compare=False)  # (SyncConfig, WarmerConfig) or None
     app_name: str = "emotion-monitor"
     # Short /predict calls classified in the ingress itself (see serve_app.inline).
@@ -267,6 +269,7 @@ class Ingress:
         self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
         self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
         self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         self._inflight = 0
@@ -288,22 +291,48 @@ class Ingress:
         """Hand a record to Redis for the sync; hold it in memory while Redis is down."""
         if rec is not None:
             self._unsaved.append(rec)
-        if self.store.client is None or not self.store.available:
-            self._trim_unsaved()
-            return
-        # One flusher at a time: concurrent requests must not write or drop each other's records.
-        async with self._flush_lock:
-            while self._unsaved:
-                head = self._unsaved[0]
-                try:
-                    await queue_record(self.store.client.pipeline(transaction=True), head).execute()
-                except (redis.RedisError, OSError) as exc:
-                    self.store.mark_failed(exc)
-                    break
-                self.store.mark_ok()
-                if self._unsaved and self._unsaved[0] is head:
-                    self._unsaved.popleft()
+        if self.store.client is not None and self.store.available:
+            # One flusher at a time: concurrent requests must not write or drop each other's records.
+            async with self._flush_lock:
+                while self._unsaved:
+                    head = self._unsaved[0]
+                    try:
+                        await queue_record(self.store.client.pipeline(transaction=True), head).execute()
+                    except (redis.RedisError, OSError) as exc:
+                        self.store.mark_failed(exc)
+                        break
+                    self.store.mark_ok()
+                    if self._unsaved and self._unsaved[0] is head:
+                        self._unsaved.popleft()
         self._trim_unsaved()
+        self._keep_offering()
+
+    def _keep_offering(self) -> None:
+        # Held records must not wait for this replica's next /analyze: behind HAProxy another
+        # replica may take all the traffic, and a replica shut down while holding loses them.
+        if self._unsaved and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.get_running_loop().create_task(self._offer_held())
+
+    async def _offer_held(self) -> None:
+        while self._unsaved:
+            await asyncio.sleep(self.cfg.unsaved_retry_s)
+            try:
+                await self._save_record(None)
+            except Exception as exc:  # the loop must outlive any one failure
+                log.error("handing held history records to Redis failed: %r", exc)
+
+    async def __del__(self) -> None:
+        # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`): a
+        # replica holding records gets a last few seconds to hand them over, and says if not.
+        if not getattr(self, "_unsaved", None):  # also when __init__ did not get that far
+            return
+        deadline = time.monotonic() + self.cfg.unsaved_shutdown_s
+        while self._unsaved and time.monotonic() < deadline:
+            await self._save_record(None)
+            if self._unsaved:
+                await asyncio.sleep(min(self.store.retry_after_s, 0.5))
+        if self._unsaved:
+            log.error("%d history records lost: Redis still unavailable at shutdown", len(self._unsaved))
 
     def _trim_unsaved(self) -> None:
         while len(self._unsaved) > self.cfg.max_unsaved:

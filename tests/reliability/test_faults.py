@@ -83,6 +83,19 @@ def clean(rel_url: str, private_redis: PrivateRedis, private_pg: PrivatePostgres
     wipe()
 
 
+def held_by_ingress(url: str) -> int:
+    """Records the (single) ingress replica holds in memory because Redis refused them."""
+    return int(httpx.get(url + "/sync/status", timeout=30).json()["unsaved_in_ingress"])
+
+
+def drained(url: str) -> dict[str, Any] | None:
+    """The sync state once nothing is left anywhere between the API and PostgreSQL."""
+    if held_by_ingress(url):
+        return None
+    s = sync_now()
+    return s if s["pending"] == 0 else None
+
+
 def classifier_replicas() -> list[dict[str, Any]]:
     from ray.util.state import list_actors
 
@@ -175,9 +188,9 @@ def test_redis_crash_and_restart_mid_load(clean: str, private_redis: PrivateRedi
 
     assert wait_for(cached, timeout=30, step=1)
     resumed = time.monotonic() - restarted[0]
-    # Records held by the ingress while Redis was down are handed over on the next request.
+    # Records held by the ingress while Redis was down are handed over by the ingress itself.
     made = inference_records(before) + inference_records(res) + 1
-    state = wait_for(lambda: (s := sync_now())["pending"] == 0 and s, timeout=60, step=2)
+    state = wait_for(lambda: drained(clean), timeout=60, step=2)
     counts = pg_counts(private_pg.url)
     lost = made - counts["queries"]
     report.add(
@@ -194,6 +207,43 @@ def test_redis_crash_and_restart_mid_load(clean: str, private_redis: PrivateRedi
     assert res.success_rate >= 0.99, res.summary()
     assert lost == 0 and counts["distinct"] == counts["queries"]
     assert counts["predictions"] == counts["posts_expected"]
+
+
+def test_records_held_during_a_redis_outage_are_handed_over_without_more_traffic(
+    clean: str, private_redis: PrivateRedis, private_pg: PrivatePostgres, report: Report
+) -> None:
+    # No request follows the restart: the replica holding the records must offer them again
+    # by itself (behind HAProxy another replica may get all the traffic from then on).
+    private_redis.kill()
+    try:
+        made = 0
+        for n in range(3):
+            body = {"keyword": "coffee", "limit": 11 + n, "return_plot": False}
+            r = httpx.post(clean + "/analyze", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            made += r.json()["source"] == "inference"
+        held = held_by_ingress(clean)
+    finally:
+        private_redis.start()
+        t0 = time.monotonic()
+    assert made == 3 and held == made, (made, held)
+    handed = wait_for(lambda: held_by_ingress(clean) == 0, timeout=20, step=0.5)
+    recovery = time.monotonic() - t0
+    state = wait_for(lambda: drained(clean), timeout=60, step=2)
+    counts = pg_counts(private_pg.url)
+    report.add(
+        "Redis down while analyses ran, restarted, then no traffic",
+        "3 /analyze misses",
+        made,
+        1.0,
+        made - counts["queries"],
+        recovery,
+        f"{held} records held by the ingress, handed to Redis {recovery:.1f} s after the restart "
+        "with no further request, synced exactly once",
+    )
+    assert handed, "the ingress kept the records until a next request"
+    assert state, "sync did not drain"
+    assert counts["queries"] == made and counts["distinct"] == made
 
 
 def test_postgres_crash_and_restart(clean: str, private_pg: PrivatePostgres, report: Report) -> None:
@@ -259,6 +309,51 @@ def test_app_restart_loses_nothing(clean: str, rel_settings: dict[str, Any], pri
         made - counts["queries"],
         recovery,
         f"{inference_records(res2)} records pending at the stop, all synced after the redeploy",
+    )
+    assert up and state
+    assert counts["queries"] == made and counts["distinct"] == made
+
+
+def test_records_held_at_a_graceful_shutdown_are_handed_over_if_redis_returns(
+    clean: str, rel_settings: dict[str, Any], private_redis: PrivateRedis, private_pg: PrivatePostgres,
+    report: Report,
+) -> None:  # fmt: skip
+    # The app is deleted while Redis is down and its ingress holds records; Redis comes back
+    # during the replica's graceful shutdown, which must wait for it rather than drop them.
+    private_redis.kill()
+    back = threading.Timer(5, private_redis.start)  # after Serve's drain of about 3 s
+    try:
+        made = 0
+        for n in range(2):
+            body = {"keyword": "travel", "limit": 13 + n, "return_plot": False}
+            r = httpx.post(clean + "/analyze", json=body, timeout=60)
+            assert r.status_code == 200, r.text
+            made += r.json()["source"] == "inference"
+        held = held_by_ingress(clean)
+        assert made == 2 and held == made, (made, held)
+        back.start()
+        t0 = time.monotonic()
+        undeploy()
+        stopped = time.monotonic() - t0
+    finally:
+        back.cancel()
+        if back.is_alive():
+            back.join()
+        if private_redis.proc is None:
+            private_redis.start()
+    deploy(rel_settings, max_inflight=24, fetch_deadline_s=6)
+    up = wait_for(lambda: httpx.get(clean + "/healthz", timeout=10).status_code == 200, timeout=60)
+    state = wait_for(lambda: drained(clean), timeout=60, step=2)
+    counts = pg_counts(private_pg.url)
+    report.add(
+        "App deleted while Redis was down, Redis back 5 s later",
+        "2 /analyze misses held by the ingress",
+        made,
+        1.0,
+        made - counts["queries"],
+        None,
+        f"{held} records held at the stop; `serve delete` took {stopped:.1f} s; all synced after "
+        "the redeploy",
     )
     assert up and state
     assert counts["queries"] == made and counts["distinct"] == made
