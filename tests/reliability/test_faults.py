@@ -96,6 +96,19 @@ def drained(url: str) -> dict[str, Any] | None:
     return s if s["pending"] == 0 else None
 
 
+def analyses_held(url: str, keyword: str, limits: range) -> int:
+    """Run cold analyses while Redis is down; each must answer and be held by the ingress."""
+    made = 0
+    for limit in limits:
+        body = {"keyword": keyword, "limit": limit, "return_plot": False}
+        r = httpx.post(url + "/analyze", json=body, timeout=60)
+        assert r.status_code == 200, r.text
+        made += r.json()["source"] == "inference"
+    held = held_by_ingress(url)
+    assert made == len(limits) and held == made, (made, held)
+    return held
+
+
 def classifier_replicas() -> list[dict[str, Any]]:
     from ray.util.state import list_actors
 
@@ -216,17 +229,10 @@ def test_records_held_during_a_redis_outage_are_handed_over_without_more_traffic
     # by itself (behind HAProxy another replica may get all the traffic from then on).
     private_redis.kill()
     try:
-        made = 0
-        for n in range(3):
-            body = {"keyword": "coffee", "limit": 11 + n, "return_plot": False}
-            r = httpx.post(clean + "/analyze", json=body, timeout=60)
-            assert r.status_code == 200, r.text
-            made += r.json()["source"] == "inference"
-        held = held_by_ingress(clean)
+        made = held = analyses_held(clean, "coffee", range(11, 14))
     finally:
         private_redis.start()
         t0 = time.monotonic()
-    assert made == 3 and held == made, (made, held)
     handed = wait_for(lambda: held_by_ingress(clean) == 0, timeout=20, step=0.5)
     recovery = time.monotonic() - t0
     state = wait_for(lambda: drained(clean), timeout=60, step=2)
@@ -323,14 +329,7 @@ def test_records_held_at_a_graceful_shutdown_are_handed_over_if_redis_returns(
     private_redis.kill()
     back = threading.Timer(5, private_redis.start)  # after Serve's drain of about 3 s
     try:
-        made = 0
-        for n in range(2):
-            body = {"keyword": "travel", "limit": 13 + n, "return_plot": False}
-            r = httpx.post(clean + "/analyze", json=body, timeout=60)
-            assert r.status_code == 200, r.text
-            made += r.json()["source"] == "inference"
-        held = held_by_ingress(clean)
-        assert made == 2 and held == made, (made, held)
+        made = held = analyses_held(clean, "travel", range(13, 15))
         back.start()
         t0 = time.monotonic()
         undeploy()
