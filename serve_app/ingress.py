@@ -322,16 +322,12 @@ class Ingress:
                 log.error("handing held history records to Redis failed: %r", exc)
 
     async def __del__(self) -> None:
-        # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`): a
-        # replica holding records gets a last few seconds to hand them over, and says if not.
-        if not getattr(self, "_unsaved", None):  # also when __init__ did not get that far
-            return
-        deadline = time.monotonic() + self.cfg.unsaved_shutdown_s
-        while self._unsaved and time.monotonic() < deadline:
-            await self._save_record(None)
-            if self._unsaved:
-                await asyncio.sleep(min(self.store.retry_after_s, 0.5))
-        if self._unsaved:
+        # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`): the
+        # task offering held records (it runs while any are held) gets a last few seconds.
+        flusher = getattr(self, "_flusher", None)  # None also when __init__ did not get that far
+        if flusher is not None and not flusher.done():
+            await asyncio.wait({flusher}, timeout=self.cfg.unsaved_shutdown_s)
+        if getattr(self, "_unsaved", None):
             log.error("%d history records lost: Redis still unavailable at shutdown", len(self._unsaved))
 
     def _trim_unsaved(self) -> None:

@@ -267,11 +267,11 @@ def test_postgres_crash_and_restart(clean: str, private_pg: PrivatePostgres, rep
         t0 = time.monotonic()
         private_pg.start()
 
-    def drained() -> dict[str, Any] | None:
+    def synced_cleanly() -> dict[str, Any] | None:
         s = sync_now()
         return s if s["pending"] == 0 and s["last_forced_pass"]["error"] is None else None
 
-    state = wait_for(drained, timeout=60, step=2)
+    state = wait_for(synced_cleanly, timeout=60, step=2)
     recovery = time.monotonic() - t0
     again = sync_now()  # a second pass over the same records must not duplicate them
     counts = pg_counts(private_pg.url)
