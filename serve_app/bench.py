@@ -666,7 +666,9 @@ def bench_predict(
                 tag = target.replace(" ", "-")
                 for u in users_list:
                     results[(target, u)] = measure(tag, url, u)
-                if inline and ingresses == 1:  # 64-text calls go to the Classifier either way
+                # 64-text calls go to the Classifier either way: measured without inline, and
+                # once more in serve_config.yaml's setup.
+                if inline and ingresses == 1:
                     continue
                 b = measure(tag, url, batch_users, "PredictBatchUser")
                 batch_rows.append(
