@@ -1,30 +1,22 @@
-"""Aggregator: per-label share and mean confidence, and an optional PNG chart."""
+"""Aggregator: per-label share with its 95 % interval and mean confidence, and a PNG chart."""
 
 from __future__ import annotations
 
 import base64
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from ray import serve
+
+from serve_app.breakdown import breakdown
+from serve_app.tasks import TASK_NAMES, TASKS, TaskSpec
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.aggregator")
-
-# One colour per emotion, kept across charts so readers learn them.
-COLOURS = {
-    "sadness": "#4C72B0",
-    "joy": "#F2C14E",
-    "love": "#E377C2",
-    "anger": "#D62728",
-    "fear": "#8C564B",
-    "surprise": "#2CA02C",
-    "negative": "#D62728",
-    "neutral": "#9E9E9E",
-    "positive": "#2CA02C",
-}
 
 
 def round_to_total(values: Sequence[float], total: float = 100.0, decimals: int = 2) -> list[float]:
@@ -39,28 +31,75 @@ def round_to_total(values: Sequence[float], total: float = 100.0, decimals: int 
     return [f / scale for f in floors]
 
 
-def aggregate(predictions: Sequence[dict[str, Any]], labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Every label with its share of the posts (%, summing to 100) and mean confidence.
+@dataclass(frozen=True)
+class Counting:
+    """How a task's breakdown is counted: the artifact's method and adjustment matrix."""
 
-    `avg_score` is the mean probability the model gave the label over the posts that were
-    assigned to it (0 when none were).
-    """
-    n = len(predictions)
-    counts = dict.fromkeys(labels, 0)
-    conf_sum = dict.fromkeys(labels, 0.0)
-    for p in predictions:
-        counts[p["label"]] += 1
-        conf_sum[p["label"]] += float(p["confidence"])
-    pcts = round_to_total([100.0 * counts[lab] / n for lab in labels]) if n else [0.0] * len(labels)
+    method: str = "cc"
+    adjustment: Sequence[Sequence[float]] | None = None
+
+
+def _rows(
+    labels: Sequence[str],
+    shares: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    counts: Sequence[int],
+    conf_sum: Sequence[float],
+    n: int,
+) -> list[dict[str, Any]]:
+    pcts = round_to_total([100.0 * float(x) for x in shares]) if n else [0.0] * len(labels)
     return [
         {
             "label": lab,
             "pct": pct,
-            "count": counts[lab],
-            "avg_score": round(conf_sum[lab] / counts[lab], 4) if counts[lab] else 0.0,
+            # Rounded apart from pct; kept around it so the interval always holds the estimate.
+            "pct_low": min(pct, round(100.0 * float(lo), 2)),
+            "pct_high": max(pct, round(100.0 * float(hi), 2)),
+            "count": int(c),
+            "avg_score": round(cs / c, 4) if c else 0.0,
         }
-        for lab, pct in zip(labels, pcts, strict=True)
+        for lab, pct, lo, hi, c, cs in zip(labels, pcts, low, high, counts, conf_sum, strict=True)
     ]
+
+
+def aggregate(
+    predictions: Sequence[dict[str, Any]], task: TaskSpec, counting: Counting = Counting()
+) -> dict[str, list[dict[str, Any]]]:
+    """Every label with its share of the posts (%, summing to 100, with a 95 % interval),
+    the posts whose top label it is (`count`) and their mean confidence (`avg_score`).
+
+    Shares follow the artifact's counting method (serve_app.breakdown); with `cc` a share
+    is exactly count / posts. A task with a rest label (neutral) also gets the other
+    labels' shares among the posts that carry one of them, under `task.among_field`.
+    """
+    labels = task.labels
+    n = len(predictions)
+    probs = np.array([[float(p["scores"][lab]) for lab in labels] for p in predictions]).reshape(
+        n, len(labels)
+    )
+    counts = [0] * len(labels)
+    conf_sum = [0.0] * len(labels)
+    for p in predictions:
+        i = labels.index(p["label"])
+        counts[i] += 1
+        conf_sum[i] += float(p["confidence"])
+    bd = breakdown(probs, counting.method, counting.adjustment, rest=task.rest_index)
+    out = {task.response_field: _rows(labels, bd.shares, bd.low, bd.high, counts, conf_sum, n)}
+    if task.among_field and task.rest_index is not None and bd.among is not None:
+        keep = [i for i in range(len(labels)) if i != task.rest_index]
+        assert bd.among_low is not None and bd.among_high is not None
+        emotional = n - counts[task.rest_index]
+        out[task.among_field] = _rows(
+            [labels[i] for i in keep],
+            bd.among,
+            bd.among_low,
+            bd.among_high,
+            [counts[i] for i in keep],
+            [conf_sum[i] for i in keep],
+            emotional if counting.method == "cc" else n,
+        )
+    return out
 
 
 def strongly_negative(
@@ -84,48 +123,59 @@ def strongly_negative(
     }
 
 
-def _bars(ax: Any, agg: Sequence[dict[str, Any]], title: str) -> None:
-    rows = sorted(agg, key=lambda r: r["pct"])
+def _bars(ax: Any, agg: Sequence[dict[str, Any]], task: TaskSpec, title: str) -> None:
+    """Bars sorted by share, each with its 95 % interval; the rest label (no clear
+    emotion) is drawn apart, in grey, below a line."""
+    rest = [r for r in agg if r["label"] == task.rest_label]
+    rows = rest + sorted((r for r in agg if r["label"] != task.rest_label), key=lambda r: r["pct"])
+    # A gap between the rest label (at the bottom) and the others.
+    ys = [float(i) + (0.6 if rest and i else 0.0) for i in range(len(rows))]
     bars = ax.barh(
-        [r["label"] for r in rows],
+        ys,
         [r["pct"] for r in rows],
-        color=[COLOURS.get(r["label"], "#777777") for r in rows],
+        color=[task.colour(r["label"]) for r in rows],
+        xerr=[
+            [r["pct"] - r.get("pct_low", r["pct"]) for r in rows],
+            [r.get("pct_high", r["pct"]) - r["pct"] for r in rows],
+        ],
+        error_kw={"ecolor": "#333333", "capsize": 3, "elinewidth": 1},
     )
-    top = max((r["pct"] for r in rows), default=0.0)
+    ax.set_yticks(ys, [r["label"] if r["label"] != task.rest_label else "no clear emotion" for r in rows])
+    if rest:
+        ax.axhline(0.8, color="#BBBBBB", linewidth=0.8)
+    top = max((r.get("pct_high", r["pct"]) for r in rows), default=0.0)
     for bar, r in zip(bars, rows, strict=True):
         ax.text(
-            bar.get_width() + top * 0.01 + 0.3,
+            r.get("pct_high", r["pct"]) + top * 0.01 + 0.3,
             bar.get_y() + bar.get_height() / 2,
-            f"{r['pct']:.1f}%  (conf {r['avg_score']:.2f})",
+            f"{r['pct']:.1f}% [{r.get('pct_low', r['pct']):.0f}-{r.get('pct_high', r['pct']):.0f}]"
+            f"  (conf {r['avg_score']:.2f})",
             va="center",
-            fontsize=9,
+            fontsize=8.5,
         )
-    ax.set_xlim(0, max(10.0, top * 1.35))
-    ax.set_xlabel("share of posts (%)")
+    ax.set_xlim(0, max(10.0, top * 1.55))
+    ax.set_xlabel("share of posts (%), bars: 95 % interval")
     ax.set_title(title)
     ax.spines[["top", "right"]].set_visible(False)
 
 
 def render_chart(
-    agg: Sequence[dict[str, Any]],
-    keyword: str,
-    count: int,
-    title_suffix: str = "",
-    sentiment_agg: Sequence[dict[str, Any]] | None = None,
+    breakdowns: Mapping[str, Sequence[dict[str, Any]]], keyword: str, count: int, title_suffix: str = ""
 ) -> bytes:
-    """Horizontal bar charts of the breakdowns (emotion, sentiment), with % and mean confidence."""
+    """Horizontal bar charts of the breakdowns (a panel per task, registry order), with %,
+    95 % interval and mean confidence."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     short = keyword if len(keyword) <= 40 else keyword[:37] + "..."
-    panels = [(a, name) for a, name in ((agg, "Emotions"), (sentiment_agg, "Sentiment")) if a]
-    if not panels:
-        panels = [(agg, "Emotions")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 4.2), dpi=100, squeeze=False)
-    for ax, (a, name) in zip(axes[0], panels, strict=True):
-        _bars(ax, a, f"{name} in {count} posts about “{short}”{title_suffix}")
+    panels = [(TASKS[t], breakdowns[t]) for t in TASK_NAMES if breakdowns.get(t)]
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 4.4), dpi=100, squeeze=False
+    )
+    for ax, (task, agg) in zip(axes[0], panels, strict=False):
+        _bars(ax, agg, task, f"{task.title} in {count} posts about “{short}”{title_suffix}")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -139,25 +189,22 @@ def render_chart(
     logging_config={"enable_access_log": False},
 )
 class Aggregator:
-    def __init__(self, labels: list[str]) -> None:
-        self.labels = labels
-
     def summarize(
         self,
         keyword: str,
-        predictions: list[dict[str, Any]] | dict[str, list[dict[str, Any]]],
+        predictions: dict[str, list[dict[str, Any]]],
         return_plot: bool,
-        labels: dict[str, list[str]] | None = None,
+        counting: dict[str, Counting] | None = None,
     ) -> dict[str, Any]:
-        """Breakdown per task (`agg` is emotion's, `sentiment_agg` sentiment's) and the chart."""
-        by_task = {"emotion": predictions} if isinstance(predictions, list) else predictions
-        labels = {"emotion": self.labels, **(labels or {})}
-        aggs = {task: aggregate(preds, labels[task]) for task, preds in by_task.items()}
-        log.debug("summarized %s for %r (plot=%s)", ",".join(by_task), keyword, return_plot)
-        out: dict[str, Any] = {"agg": aggs.get("emotion", []), "sentiment_agg": aggs.get("sentiment")}
+        """The breakdowns of every task in `predictions`, by response field, and the chart."""
+        counting = counting or {}
+        out: dict[str, Any] = {}
+        for task, preds in predictions.items():
+            out.update(aggregate(preds, TASKS[task], counting.get(task, Counting())))
+        log.debug("summarized %s for %r (plot=%s)", ",".join(predictions), keyword, return_plot)
         out["plot_base64"] = None
         if return_plot:
-            n = max((len(p) for p in by_task.values()), default=0)
-            png = render_chart(out["agg"], keyword, n, sentiment_agg=out["sentiment_agg"])
-            out["plot_base64"] = base64.b64encode(png).decode("ascii")
+            n = max((len(p) for p in predictions.values()), default=0)
+            shown = {t: out[TASKS[t].response_field] for t in predictions}
+            out["plot_base64"] = base64.b64encode(render_chart(shown, keyword, n)).decode("ascii")
         return out

@@ -8,7 +8,6 @@ sorts by length and pads per model batch), and split back per caller.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -68,11 +67,21 @@ class UnknownTaskError(ValueError):
         return (type(self), (self.task, self.served))
 
 
-def group_by_task(requests: Sequence[tuple[str, Sequence[str]]]) -> dict[str, list[int]]:
-    """Indices of the batched calls per task, so each model runs once per batch."""
-    groups: dict[str, list[int]] = {}
-    for i, (task, _) in enumerate(requests):
-        groups.setdefault(task, []).append(i)
+# One batched call: the tasks it wants and its texts.
+ClassifyCall = tuple[tuple[str, ...], Sequence[str]]
+# Its answer: per task, the predictor (version) that produced it and the probabilities.
+TaskAnswers = dict[str, tuple[OnnxPredictor, np.ndarray]]
+
+
+def group_by_model(
+    predictors: Mapping[str, OnnxPredictor], requests: Sequence[ClassifyCall]
+) -> dict[int, list[int]]:
+    """Indices of the batched calls per ONNX session, so each graph runs once per batch
+    (tasks that share an artifact share its session and its encoder pass)."""
+    groups: dict[int, list[int]] = {}
+    for i, (tasks, _) in enumerate(requests):
+        for sid in dict.fromkeys(id(predictors[t].session) for t in tasks):
+            groups.setdefault(sid, []).append(i)
     return groups
 
 
@@ -93,22 +102,27 @@ def check_model_versions(
         raise ModelVersionError("model_versions is set but the Classifier was given no registry")
 
 
-def run_batch(
-    predictors: Mapping[str, OnnxPredictor], requests: Sequence[tuple[str, Sequence[str]]]
-) -> list[tuple[OnnxPredictor, np.ndarray]]:
-    """One batch of calls: each task's model runs once over its calls' texts, flattened.
+def run_batch(predictors: Mapping[str, OnnxPredictor], requests: Sequence[ClassifyCall]) -> list[TaskAnswers]:
+    """One batch of calls: each model runs once over its calls' texts, flattened, and
+    answers every head its calls asked for.
 
     `predictors` is read once, so a version swapped in meanwhile never mixes into a batch,
     and each answer comes with the predictor (version) that produced it.
     """
-    by_index: dict[int, tuple[OnnxPredictor, np.ndarray]] = {}
-    for task, idx in group_by_task(requests).items():
-        pred = predictors[task]
-        probs = pred.probabilities([t for i in idx for t in requests[i][1]])
-        metrics.record_probabilities(task, pred.labels, probs)
-        for i, part in zip(idx, split_back(probs, [len(requests[i][1]) for i in idx]), strict=True):
-            by_index[i] = (pred, part)
-    return [by_index[i] for i in range(len(requests))]
+    answers: list[TaskAnswers] = [{} for _ in requests]
+    by_session = {id(p.session): p for p in predictors.values()}
+    for sid, idx in group_by_model(predictors, requests).items():
+        texts = [t for i in idx for t in requests[i][1]]
+        probs = by_session[sid].probabilities_all(texts)
+        sizes = [len(requests[i][1]) for i in idx]
+        for task, pred in predictors.items():
+            if id(pred.session) != sid or not any(task in requests[i][0] for i in idx):
+                continue
+            metrics.record_probabilities(task, pred.labels, probs[task])
+            for i, part in zip(idx, split_back(probs[task], sizes), strict=True):
+                if task in requests[i][0]:
+                    answers[i][task] = (pred, part)
+    return answers
 
 
 def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, str]]:
@@ -125,12 +139,6 @@ def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, 
         float(config.get("batch_wait_timeout_s", 0.005)),
         {str(k): str(v) for k, v in versions.items() if v},
     )
-
-
-def model_languages(model_dir: Path) -> list[str]:
-    """Languages an artifact was trained on (labels.json `languages`; English if unsaid)."""
-    meta = json.loads((model_dir / "labels.json").read_text())
-    return [str(x) for x in meta.get("languages", ["en"])]
 
 
 @serve.deployment(
@@ -196,6 +204,7 @@ class Classifier:
         and swap it in. Returns the tasks whose model changed."""
         check_model_versions(wanted, list(self.dirs), self.registry)
         changed = []
+        loaded: dict[tuple[Path, str | None], OnnxPredictor] = {}
         for task, default_dir in self.dirs.items():
             version, path = None, Path(default_dir)
             if wanted.get(task):
@@ -208,10 +217,16 @@ class Classifier:
                 and (version is None or current.version == version)
             ):
                 continue
-            pred = OnnxPredictor(
-                path, self.n_threads, self.max_length, self.model_batch_size, version=version
+            shared = loaded.get((path, version))
+            pred = (
+                shared.for_task(task)
+                if shared is not None
+                else OnnxPredictor(
+                    path, self.n_threads, self.max_length, self.model_batch_size, version=version, task=task
+                )
             )
-            languages = model_languages(path)
+            loaded[(path, version)] = pred
+            languages = list(pred.info.languages)
             # One assignment each: a batch already running keeps the predictor it looked up.
             self.languages = {**self.languages, task: languages}
             self.predictors = {**self.predictors, task: pred}
@@ -244,31 +259,39 @@ class Classifier:
                 "languages": self.languages[task],
                 "max_length": p.max_length,
                 "model_dir": str(p.model_dir),
+                # How the artifact says its breakdown is counted (serve_app.breakdown).
+                "breakdown_method": p.head.breakdown_method,
+                "adjustment": p.head.adjustment,
             }
             for task, p in self.predictors.items()
         }
         return {**tasks[self.default_task], "default_task": self.default_task, "tasks": tasks}
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _classify(
-        self, requests: list[tuple[str, list[str]]]
-    ) -> list[tuple[OnnxPredictor, np.ndarray]]:
+    async def _classify(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
         return run_batch(self.predictors, requests)
+
+    async def classify_tasks(
+        self, texts: list[str], tasks: list[str]
+    ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """Per task: (model version that produced them, rows of label, confidence and all
+        scores per text). Tasks served by one artifact cost one encoder pass together."""
+        self._ensure_loaded()
+        for task in tasks:
+            if task not in self.predictors:
+                raise UnknownTaskError(task, list(self.predictors))
+        if not texts:
+            return {t: (self.predictors[t].version, []) for t in tasks}
+        answers = await self._classify((tuple(tasks), texts))
+        log.debug("classified %d texts (%s)", len(texts), ",".join(tasks))
+        return {t: (pred.version, probs_to_rows(probs, pred.labels)) for t, (pred, probs) in answers.items()}
 
     async def classify_versioned(
         self, texts: list[str], task: str | None = None
     ) -> tuple[str, list[dict[str, Any]]]:
         """(model version that produced them, rows): label, confidence and all scores per text."""
-        self._ensure_loaded()
         task = task or self.default_task
-        if task not in self.predictors:
-            raise UnknownTaskError(task, list(self.predictors))
-        if not texts:
-            return self.predictors[task].version, []
-        pred, probs = await self._classify((task, texts))
-        rows = probs_to_rows(probs, pred.labels)
-        log.debug("classified %d texts (%s, %s)", len(texts), task, pred.version)
-        return pred.version, rows
+        return (await self.classify_tasks(texts, [task]))[task]
 
     async def classify(self, texts: list[str], task: str | None = None) -> list[dict[str, Any]]:
         """Label, confidence and all scores for each text, in order, from the task's model."""

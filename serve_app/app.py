@@ -24,9 +24,10 @@ from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
 from serve_app.embedded import resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
-from serve_app.predictor import read_artifact_info
+from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
 from serve_app.settings import Settings, get_settings, secret
+from serve_app.tasks import check_head
 
 log = logging.getLogger("emotion_monitor.app")
 
@@ -34,9 +35,15 @@ log = logging.getLogger("emotion_monitor.app")
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model_dir: str | None = Field(None, description="INT8 artifact dir (default: settings.model_dir)")
+    model_dir: str | None = Field(
+        None,
+        description="INT8 artifact dir with a head per task (default: settings.model_dir); one encoder pass "
+        "answers every task it has a head for",
+    )
     sentiment_model_dir: str | None = Field(
-        None, description="INT8 sentiment artifact dir (default: settings.sentiment_model_dir)"
+        None,
+        description="A separate INT8 artifact for sentiment (default: settings.sentiment_model_dir, else "
+        "model_dir's sentiment head)",
     )
     tasks: list[Literal["emotion", "sentiment"]] = Field(
         ["emotion", "sentiment"],
@@ -193,19 +200,22 @@ def background_configs(
 
 
 def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
-    """Task -> artifact directory for the Classifier; every artifact is checked here, not in a replica."""
-    wanted = {
-        "emotion": _abs(args.model_dir or s.model_dir),
-        "sentiment": _abs(args.sentiment_model_dir or s.sentiment_model_dir),
-    }
+    """Task -> artifact directory for the Classifier; every artifact is checked here, not in a
+    replica. Tasks that share a directory share one ONNX session and one encoder pass."""
+    shared = _abs(args.model_dir or s.model_dir)
+    separate = args.sentiment_model_dir or s.sentiment_model_dir
+    wanted = {"emotion": shared, "sentiment": _abs(separate) if separate else shared}
     explicit = "tasks" in args.model_fields_set
     out: dict[str, str] = {}
     for task in args.tasks:
         path = Path(wanted[task])
-        if not (path / "model.onnx").is_file() and task == "sentiment" and not explicit:
-            log.warning("no sentiment model at %s: serving %s only", path, ", ".join(out) or "nothing")
+        if not explicit and (path / "model.onnx").is_file() and task not in read_artifact_info(path).heads:
+            log.warning("%s has no %s head: serving %s only", path, task, ", ".join(out) or "nothing")
             continue
-        read_artifact_info(path)  # raises ModelArtifactError with what is missing
+        info = read_artifact_info(path)  # raises ModelArtifactError with what is missing
+        if task not in info.heads:
+            raise ModelArtifactError(f"{path} has no {task} head (it has {', '.join(info.heads)})")
+        check_head(task, info.heads[task].labels, str(path))
         out[task] = str(path)
     if not out:
         raise ValueError("no model to serve: check model_dir / sentiment_model_dir and tasks")
@@ -292,9 +302,7 @@ def make_app(
     return ingress.bind(
         placed(Fetcher, front).options(logging_config=logs).bind(fetcher_cfg),
         classifier,
-        placed(Aggregator, front)
-        .options(logging_config=logs)
-        .bind(list(read_artifact_info(Path(next(iter(models.values())))).labels)),
+        placed(Aggregator, front).options(logging_config=logs).bind(),
         ingress_cfg,
     )
 

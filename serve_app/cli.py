@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -40,110 +41,179 @@ DataRoot = Annotated[
 ]
 
 
+TrackOption = Annotated[
+    bool, typer.Option(help="Log the run to MLflow (EMOTION_MONITOR_MLFLOW_TRACKING_URI; runs/mlflow.db).")
+]
+
+
 @app.command()
 def train(
-    config: Annotated[Path, typer.Option(help="Training config (YAML).")] = Path("configs/emotion.yaml"),
-    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/emotion"),
+    config: Annotated[Path, typer.Option(help="Training config (YAML).")] = Path("configs/multitask.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/multitask"),
     run_dir: Annotated[Path, typer.Option(help="Checkpoints, ONNX intermediates, logs.")] = Path(
-        "runs/emotion"
+        "runs/multitask"
     ),
     data_root: DataRoot = None,
     epochs: Annotated[int | None, typer.Option(help="Override the config's epochs.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps (smoke runs).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use at most this many examples per source.")] = None,
     export: Annotated[bool, typer.Option(help="Export, quantize and evaluate after training.")] = True,
+    track: TrackOption = True,
 ) -> None:
     """Fine-tune the base model, then export, quantize, evaluate and write the model card."""
     _offline()
+    from serve_app.settings import get_settings
     from training.config import load_config
+    from training.data import default_data_root
     from training.pipeline import build_artifact
+    from training.tracking import tracked_run
     from training.train import train as run_train
 
     cfg = load_config(config, {"epochs": epochs, "max_steps": max_steps})
     if limit is not None:
-        for s in cfg.train:
-            s.limit = limit
-    result = run_train(cfg, run_dir, data_root)
-    typer.echo(f"best epoch {result.best_epoch}; checkpoint {result.checkpoint}")
-    if export:
-        card = build_artifact(cfg, result.checkpoint, out, run_dir, data_root, result)
-        typer.echo(json.dumps(_summary(card), indent=2))
+        for src in cfg.train:
+            src.limit = limit
+    root = data_root or default_data_root()
+    s = get_settings()
+    with contextlib.ExitStack() as stack:
+        tracker = (
+            stack.enter_context(tracked_run(cfg, config, root, s.mlflow_tracking_uri, s.mlflow_experiment))
+            if track
+            else None
+        )
+        result = run_train(cfg, run_dir, root, on_epoch=tracker.on_epoch if tracker else None)
+        typer.echo(f"best epoch {result.best_epoch}; checkpoint {result.checkpoint}")
+        if export:
+            card = build_artifact(cfg, result.checkpoint, out, run_dir, root, result)
+            if tracker:
+                tracker.finish(card, out)
+            typer.echo(json.dumps(_summary(card), indent=2))
 
 
 @app.command("export")
 def export_cmd(
     checkpoint: Annotated[Path, typer.Option(help="best.pt written by `train`.")] = Path(
-        "runs/emotion/best.pt"
+        "runs/multitask/best.pt"
     ),
-    config: Annotated[Path, typer.Option(help="The training config used.")] = Path("configs/emotion.yaml"),
-    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/emotion"),
+    config: Annotated[Path, typer.Option(help="The training config used.")] = Path("configs/multitask.yaml"),
+    out: Annotated[Path, typer.Option(help="Where to write the INT8 artifact.")] = Path("models/multitask"),
     data_root: DataRoot = None,
+    track: TrackOption = True,
 ) -> None:
-    """Export a checkpoint to ONNX, pick an INT8 scheme on validation, write the artifact."""
+    """Export a checkpoint to ONNX, pick an INT8 scheme and counting method on validation,
+    write the artifact; logs the run (its training history included) to MLflow."""
     _offline()
+    from serve_app.settings import get_settings
     from training.config import load_config
+    from training.data import default_data_root
     from training.pipeline import build_artifact
+    from training.tracking import tracked_run
 
     cfg = load_config(config)
-    card = build_artifact(cfg, checkpoint, out, checkpoint.parent, data_root)
+    root = data_root or default_data_root()
+    s = get_settings()
+    with contextlib.ExitStack() as stack:
+        tracker = (
+            stack.enter_context(tracked_run(cfg, config, root, s.mlflow_tracking_uri, s.mlflow_experiment))
+            if track
+            else None
+        )
+        card = build_artifact(cfg, checkpoint, out, checkpoint.parent, root)
+        if tracker:
+            for record in card["training"].get("history") or []:
+                tracker.on_epoch(record)
+            tracker.finish(card, out)
     typer.echo(json.dumps(_summary(card), indent=2))
 
 
 def _summary(card: dict[str, Any]) -> dict[str, Any]:
     return {
         d: {
-            p: {"accuracy": round(r[p]["accuracy"], 4), "macro_f1": round(r[p]["macro_f1"], 4)}
+            p: {
+                "accuracy": round(r[p]["accuracy"], 4),
+                "macro_f1": round(r[p]["macro_f1"], 4),
+                "breakdown_tvd": None
+                if r[p]["breakdown"]["tvd"] is None
+                else round(r[p]["breakdown"]["tvd"], 4),
+            }
             for p in ("fp32", "int8")
         }
         for d, r in card["metrics"].items()
     }
 
 
+def _card_sets(model: Path) -> list[tuple[str, Path]]:
+    """(task, file) of every data set the artifact's model card reports on."""
+    card_file = model / "model_card.json"
+    if not card_file.is_file():
+        raise typer.BadParameter(
+            f"{model} has no model_card.json: name the data with --data", param_hint="--data"
+        )
+    card = json.loads(card_file.read_text())
+    return [(res["task"], Path(res["int8"]["data"])) for res in card["metrics"].values()]
+
+
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
-    data: Annotated[list[Path] | None, typer.Option(help="Labelled JSONL file; repeat for several.")] = None,
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Labelled JSONL file; repeat for several (default: every set the model card reports)."
+        ),
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="The head to evaluate --data with (default: the first).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     confusion_png: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
 ) -> None:
-    """Accuracy, macro/weighted F1, per-class metrics and confusion matrix on each data file.
+    """Per data set: accuracy, macro-F1, per-class figures, the confusion matrix, the breakdown
+    error (TVD between predicted and true label shares, for each counting method) and the
+    share of neutral texts given another label.
 
-    With one --data and --json, prints one JSON object; with several, an object per file.
+    A data set may use a subset of the model's labels (CARER has no neutral): a prediction
+    outside them counts as wrong. Prints one JSON object per file with --json.
     """
     from serve_app.predictor import OnnxPredictor
-    from training.data import default_data_root
     from training.evaluate import evaluate_predictor, plot_confusion
 
-    files = data or [default_data_root() / "emotion" / "test.jsonl"]
     predictor = OnnxPredictor(model, threads=threads)
+    head = task or predictor.task
+    sets = [(head, f) for f in data] if data else _card_sets(model)
     reports: dict[str, Any] = {}
-    for f in files:
-        report, _ = evaluate_predictor(predictor, f)
+    for t, f in sets:
+        view = predictor.for_task(t)
+        report, _ = evaluate_predictor(view, f)
         report["model_version"] = predictor.version
         reports[str(f)] = report
         if confusion_png is not None:
             target = (
                 confusion_png
-                if len(files) == 1
+                if len(sets) == 1
                 else confusion_png.with_name(
                     f"{confusion_png.stem}_{f.parent.name}_{f.stem}{confusion_png.suffix}"
                 )
             )
-            plot_confusion(
-                report["confusion_matrix"], predictor.labels, f"{predictor.version} on {f}", target
-            )
+            plot_confusion(report["confusion_matrix"], view.labels, f"{predictor.version} {t} on {f}", target)
     if as_json:
-        typer.echo(json.dumps(next(iter(reports.values())) if len(reports) == 1 else reports, indent=2))
+        typer.echo(json.dumps(reports, indent=2))
         return
     for name, r in reports.items():
+        bd = r["breakdown"]
+        ngo = r.get("neutral_given_other")
         typer.echo(
-            f"{name}: n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
-            f"weighted_f1={r['weighted_f1']:.4f}"
+            f"{name} ({r['task']}): n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
+            f"macro_recall={r['macro_recall']:.4f} TVD[{bd['served_method']}]={bd['tvd']:.4f} "
+            + " ".join(f"TVD[{m}]={v['tvd']:.4f}" for m, v in bd["methods"].items())
+            + ("" if ngo is None else f" neutral_given_other={ngo:.3f}")
         )
+        shares = bd["methods"][bd["served_method"]]["shares"]
         for lab, m in r["per_class"].items():
             typer.echo(
                 f"  {lab:<9} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} n={m['support']}"
+                f"  true {100 * bd['true'][lab]:.1f}% estimated {100 * shares[lab]:.1f}%"
             )
 
 

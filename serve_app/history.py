@@ -65,6 +65,8 @@ def make_record(
     sentiment_agg: Sequence[dict[str, Any]] | None = None,
     model_versions: Mapping[str, str] | None = None,
     strongly_negative: Mapping[str, Any] | None = None,
+    emotional_agg: Sequence[dict[str, Any]] | None = None,
+    breakdown_methods: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One analysis as a self-contained, JSON-serialisable record with a stable id.
 
@@ -117,6 +119,8 @@ def make_record(
         "created_at": created,
         "agg": list(agg),
         "sentiment_agg": list(sentiment_agg) if sentiment_agg is not None else None,
+        "emotional_agg": list(emotional_agg) if emotional_agg is not None else None,
+        "breakdown_methods": dict(breakdown_methods or {}),
         "n_scored": len(kept),
         "strongly_negative": dict(strongly_negative) if strongly_negative is not None else None,
         "languages": langs,
@@ -223,8 +227,8 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
             cur.execute(
                 "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
                 " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
-                " n_strongly_negative, languages, negative_threshold)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
+                " n_strongly_negative, languages, negative_threshold, breakdown_methods)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
                 (
                     qid,
                     rec["keyword"],
@@ -241,6 +245,7 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
                     negatives,
                     Jsonb(rec["languages"]) if rec.get("languages") is not None else None,
                     threshold,
+                    Jsonb(rec["breakdown_methods"]) if rec.get("breakdown_methods") else None,
                 ),
             )
             cur.executemany(
@@ -289,11 +294,33 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
             )
             aggs = [("emotion", a) for a in rec["agg"]]
             aggs += [("sentiment", a) for a in rec.get("sentiment_agg") or []]
+            among = {a["label"]: a for a in rec.get("emotional_agg") or []}
             cur.executemany(
-                "INSERT INTO query_aggregates (query_id, task, label, pct, n, avg_score)"
-                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                [(qid, t, a["label"], a["pct"], a.get("count", 0), a["avg_score"]) for t, a in aggs],
+                "INSERT INTO query_aggregates (query_id, task, label, pct, n, avg_score, pct_low, pct_high,"
+                " pct_among, pct_among_low, pct_among_high)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                [
+                    (
+                        qid,
+                        t,
+                        a["label"],
+                        a["pct"],
+                        a.get("count", 0),
+                        a["avg_score"],
+                        a.get("pct_low"),
+                        a.get("pct_high"),
+                        *_among(among.get(a["label"]) if t == "emotion" else None),
+                    )
+                    for t, a in aggs
+                ],
             )
+
+
+def _among(row: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
+    """A label's share among emotional posts, with its interval (NULLs where there is none)."""
+    if row is None:
+        return (None, None, None)
+    return (row["pct"], row.get("pct_low"), row.get("pct_high"))
 
 
 @dataclass

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import redis
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
@@ -23,15 +22,14 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from deployments.aggregator import strongly_negative
-from deployments.classifier import probs_to_rows, run_batch
+from deployments.aggregator import Counting, strongly_negative
+from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
 from serve_app import __version__, metrics
 from serve_app.cache import AnalysisCache, analysis_key
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.history import make_record, queue_record, queue_track
 from serve_app.inline import INLINE_MAX_TEXTS, InlineModels
 from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
-from serve_app.predictor import OnnxPredictor
 from serve_app.preprocess import post_text
 from serve_app.schemas import (
     MAX_BODY_BYTES,
@@ -515,15 +513,11 @@ class Ingress:
         metrics.record_posts(langs, [i in kept for i in range(len(posts))])
         texts = [post_text(posts[i]["title"], posts[i]["body"]) for i in keep]
 
-        async def run(task: str) -> tuple[str, list[dict[str, Any]]]:
-            result: tuple[str, list[dict[str, Any]]] = await self._call(
-                f"classifier ({task})",
-                lambda: self.classifier.classify_versioned.remote(texts, task),
-                self.cfg.classify_timeout_s,
-            )
-            return result
-
-        answers = dict(zip(tasks, await asyncio.gather(*(run(t) for t in tasks)), strict=True))
+        answers: dict[str, tuple[str, list[dict[str, Any]]]] = await self._call(
+            "classifier",
+            lambda: self.classifier.classify_tasks.remote(texts, tasks),
+            self.cfg.classify_timeout_s,
+        )
         preds = {t: rows for t, (_, rows) in answers.items()}
         versions = {t: version for t, (version, _) in answers.items()}
         if versions != self._versions(info, tasks):
@@ -539,9 +533,9 @@ class Ingress:
                 negative_threshold=threshold,
                 include_other_languages=include_other,
             )
-        labels = {t: list(by_task[t]["labels"]) for t in tasks}
+        counting = {t: Counting(by_task[t]["breakdown_method"], by_task[t]["adjustment"]) for t in tasks}
         summary: dict[str, Any] = await self._call(
-            "aggregator", lambda: self.aggregator.summarize.remote(keyword, preds, plot, labels), 30
+            "aggregator", lambda: self.aggregator.summarize.remote(keyword, preds, plot, counting), 30
         )
         negative = None
         if "sentiment" in preds:
@@ -549,8 +543,10 @@ class Ingress:
         result = {
             "keyword": keyword,
             "count": len(posts),
-            "agg": summary["agg"],
+            "agg": summary.get("agg", []),
+            "emotional_agg": summary.get("emotional_agg"),
             "sentiment_agg": summary.get("sentiment_agg"),
+            "breakdown_methods": {t: c.method for t, c in counting.items()},
             "strongly_negative": negative,
             "tasks": tasks,
             "scored": len(keep),
@@ -569,13 +565,15 @@ class Ingress:
                 limit,
                 lang,
                 result["model_version"],
-                summary["agg"],
+                summary.get("agg", []),
                 posts,
                 preds,
                 kept=keep,
                 sentiment_agg=summary.get("sentiment_agg"),
                 model_versions=versions,
                 strongly_negative=negative,
+                emotional_agg=summary.get("emotional_agg"),
+                breakdown_methods=result["breakdown_methods"],
             )
             await self._save_record(rec)
         return result
@@ -601,9 +599,7 @@ class Ingress:
     # Measured at 32 users on 2 cores with two ingress replicas: 606-632 RPS against 517-547
     # with one batch at a time (docs/benchmarks.md).
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
-    async def _inline_batch(
-        self, requests: list[tuple[str, list[str]]]
-    ) -> list[tuple[OnnxPredictor, np.ndarray]]:
+    async def _inline_batch(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
         assert self.inline is not None
         # In a thread (ONNX Runtime releases the GIL): the loop keeps parsing requests, so
         # the next batch fills while this one runs, and cache hits and /healthz never wait.
@@ -616,7 +612,7 @@ class Ingress:
         by_task = tasks_info(info)
         if self.inline.lookup(task, by_task[task]) is None:
             return None
-        pred, probs = await self._inline_batch((task, texts))
+        pred, probs = (await self._inline_batch(((task,), texts)))[task]
         return pred.version, probs_to_rows(probs, pred.labels)
 
     @api.post("/predict", response_model=PredictResponse, responses=ERRORS, dependencies=AUTH)

@@ -72,6 +72,7 @@ class InlineModels:
                 int(spec["max_length"]),
                 self.batch_size,
                 version=str(spec["version"]),
+                task=task,
             )
             # One assignment: a batch already running keeps the predictor it looked up.
             self.predictors = {**self.predictors, task: pred}

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Same ids as the Hugging Face `dair-ai/emotion` dataset (0 sadness ... 5 surprise).
-EMOTION_LABELS: tuple[str, ...] = ("sadness", "joy", "love", "anger", "fear", "surprise")
+from serve_app.tasks import TASKS
+
+# Same ids as the Hugging Face `dair-ai/emotion` dataset (0 sadness ... 5 surprise), then
+# 6 neutral (no clear emotion).
+EMOTION_LABELS: tuple[str, ...] = TASKS["emotion"].labels
 
 
 class UnknownLabelError(ValueError):

@@ -7,6 +7,7 @@ deployment, the CLI and the evaluation all read it through `OnnxPredictor`.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,11 +36,27 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class ArtifactInfo:
+class HeadInfo:
+    """One task's head in an artifact: its labels (logit order), the ONNX output that holds
+    its logits, the softmax temperature, and how its breakdown is counted (serve_app.breakdown)."""
+
     labels: tuple[str, ...]
+    output: str
+    temperature: float = 1.0
+    breakdown_method: str = "cc"
+    adjustment: tuple[tuple[float, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    heads: dict[str, HeadInfo]
     max_length: int
-    temperature: float
     version: str
+    languages: tuple[str, ...] = ("en",)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.heads)
 
 
 def read_artifact_info(model_dir: Path) -> ArtifactInfo:
@@ -50,15 +67,30 @@ def read_artifact_info(model_dir: Path) -> ArtifactInfo:
             "(train one with `emotion-monitor train` or pull one with the registry)"
         )
     meta = json.loads(labels_path.read_text())
+    if not isinstance(meta.get("heads"), dict) or not meta["heads"]:
+        raise ModelArtifactError(
+            f"{labels_path} has no `heads`: it was written by an older trainer; rebuild the artifact "
+            "with `emotion-monitor export` or pull a current version from the registry"
+        )
     version = "unknown"
     card = model_dir / "model_card.json"
     if card.is_file():
         version = str(json.loads(card.read_text()).get("version", "unknown"))
+    heads = {}
+    for task, h in meta["heads"].items():
+        adj = h.get("breakdown", {}).get("adjustment")
+        heads[str(task)] = HeadInfo(
+            labels=tuple(h["labels"]),
+            output=str(h.get("output", f"logits_{task}")),
+            temperature=float(h.get("temperature", 1.0)),
+            breakdown_method=str(h.get("breakdown", {}).get("method", "cc")),
+            adjustment=None if adj is None else tuple(tuple(float(x) for x in row) for row in adj),
+        )
     return ArtifactInfo(
-        labels=tuple(meta["labels"]),
+        heads=heads,
         max_length=int(meta.get("max_length", 128)),
-        temperature=float(meta.get("temperature", 1.0)),
         version=version,
+        languages=tuple(str(x) for x in meta.get("languages", ["en"])),
     )
 
 
@@ -116,7 +148,12 @@ def length_chunks(lengths: Sequence[int], max_batch: int, slack: float = 0.25) -
 
 
 class OnnxPredictor:
-    """Classifies texts with an ONNX artifact; thread-compatible, no torch."""
+    """Classifies texts with an ONNX artifact; thread-compatible, no torch.
+
+    An artifact has a head per task; one run of the graph yields every head's logits
+    (`logits_all`). `task` picks the head that `labels`, `logits`, `probabilities` and
+    `predict` answer for (default: the artifact's first).
+    """
 
     def __init__(
         self,
@@ -126,6 +163,7 @@ class OnnxPredictor:
         batch_size: int = 32,
         model_file: str = "model.onnx",
         version: str | None = None,
+        task: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         model_path = self.model_dir / model_file
@@ -134,22 +172,41 @@ class OnnxPredictor:
         self.info = read_artifact_info(self.model_dir)
         if version:  # a registry version's name is what operators ask for and see
             self.info = replace(self.info, version=version)
-        self.labels = self.info.labels
+        if task is not None and task not in self.info.heads:
+            raise ModelArtifactError(
+                f"{self.model_dir} has no {task!r} head; it has {', '.join(self.info.heads)}"
+            )
+        self.task = task or self.info.tasks[0]
+        self.head = self.info.heads[self.task]
+        self.labels = self.head.labels
         self.max_length = int(max_length or self.info.max_length)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(self.model_dir / "tokenizer.json", self.max_length)
         self.session = make_session(model_path, threads)
         self._input_names = {i.name for i in self.session.get_inputs()}
+        self._outputs = [h.output for h in self.info.heads.values()]
 
     @property
     def version(self) -> str:
         return self.info.version
 
+    def for_task(self, task: str) -> OnnxPredictor:
+        """A view of the same session answering for another head (no second load)."""
+        if task not in self.info.heads:
+            raise ModelArtifactError(
+                f"{self.model_dir} has no {task!r} head; it has {', '.join(self.info.heads)}"
+            )
+        view = copy.copy(self)
+        view.task, view.head = task, self.info.heads[task]
+        view.labels = view.head.labels
+        return view
+
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         encs = self.tokenizer.encode_batch([normalize_text(t) for t in texts])
         return [e.ids for e in encs]
 
-    def _run(self, ids: list[list[int]]) -> np.ndarray:
+    def run_ids(self, ids: list[list[int]]) -> dict[str, np.ndarray]:
+        """Every head's logits for one padded model batch of token ids."""
         width = max(len(x) for x in ids)
         input_ids = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -159,27 +216,35 @@ class OnnxPredictor:
         feeds = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        out: np.ndarray = self.session.run(["logits"], feeds)[0]
-        return out
+        outs = self.session.run(self._outputs, feeds)
+        return dict(zip(self.info.heads, outs, strict=True))
 
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits, shape (len(texts), n_labels), in input order.
+    def logits_all(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Raw logits of every head, each shaped (len(texts), n_labels), in input order.
 
         Texts are sorted by token length and cut into batches that pad little
         (`length_chunks`): on real posts this halves the work against input order, and a
         serving batch of short single texts of mixed lengths runs ~1.5x faster than as one
         padded batch (docs/benchmarks.md).
         """
+        out = {t: np.empty((len(texts), len(h.labels)), dtype=np.float32) for t, h in self.info.heads.items()}
         if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+            return out
         ids = self.encode(texts)
-        out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         for idx in length_chunks([len(x) for x in ids], self.batch_size):
-            out[idx] = self._run([ids[i] for i in idx])
+            for task, logits in self.run_ids([ids[i] for i in idx]).items():
+                out[task][idx] = logits
         return out
 
+    def probabilities_all(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Calibrated probabilities of every head from one pass over `texts`."""
+        return {t: softmax(lg, self.info.heads[t].temperature) for t, lg in self.logits_all(texts).items()}
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        return self.logits_all(texts)[self.task]
+
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
-        return softmax(self.logits(texts), self.info.temperature)
+        return softmax(self.logits(texts), self.head.temperature)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return probs_to_predictions(self.probabilities(texts), self.labels)

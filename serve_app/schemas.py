@@ -64,9 +64,16 @@ class AnalyzeRequest(BaseModel):
 
 class LabelAgg(BaseModel):
     label: str
-    pct: float = Field(description="Share of posts with this label, % (all labels sum to 100).")
-    count: int = Field(description="Posts with this label.")
-    avg_score: float = Field(description="Mean confidence of the posts with this label.")
+    pct: float = Field(
+        description="Estimated share of posts with this label, % (all labels sum to 100), counted as the "
+        "model's artifact says (`breakdown_methods`)."
+    )
+    pct_low: float | None = Field(
+        None, description="Lower end of the share's 95 % interval (bootstrap over posts)."
+    )
+    pct_high: float | None = Field(None, description="Upper end of the share's 95 % interval.")
+    count: int = Field(description="Posts whose most likely label this is.")
+    avg_score: float = Field(description="Mean confidence of those posts.")
 
 
 class StronglyNegative(BaseModel):
@@ -79,7 +86,19 @@ class StronglyNegative(BaseModel):
 class AnalyzeResponse(BaseModel):
     keyword: str
     count: int = Field(description="Posts fetched.")
-    agg: list[LabelAgg] = Field(description="Emotion breakdown (empty when emotion was not asked for).")
+    agg: list[LabelAgg] = Field(
+        description="Emotion breakdown over all scored posts: six emotions and `neutral` (no clear emotion); "
+        "empty when emotion was not asked for."
+    )
+    emotional_agg: list[LabelAgg] | None = Field(
+        None, description="The six emotions' shares among the posts that carry one (neutral left out)."
+    )
+    breakdown_methods: dict[str, str] = Field(
+        default_factory=dict,
+        description="How each task's shares are counted: cc (top labels counted), pcc (mean probability) "
+        "or pacc (mean probability adjusted by the model's validation confusion); chosen per model on "
+        "validation.",
+    )
     sentiment_agg: list[LabelAgg] | None = Field(None, description="Sentiment breakdown, when asked for.")
     strongly_negative: StronglyNegative | None = None
     tasks: list[str] = Field(default_factory=lambda: ["emotion"], description="Breakdowns computed.")

@@ -23,9 +23,11 @@ class Settings(BaseSettings):
     )
 
     # Model
-    model_dir: Path = Field(Path("models/emotion"), description="INT8 artifact the Classifier loads")
-    sentiment_model_dir: Path = Field(
-        Path("models/sentiment"), description="INT8 sentiment artifact (served beside emotion when present)"
+    model_dir: Path = Field(
+        Path("models/multitask"), description="INT8 artifact the Classifier loads (a head per task)"
+    )
+    sentiment_model_dir: Path | None = Field(
+        None, description="a separate INT8 sentiment artifact (default: model_dir's sentiment head)"
     )
     negative_threshold: float = Field(
         0.8, ge=0.34, le=1, description="strongly-negative sentiment confidence"
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     warmer_per_pass: int = Field(5, ge=0, le=100)
     warmer_refresh_below_s: int = Field(300, ge=0)
     warmer_seeds_file: Path = Path("scripts/keywords.txt")
+
+    # Experiment tracking for training runs (MLflow): any tracking URI (an MLflow server,
+    # a database); by default a local SQLite store under runs/, read by `mlflow ui`.
+    mlflow_tracking_uri: str = "sqlite:///runs/mlflow.db"
+    mlflow_experiment: str = "emotion-monitor"
 
     # S3 model registry (used when a bucket is set)
     s3_bucket: str | None = None

@@ -13,26 +13,32 @@ def _pct(x: float) -> str:
 
 def metrics_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
-        "| data | precision | n | accuracy % | macro-F1 | weighted F1 | macro recall | ECE "
-        "| FP32/INT8 agreement % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| data | task | precision | n | accuracy % | macro-F1 | macro recall | breakdown TVD (served) "
+        "| TVD argmax | neutral given another label % | ECE | FP32/INT8 agreement % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for dname, res in metrics.items():
         agree = res.get("agreement_fp32_int8")
         for prec in ("fp32", "int8"):
             r = res[prec]
+            served = r["breakdown"]["tvd"]
+            ngo = r.get("neutral_given_other")
             lines.append(
-                f"| {dname} | {prec.upper()} | {r['n']} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} "
-                f"| {r['weighted_f1']:.4f} | {r['macro_recall']:.4f} | {r.get('ece', 0):.3f} "
+                f"| {dname} | {res['task']} | {prec.upper()} | {r['n']} | {_pct(r['accuracy'])} "
+                f"| {r['macro_f1']:.4f} | {r['macro_recall']:.4f} "
+                f"| {'' if served is None else f'{served:.4f}'} | {r['breakdown_tvd']:.4f} "
+                f"| {'' if ngo is None else _pct(ngo)} | {r.get('ece', 0):.3f} "
                 f"| {_pct(agree) if prec == 'int8' and agree is not None else ''} |"
             )
     return lines
 
 
-def per_class_table(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+def per_class_table(metrics: dict[str, dict[str, Any]], task: str, labels: list[str]) -> list[str]:
     head = "| data | precision | " + " | ".join(labels) + " |"
     lines = [head, "|---|---|" + "---:|" * len(labels)]
     for dname, res in metrics.items():
+        if res["task"] != task:
+            continue
         for prec in ("fp32", "int8"):
             pc = res[prec]["per_class"]
             lines.append(
@@ -41,71 +47,106 @@ def per_class_table(metrics: dict[str, dict[str, Any]], labels: list[str]) -> li
     return lines
 
 
+def history_table(card: dict[str, Any]) -> list[str]:
+    hist = card["training"].get("history") or []
+    if not hist:
+        return []
+    val_names = [k for k in hist[0] if isinstance(hist[0][k], dict)]
+    lines = [
+        "Validation by epoch (checkpoint kept: epoch "
+        f"{card['training']['best_epoch']}, by the mean of each set's selection metric):",
+        "",
+        "| epoch | train loss | " + " | ".join(f"{n} acc / macro-F1 / TVD" for n in val_names) + " |",
+        "|---:|---:|" + "---:|" * len(val_names),
+    ]
+    for h in hist:
+        lines.append(
+            f"| {h['epoch']} | {h['train_loss']:.4f} | "
+            + " | ".join(
+                f"{_pct(h[n]['accuracy'])} / {h[n]['macro_f1']:.4f} / {h[n].get('tvd', 0):.3f}"
+                for n in val_names
+            )
+            + " |"
+        )
+    return [*lines, ""]
+
+
+def breakdown_table(card: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Counting method (breakdown), chosen on validation",
+        "",
+        "TVD between the predicted and the true label shares; `pacc` cross-fitted on halves.",
+        "",
+        "| task | set | cc (argmax) | pcc (mean probability) | pacc (adjusted) | served |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for task, rep in card["breakdown"].items():
+        for n, tvds in rep["per_set"].items():
+            cells = " | ".join(f"{tvds[m]:.4f}" for m in ("cc", "pcc", "pacc"))
+            lines.append(f"| {task} | {n} | {cells} | {rep['method']} |")
+    return [*lines, ""]
+
+
 def write_model_card(out_dir: Path, card: dict[str, Any]) -> None:
     (out_dir / "model_card.json").write_text(json.dumps(card, indent=2, default=str))
     q = card["export"]["quantization"]
+    tasks = card["tasks"]
     lines = [
         f"# {card['version']}",
         "",
-        f"Task: **{card['task']}** ({', '.join(card['labels'])}). Base model: `{card['base_model']}`, "
-        f"fine-tuned, exported to ONNX (opset {card['export']['opset']}) and quantized to INT8 "
+        "One encoder, one head per task: "
+        + "; ".join(f"**{t}** ({', '.join(spec['labels'])})" for t, spec in tasks.items())
+        + f". Base model: `{card['base_model']}`, fine-tuned, exported to ONNX "
+        f"(opset {card['export']['opset']}) and quantized to INT8 "
         f"({q['chosen']}, {card['export']['int8_size_mb']} MB; FP32 {card['export']['fp32_size_mb']} MB). "
         f"Created {card['created']}.",
         "",
-        "## Metrics (F1 per class below; test splits were used for this report only)",
+        "## Metrics (test splits were used for this report only)",
         "",
         *metrics_table(card["metrics"]),
         "",
-        "Per-class F1:",
-        "",
-        *per_class_table(card["metrics"], card["labels"]),
-        "",
+    ]
+    for t, spec in tasks.items():
+        lines += [f"Per-class F1, {t}:", "", *per_class_table(card["metrics"], t, spec["labels"]), ""]
+    lines += breakdown_table(card)
+    lines += [
         "## Training",
         "",
         "Data (sampling ratio per epoch): "
-        + ", ".join(f"{s['name']} `{s['path']}` x{s['repeat']}" for s in card["data"]["train"]),
+        + ", ".join(
+            f"{s['name']} ({', '.join(f'{t}: `{p}`' for t, p in s['paths'].items())}) x{s['repeat']}"
+            for s in card["data"]["train"]
+        ),
         "",
         "Hyperparameters: "
         + ", ".join(f"{k}={v}" for k, v in card["hyperparameters"].items() if v is not None),
         "",
+        "Per task: "
+        + "; ".join(
+            f"{t}: " + ", ".join(f"{k}={v}" for k, v in spec.items() if v)
+            for t, spec in card["task_settings"].items()
+        ),
+        "",
+        *history_table(card),
     ]
-    hist = card["training"].get("history") or []
-    if hist:
-        val_names = [k for k in hist[0] if isinstance(hist[0][k], dict)]
-        lines += [
-            "Validation by epoch (checkpoint kept: epoch "
-            f"{card['training']['best_epoch']}, by mean validation macro-F1):",
-            "",
-            "| epoch | train loss | " + " | ".join(f"{n} acc / macro-F1" for n in val_names) + " |",
-            "|---:|---:|" + "---:|" * len(val_names),
-        ]
-        for h in hist:
-            lines.append(
-                f"| {h['epoch']} | {h['train_loss']:.4f} | "
-                + " | ".join(f"{_pct(h[n]['accuracy'])} / {h[n]['macro_f1']:.4f}" for n in val_names)
-                + " |"
-            )
-        lines.append("")
+    cand_keys = [k for k in q["candidates"][0] if k.endswith(("_agreement", "_macro_f1"))]
     lines += [
         "## INT8 scheme (chosen on validation)",
         "",
-        "| scheme | size MB | "
-        + " | ".join(k for k in q["candidates"][0] if k.endswith(("_agreement", "_macro_f1")))
-        + " |",
-        "|---|---:|"
-        + "---:|" * len([k for k in q["candidates"][0] if k.endswith(("_agreement", "_macro_f1"))]),
+        "| scheme | size MB | " + " | ".join(cand_keys) + " |",
+        "|---|---:|" + "---:|" * len(cand_keys),
     ]
     for c in q["candidates"]:
-        vals = [f"{c[k]:.4f}" for k in c if k.endswith(("_agreement", "_macro_f1"))]
-        lines.append(f"| {c['scheme']} | {c['size_mb']} | " + " | ".join(vals) + " |")
-    cal = card["calibration"]
+        lines.append(
+            f"| {c['scheme']} | {c['size_mb']} | " + " | ".join(f"{c[k]:.4f}" for k in cand_keys) + " |"
+        )
+    cal = card["calibration"]["sets"]
     lines += [
         "",
-        f"Calibration: softmax temperature {cal['temperature']:.3f}, fitted on validation logits; "
+        "Calibration: a softmax temperature per head, fitted on validation logits; "
         + "; ".join(
-            f"{n} ECE {v['ece_before']:.3f} -> {v['ece_after']:.3f}"
+            f"{n} T={v['temperature']:.3f}, ECE {v['ece_before']:.3f} -> {v['ece_after']:.3f}"
             for n, v in cal.items()
-            if isinstance(v, dict)
         ),
         "",
         f"torch vs ONNX FP32 max |logit diff|: {card['export']['torch_vs_onnx_max_abs_diff']:.1e}.",

@@ -1,4 +1,9 @@
-"""Training configuration: a versioned YAML file parsed into typed dataclasses."""
+"""Training configuration: a versioned YAML file parsed into typed dataclasses.
+
+A config trains one encoder with one classification head per task. A single-task model is
+the case of one entry under `tasks`; the shared emotion + sentiment model has two, and a
+training source may carry labels for several tasks (files joined on their row `id`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,9 @@ from typing import Any
 
 import yaml
 
+CLASS_WEIGHTINGS = {"none", "inverse", "sqrt_inverse"}
+SELECTION_METRICS = {"macro_f1", "macro_recall", "accuracy"}
+
 
 class ConfigError(ValueError):
     """The training config file is invalid."""
@@ -15,10 +23,34 @@ class ConfigError(ValueError):
 
 @dataclass
 class SourceConfig:
-    path: str  # relative to the data root unless absolute
+    """One training source. `paths` maps a task to a labelled JSONL file (relative to the
+    data root unless absolute); a source's files are joined on their `id` field, so one
+    comment labelled for emotion and for sentiment trains both heads in one pass."""
+
     name: str
-    repeat: float = 1.0  # sampling ratio per epoch (2.0 = every example twice)
-    limit: int | None = None
+    paths: dict[str, str]
+    repeat: float = 1.0  # sampling ratio per epoch (0.5 = a fresh random half each epoch)
+    limit: int | None = None  # rows read per file (smoke runs)
+    # Hugging Face hub ids per task, used only when the local file is absent and the hub is
+    # reachable (users with internet; never in CI).
+    hf_datasets: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskConfig:
+    labels: list[str]
+    validation: dict[str, str]  # set name -> file; names are unique across tasks
+    test: dict[str, str] = field(default_factory=dict)
+    # A data set whose labels are a subset of the model's (CARER has no `neutral`) is read
+    # with the model's label list: a prediction outside its labels simply counts as wrong.
+    class_weighting: str = "none"  # none | inverse | sqrt_inverse
+    # The checkpoint kept is the one with the best mean of each validation set's metric over
+    # every task: macro_f1, or macro_recall (TweetEval's sentiment metric).
+    selection_metric: str = "macro_f1"
+    loss_weight: float = 1.0
+    # Validation sets whose breakdown error picks the counting method (default: all the
+    # task's): the product's text is Reddit, so the Reddit sets.
+    breakdown_sets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -31,15 +63,11 @@ class HyperParams:
     max_length: int = 128
     seed: int = 42
     label_smoothing: float = 0.0
-    class_weighting: str = "none"  # none | inverse | sqrt_inverse
     pooling: str = "mean"  # mean | cls
     dropout: float = 0.1
     max_steps: int | None = None  # stop early (smoke tests)
     eval_batch_size: int = 64
     threads: int | None = None
-    # The checkpoint kept is the one with the best mean of this metric over the validation
-    # sets: macro_f1, or macro_recall (TweetEval's sentiment metric).
-    selection_metric: str = "macro_f1"
 
 
 @dataclass
@@ -60,14 +88,10 @@ class ExportConfig:
 @dataclass
 class TrainConfig:
     name: str
-    task: str
     version: str
-    labels: list[str]
     base_model: str
+    tasks: dict[str, TaskConfig]
     train: list[SourceConfig]
-    validation: dict[str, str]
-    test: dict[str, str] = field(default_factory=dict)
-    hf_dataset: str | None = None
     languages: list[str] = field(default_factory=lambda: ["en"])  # what the model can judge
     hparams: HyperParams = field(default_factory=HyperParams)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -75,6 +99,49 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def validation_sets(self) -> dict[str, tuple[str, str]]:
+        """Validation set name -> (task, path), over every task."""
+        return {n: (t, p) for t, tc in self.tasks.items() for n, p in tc.validation.items()}
+
+    def test_sets(self) -> dict[str, tuple[str, str]]:
+        return {n: (t, p) for t, tc in self.tasks.items() for n, p in tc.test.items()}
+
+
+def _check(cfg: TrainConfig, path: Path) -> None:
+    if not cfg.tasks:
+        raise ConfigError(f"{path}: `tasks` must name at least one task")
+    for task, tc in cfg.tasks.items():
+        if tc.class_weighting not in CLASS_WEIGHTINGS:
+            raise ConfigError(
+                f"{path}: tasks.{task}.class_weighting must be one of {sorted(CLASS_WEIGHTINGS)}, "
+                f"not {tc.class_weighting!r}"
+            )
+        if tc.selection_metric not in SELECTION_METRICS:
+            raise ConfigError(
+                f"{path}: tasks.{task}.selection_metric must be one of {sorted(SELECTION_METRICS)}, "
+                f"not {tc.selection_metric!r}"
+            )
+        if not tc.validation:
+            raise ConfigError(f"{path}: tasks.{task} needs a validation set to select a checkpoint")
+    for what in ("validation", "test"):
+        names = [n for tc in cfg.tasks.values() for n in getattr(tc, what)]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"{path}: {what} set names must be unique across tasks: {dup}")
+    for src in cfg.train:
+        unknown = sorted(set(src.paths) - set(cfg.tasks))
+        if unknown or not src.paths:
+            raise ConfigError(
+                f"{path}: train source {src.name!r} names tasks {unknown or '(none)'}; "
+                f"known tasks: {', '.join(cfg.tasks)}"
+            )
+    if cfg.hparams.pooling not in {"mean", "cls"}:
+        raise ConfigError(f"{path}: pooling must be mean|cls, not {cfg.hparams.pooling}")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:
@@ -94,21 +161,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
                     raise ConfigError(f"unknown hyperparameter override {key!r}")
                 setattr(hp, key, value)
         cfg = TrainConfig(
+            tasks={str(t): TaskConfig(**spec) for t, spec in (raw.pop("tasks", None) or {}).items()},
             train=[SourceConfig(**s) for s in raw.pop("train")],
             hparams=hp,
             export=ExportConfig(**(raw.pop("export", None) or {})),
             **raw,
         )
-    except (TypeError, KeyError) as exc:
+    except (TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    if hp.class_weighting not in {"none", "inverse", "sqrt_inverse"}:
-        raise ConfigError(f"class_weighting must be none|inverse|sqrt_inverse, not {hp.class_weighting}")
-    if hp.selection_metric not in {"macro_f1", "macro_recall", "accuracy"}:
-        raise ConfigError(
-            f"selection_metric must be macro_f1|macro_recall|accuracy, not {hp.selection_metric}"
-        )
-    if hp.pooling not in {"mean", "cls"}:
-        raise ConfigError(f"pooling must be mean|cls, not {hp.pooling}")
-    if not cfg.validation:
-        raise ConfigError(f"{path}: at least one validation set is needed to select a checkpoint")
+    _check(cfg, path)
     return cfg

@@ -1,15 +1,18 @@
-"""Loading labelled text: JSON Lines `{"text", "label"}` files, or the HF hub when online."""
+"""Loading labelled text: JSON Lines `{"text", "label"[, "id"]}` files, or the HF hub when online."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from serve_app.labels import label_to_id
+
+# The target of a task a training example has no label for: the loss skips it.
+NO_LABEL = -100
 
 
 class DataError(ValueError):
@@ -20,6 +23,16 @@ class DataError(ValueError):
 class Example:
     text: str
     label: int
+    source: str = ""
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    """A text with a target per task, in the config's task order (NO_LABEL where unlabelled)."""
+
+    text: str
+    targets: tuple[int, ...]
     source: str = ""
 
 
@@ -49,7 +62,9 @@ def read_jsonl(
             if not isinstance(text, str):
                 raise DataError(f"{path}:{lineno}: 'text' must be a string")
             try:
-                out.append(Example(text, label_to_id(label, labels), source or path.stem))
+                out.append(
+                    Example(text, label_to_id(label, labels), source or path.stem, str(row.get("id", "")))
+                )
             except ValueError as exc:
                 raise DataError(f"{path}:{lineno}: {exc}") from None
             if limit is not None and len(out) >= limit:
@@ -57,6 +72,23 @@ def read_jsonl(
     if not out:
         raise DataError(f"{path} holds no examples")
     return out
+
+
+def join_tasks(
+    per_task: Mapping[str, Sequence[Example]], tasks: Sequence[str], source: str
+) -> list[TrainExample]:
+    """One example per distinct row across a source's task files, joined on `id` (on the text
+    where a row has no id), with a target for every task that labels it."""
+    merged: dict[str, list[int]] = {}
+    texts: dict[str, str] = {}
+    for task, exs in per_task.items():
+        col = tasks.index(task)
+        for ex in exs:
+            key = ex.id or f"text:{ex.text}"
+            targets = merged.setdefault(key, [NO_LABEL] * len(tasks))
+            texts.setdefault(key, ex.text)
+            targets[col] = ex.label
+    return [TrainExample(texts[k], tuple(v), source) for k, v in merged.items()]
 
 
 def load_hf_dataset(name: str, split: str, labels: Sequence[str], limit: int | None = None) -> list[Example]:

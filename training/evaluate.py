@@ -8,32 +8,71 @@ from typing import Any
 
 import numpy as np
 
+from serve_app.breakdown import METHODS, breakdown_tvd, estimate_shares, label_shares, tvd
 from serve_app.predictor import OnnxPredictor
 from training.data import read_jsonl
-from training.metrics import agreement, classification_report, expected_calibration_error
+from training.metrics import agreement, classification_report, expected_calibration_error, neutral_given_other
+
+
+def breakdown_report(
+    probs: np.ndarray, y_true: Sequence[int], labels: Sequence[str], served: str, adjustment: Any = None
+) -> dict[str, Any]:
+    """True label shares beside each counting method's estimate, with its TVD."""
+    true = label_shares(y_true, len(labels))
+    methods: dict[str, Any] = {}
+    for method in METHODS:
+        if method == "pacc" and adjustment is None:
+            continue
+        est = estimate_shares(probs, method, adjustment)
+        methods[method] = {
+            "shares": dict(zip(labels, np.round(est, 4).tolist(), strict=True)),
+            "tvd": tvd(est, true),
+        }
+    return {
+        "true": dict(zip(labels, np.round(true, 4).tolist(), strict=True)),
+        "methods": methods,
+        "served_method": served,
+        "tvd": methods[served]["tvd"] if served in methods else None,
+    }
 
 
 def evaluate_predictor(
     predictor: OnnxPredictor, data: Path, limit: int | None = None
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """Report for one data file, and the probabilities (for agreement between models)."""
-    examples = read_jsonl(data, predictor.labels, limit=limit)
+    """Report for one data file on the predictor's task head, and the probabilities.
+
+    The file's labels may be a subset of the model's (CARER has no `neutral`): a
+    prediction of a label the file never uses simply counts as wrong.
+    """
+    labels = list(predictor.labels)
+    examples = read_jsonl(data, labels, limit=limit)
     probs = predictor.probabilities([e.text for e in examples])
     y = [e.label for e in examples]
-    report = classification_report(y, probs.argmax(1).tolist(), predictor.labels)
+    pred = probs.argmax(1).tolist()
+    report = classification_report(y, pred, labels)
     report["ece"] = expected_calibration_error(probs, y)
     report["data"] = str(data)
+    report["task"] = predictor.task
+    report["breakdown_tvd"] = breakdown_tvd(y, pred, len(labels))
+    report["breakdown"] = breakdown_report(
+        probs, y, labels, predictor.head.breakdown_method, predictor.head.adjustment
+    )
+    if "neutral" in labels:
+        report["neutral_given_other"] = neutral_given_other(y, pred, labels.index("neutral"))
     return report, probs
 
 
-def compare_models(models: dict[str, OnnxPredictor], datasets: dict[str, Path]) -> dict[str, dict[str, Any]]:
-    """Every model on every dataset, plus label agreement between the first and the others."""
+def compare_models(
+    models: dict[str, OnnxPredictor], datasets: dict[str, tuple[str, Path]]
+) -> dict[str, dict[str, Any]]:
+    """Every model on every dataset (name -> (task, file)), on that task's head, plus label
+    agreement between the first model and the others."""
     results: dict[str, dict[str, Any]] = {}
-    for dname, path in datasets.items():
-        per_model: dict[str, Any] = {}
+    for dname, (task, path) in datasets.items():
+        per_model: dict[str, Any] = {"task": task}
         preds: dict[str, np.ndarray] = {}
         for mname, predictor in models.items():
-            report, probs = evaluate_predictor(predictor, path)
+            report, probs = evaluate_predictor(predictor.for_task(task), path)
             per_model[mname] = report
             preds[mname] = probs.argmax(1)
         names = list(models)

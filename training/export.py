@@ -30,6 +30,10 @@ class ExportError(RuntimeError):
     """Export or quantization produced a model that does not match its source."""
 
 
+def output_name(task: str) -> str:
+    return f"logits_{task}"
+
+
 def export_onnx(model: TextClassifier, path: Path, opset: int = 17) -> Path:
     model.eval()
     vocab = int(getattr(getattr(model.encoder, "config", None), "vocab_size", 30522))
@@ -39,15 +43,16 @@ def export_onnx(model: TextClassifier, path: Path, opset: int = 17) -> Path:
         "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
         "token_type_ids": torch.zeros((2, 4), dtype=torch.long),
     }
+    outputs = [output_name(t) for t in model.tasks]
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-    axes["logits"] = {0: "batch"}
+    axes.update({name: {0: "batch"} for name in outputs})
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         model,
         (dummy["input_ids"], dummy["attention_mask"], dummy["token_type_ids"]),
         str(path),
         input_names=INPUT_NAMES,
-        output_names=["logits"],
+        output_names=outputs,
         dynamic_axes=axes,
         opset_version=opset,
         do_constant_folding=True,
@@ -103,12 +108,12 @@ def write_artifact_files(
     out_dir: Path,
     onnx_path: Path,
     tokenizer_path: Path,
-    labels: Sequence[str],
+    heads: dict[str, dict[str, Any]],
     max_length: int,
-    temperature: float,
-    task: str,
     languages: Sequence[str] = ("en",),
 ) -> None:
+    """The artifact: model.onnx, tokenizer.json and labels.json. `heads` maps each task to
+    its `labels` and, once fitted, `temperature` and `breakdown` (counting method)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, out_dir / "model.onnx")
     # Ship the tokenizer without the base model's built-in padding and truncation:
@@ -117,15 +122,22 @@ def write_artifact_files(
     tok["padding"] = None
     tok["truncation"] = None
     (out_dir / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
+    meta_heads = {
+        task: {
+            "labels": list(h["labels"]),
+            "output": output_name(task),
+            "id2label": {str(i): lab for i, lab in enumerate(h["labels"])},
+            "temperature": float(h.get("temperature", 1.0)),
+            "breakdown": h.get("breakdown", {"method": "cc"}),
+        }
+        for task, h in heads.items()
+    }
     (out_dir / "labels.json").write_text(
         json.dumps(
             {
-                "task": task,
-                "labels": list(labels),
-                "id2label": {str(i): lab for i, lab in enumerate(labels)},
-                "label2id": {lab: i for i, lab in enumerate(labels)},
+                "tasks": list(heads),
+                "heads": meta_heads,
                 "max_length": max_length,
-                "temperature": temperature,
                 "preprocess_version": PREPROCESS_VERSION,
                 "inputs": INPUT_NAMES,
                 # The service scores only posts detected in these languages (ISO 639-1).

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from serve_app.breakdown import breakdown_tvd  # noqa: F401  (re-exported for training)
+
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
     cm = np.zeros((n, n), dtype=np.int64)
@@ -96,3 +98,10 @@ def fit_temperature(
             lo = c
         c, d = hi - g * (hi - lo), lo + g * (hi - lo)
     return float(np.exp((lo + hi) / 2))
+
+
+def neutral_given_other(y_true: Sequence[int], y_pred: Sequence[int], neutral: int) -> float | None:
+    """Share of truly neutral texts given another label (None where there are none)."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    sel = t == neutral
+    return float((p[sel] != neutral).mean()) if sel.any() else None

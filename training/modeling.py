@@ -56,19 +56,33 @@ def resolve_base_model(name: str) -> Path:
 
 
 class TextClassifier(nn.Module):
-    def __init__(self, encoder: nn.Module, hidden: int, n_labels: int, pooling: str, dropout: float):
+    """One encoder, mean (or CLS) pooling, and a linear head per task.
+
+    `forward` returns one logits tensor per task, in `tasks` order: the ONNX graph has an
+    output `logits_<task>` for each, so one encoder pass answers every task.
+    """
+
+    def __init__(
+        self, encoder: nn.Module, hidden: int, heads: dict[str, int], pooling: str, dropout: float
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, n_labels)
+        self.tasks = list(heads)
+        self.heads = nn.ModuleDict({task: nn.Linear(hidden, n) for task, n in heads.items()})
+
+    def n_labels(self, task: str) -> int:
+        head = self.heads[task]
+        assert isinstance(head, nn.Linear)
+        return head.out_features
 
     def forward(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, ...]:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
         hidden = out.last_hidden_state
         if self.pooling == "cls":
@@ -77,13 +91,14 @@ class TextClassifier(nn.Module):
             # all-MiniLM-L6-v2 was trained as a sentence encoder with mean pooling.
             m = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        logits: torch.Tensor = self.head(self.dropout(pooled))
-        return logits
+        pooled = self.dropout(pooled)
+        return tuple(self.heads[task](pooled) for task in self.tasks)
 
 
 def build_model(
-    base_dir: Path, n_labels: int, pooling: str, dropout: float, pretrained: bool = True
+    base_dir: Path, heads: dict[str, int], pooling: str, dropout: float, pretrained: bool = True
 ) -> TextClassifier:
+    """`heads` maps each task to its number of labels."""
     from transformers import AutoConfig, AutoModel
 
     config = AutoConfig.from_pretrained(base_dir)
@@ -91,4 +106,4 @@ def build_model(
         encoder = AutoModel.from_pretrained(base_dir, add_pooling_layer=False)
     else:
         encoder = AutoModel.from_config(config, add_pooling_layer=False)
-    return TextClassifier(encoder, int(config.hidden_size), n_labels, pooling, dropout)
+    return TextClassifier(encoder, int(config.hidden_size), heads, pooling, dropout)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from serve_app.breakdown import METHODS, estimate_shares, fit_adjustment, label_shares, tvd
 from serve_app.predictor import OnnxPredictor, softmax
 from training.card import write_model_card
 from training.config import TrainConfig
@@ -32,6 +35,134 @@ from training.train import TrainResult, data_path, load_checkpoint, train
 ONNX_TOLERANCE = 1e-4
 
 
+@dataclass
+class ValidationData:
+    """A validation set's texts, labels and task, with the FP32 model's logits."""
+
+    task: str
+    texts: list[str]
+    labels: list[int]
+    fp32_logits: np.ndarray
+
+
+def check_onnx_matches_torch(model: Any, predictor: OnnxPredictor, texts: list[str]) -> float:
+    """Largest |logit| difference between torch and the FP32 ONNX graph, over every head."""
+    import torch
+
+    from training.train import collate
+
+    ids = predictor.encode(texts)
+    worst = 0.0
+    for i in range(0, len(ids), 16):
+        with torch.no_grad():
+            torch_out = [t.numpy() for t in model(**collate(ids[i : i + 16]))]
+        onnx_out = predictor.run_ids(ids[i : i + 16])
+        for task, ref in zip(model.tasks, torch_out, strict=True):
+            worst = max(worst, max_abs_diff(ref, onnx_out[task]))
+    if worst > ONNX_TOLERANCE:
+        raise ExportError(f"FP32 ONNX differs from torch by {worst:.2e} > {ONNX_TOLERANCE}")
+    return worst
+
+
+def choose_int8(
+    cfg: TrainConfig,
+    fp32: Path,
+    work: Path,
+    stage: Callable[[str, Path], Path],
+    val: dict[str, ValidationData],
+    threads: int,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every INT8 scheme, judged on validation only: agreement with FP32 first, then F1."""
+    candidates: list[dict[str, Any]] = []
+    for scheme in cfg.export.quantization:
+        name = scheme_name(scheme)
+        q_path = quantize_int8(fp32, work / f"int8_{name}.onnx", **scheme)
+        pred = OnnxPredictor(stage(f"int8_{name}", q_path), threads=threads)
+        row: dict[str, Any] = {"scheme": name, **scheme, "size_mb": round(q_path.stat().st_size / 2**20, 1)}
+        logits_by_set = {}
+        for n, v in val.items():
+            lg = pred.for_task(v.task).logits(v.texts)
+            logits_by_set[n] = lg
+            row[f"{n}_agreement"] = agreement(lg.argmax(1), v.fp32_logits.argmax(1))
+            labels = cfg.tasks[v.task].labels
+            row[f"{n}_macro_f1"] = classification_report(v.labels, lg.argmax(1).tolist(), labels)["macro_f1"]
+        row["mean_agreement"] = float(np.mean([row[f"{n}_agreement"] for n in val]))
+        row["mean_macro_f1"] = float(np.mean([row[f"{n}_macro_f1"] for n in val]))
+        row["_path"] = q_path
+        row["_logits"] = logits_by_set
+        candidates.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), flush=True)
+    best = max(candidates, key=lambda r: (round(r["mean_agreement"], 3), r["mean_macro_f1"]))
+    return best, candidates
+
+
+def calibrate(
+    cfg: TrainConfig, logits: dict[str, np.ndarray], val: dict[str, ValidationData]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """A softmax temperature per head, on its validation logits. Each set weighs the same,
+    however many texts it has: the served text is Reddit, which has the smaller sets."""
+    temps: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    for task in cfg.tasks:
+        names = [n for n, v in val.items() if v.task == task]
+        temps[task] = 1.0
+        if cfg.export.calibrate_temperature:
+            all_logits = np.concatenate([logits[n] for n in names])
+            all_y = [y for n in names for y in val[n].labels]
+            weights = np.concatenate([np.full(len(val[n].labels), 1.0 / len(val[n].labels)) for n in names])
+            temps[task] = fit_temperature(all_logits, all_y, weights)
+        for n in names:
+            report[n] = {
+                "task": task,
+                "temperature": temps[task],
+                "ece_before": expected_calibration_error(softmax(logits[n]), val[n].labels),
+                "ece_after": expected_calibration_error(softmax(logits[n], temps[task]), val[n].labels),
+            }
+    return temps, report
+
+
+def choose_counting(
+    cfg: TrainConfig, probs: dict[str, np.ndarray], val: dict[str, ValidationData]
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Per head, the counting method with the lowest validation breakdown TVD on its
+    `breakdown_sets`. PACC's adjustment is cross-fitted (fitted on one half, measured on
+    the other, both ways) so it is not judged on the data it was fitted on; the served
+    matrix is fitted on all of it."""
+    chosen: dict[str, dict[str, Any]] = {}
+    report: dict[str, Any] = {}
+    rng = np.random.default_rng(cfg.hparams.seed)
+    for task, tc in cfg.tasks.items():
+        names = tc.breakdown_sets or list(tc.validation)
+        scores: dict[str, list[float]] = {m: [] for m in METHODS}
+        for n in names:
+            p, y = probs[n], np.asarray(val[n].labels)
+            true = label_shares(y, p.shape[1])
+            scores["cc"].append(tvd(estimate_shares(p, "cc"), true))
+            scores["pcc"].append(tvd(estimate_shares(p, "pcc"), true))
+            half = rng.permutation(len(y)) < len(y) // 2
+            cross = [
+                tvd(
+                    estimate_shares(p[~fit], "pacc", fit_adjustment(p[fit], y[fit])),
+                    label_shares(y[~fit], p.shape[1]),
+                )
+                for fit in (half, ~half)
+            ]
+            scores["pacc"].append(float(np.mean(cross)))
+        mean = {m: float(np.mean(v)) for m, v in scores.items()}
+        method = min(mean, key=lambda m: mean[m])
+        spec: dict[str, Any] = {"method": method, "validation_tvd": mean, "measured_on": names}
+        if method == "pacc":
+            spec["adjustment"] = fit_adjustment(
+                np.concatenate([probs[n] for n in names]), [y for n in names for y in val[n].labels]
+            )
+        chosen[task] = spec
+        report[task] = {
+            "per_set": {n: {m: scores[m][i] for m in METHODS} for i, n in enumerate(names)},
+            **spec,
+        }
+    return chosen, report
+
+
 def build_artifact(
     cfg: TrainConfig,
     checkpoint: Path,
@@ -51,168 +182,124 @@ def build_artifact(
     raw = export_onnx(model, work / "model_raw.onnx", cfg.export.opset)
     fp32 = optimize_fp32(raw, work / "model_fp32.onnx")
     tok = base_dir / "tokenizer.json"
-    hp = cfg.hparams
+    heads: dict[str, dict[str, Any]] = {t: {"labels": tc.labels} for t, tc in cfg.tasks.items()}
 
     # A scratch artifact for each precision so the predictor (the serving code) runs them.
-    def stage(name: str, onnx_path: Path, temperature: float = 1.0) -> Path:
+    def stage(name: str, onnx_path: Path, final: dict[str, dict[str, Any]] = heads) -> Path:
         d = work / name
-        write_artifact_files(
-            d, onnx_path, tok, cfg.labels, hp.max_length, temperature, cfg.task, cfg.languages
-        )
+        write_artifact_files(d, onnx_path, tok, final, cfg.hparams.max_length, cfg.languages)
         return d
 
-    fp32_dir = stage("fp32", fp32)
-    val_sets = {n: data_path(p, data_root) for n, p in cfg.validation.items()}
+    probe_pred = OnnxPredictor(stage("fp32", fp32), threads=threads)
+    val: dict[str, ValidationData] = {}
+    for n, (task, rel) in cfg.validation_sets().items():
+        exs = read_jsonl(data_path(rel, data_root), cfg.tasks[task].labels)
+        texts = [e.text for e in exs]
+        val[n] = ValidationData(task, texts, [e.label for e in exs], probe_pred.for_task(task).logits(texts))
+    torch_onnx_diff = check_onnx_matches_torch(model, probe_pred, next(iter(val.values())).texts[:64])
 
-    # torch vs ONNX on real validation text.
-    import torch
-
-    from training.train import collate
-
-    probe_pred = OnnxPredictor(fp32_dir, threads=threads)
-    probe = [e.text for e in read_jsonl(next(iter(val_sets.values())), cfg.labels, limit=64)]
-    ids = probe_pred.encode(probe)
-    with torch.no_grad():
-        torch_logits = np.concatenate(
-            [model(**collate(ids[i : i + 16])).numpy() for i in range(0, len(ids), 16)]
-        )
-    onnx_logits = np.concatenate([probe_pred._run(ids[i : i + 16]) for i in range(0, len(ids), 16)])
-    torch_onnx_diff = max_abs_diff(torch_logits, onnx_logits)
-    if torch_onnx_diff > ONNX_TOLERANCE:
-        raise ExportError(f"FP32 ONNX differs from torch by {torch_onnx_diff:.2e} > {ONNX_TOLERANCE}")
-
-    # Every INT8 scheme, judged on validation only: agreement with FP32 first, then F1.
-    fp32_val: dict[str, np.ndarray] = {}
-    val_labels: dict[str, list[int]] = {}
-    val_texts: dict[str, list[str]] = {}
-    for n, p in val_sets.items():
-        exs = read_jsonl(p, cfg.labels)
-        val_labels[n] = [e.label for e in exs]
-        val_texts[n] = [e.text for e in exs]
-        fp32_val[n] = probe_pred.logits(val_texts[n])
-    candidates: list[dict[str, Any]] = []
-    for scheme in cfg.export.quantization:
-        name = scheme_name(scheme)
-        q_path = quantize_int8(fp32, work / f"int8_{name}.onnx", **scheme)
-        pred = OnnxPredictor(stage(f"int8_{name}", q_path), threads=threads)
-        row: dict[str, Any] = {"scheme": name, **scheme, "size_mb": round(q_path.stat().st_size / 2**20, 1)}
-        logits_by_set = {}
-        for n in val_sets:
-            lg = pred.logits(val_texts[n])
-            logits_by_set[n] = lg
-            row[f"{n}_agreement"] = agreement(lg.argmax(1), fp32_val[n].argmax(1))
-            row[f"{n}_macro_f1"] = classification_report(val_labels[n], lg.argmax(1).tolist(), cfg.labels)[
-                "macro_f1"
-            ]
-        row["mean_agreement"] = float(np.mean([row[f"{n}_agreement"] for n in val_sets]))
-        row["mean_macro_f1"] = float(np.mean([row[f"{n}_macro_f1"] for n in val_sets]))
-        row["_path"] = q_path
-        row["_logits"] = logits_by_set
-        candidates.append(row)
-        print(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}), flush=True)
-    best = max(candidates, key=lambda r: (round(r["mean_agreement"], 3), r["mean_macro_f1"]))
-
-    # Temperature on the chosen INT8 model's validation logits (all domains pooled).
-    temperature = 1.0
-    calibration: dict[str, Any] = {}
-    if cfg.export.calibrate_temperature:
-        # Each domain weighs the same, however many texts its validation set has: the
-        # served text is Reddit, which has the smaller set.
-        all_logits = np.concatenate([best["_logits"][n] for n in val_sets])
-        all_y = [y for n in val_sets for y in val_labels[n]]
-        weights = np.concatenate([np.full(len(val_labels[n]), 1.0 / len(val_labels[n])) for n in val_sets])
-        temperature = fit_temperature(all_logits, all_y, weights)
-        for n in val_sets:
-            calibration[n] = {
-                "ece_before": expected_calibration_error(softmax(best["_logits"][n]), val_labels[n]),
-                "ece_after": expected_calibration_error(
-                    softmax(best["_logits"][n], temperature), val_labels[n]
-                ),
-            }
+    best, candidates = choose_int8(cfg, fp32, work, stage, val, threads)
+    temps, calibration = calibrate(cfg, best["_logits"], val)
+    probs = {n: softmax(best["_logits"][n], temps[v.task]) for n, v in val.items()}
+    counting, counting_report = choose_counting(cfg, probs, val)
+    final = {t: {**heads[t], "temperature": temps[t], "breakdown": counting[t]} for t in cfg.tasks}
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    write_artifact_files(
-        out_dir, best["_path"], tok, cfg.labels, hp.max_length, temperature, cfg.task, cfg.languages
-    )
-    fp32_final = stage("fp32_calibrated", fp32, temperature)
+    write_artifact_files(out_dir, best["_path"], tok, final, cfg.hparams.max_length, cfg.languages)
+    fp32_final = stage("fp32_calibrated", fp32, final)
 
     # Final report: validation and test, FP32 beside INT8. Nothing above looked at test.
-    eval_sets = {f"{n}_validation": p for n, p in val_sets.items()}
-    for n, rel in cfg.test.items():
+    eval_sets = {
+        f"{n}_validation": (t, data_path(p, data_root)) for n, (t, p) in cfg.validation_sets().items()
+    }
+    for n, (t, rel) in cfg.test_sets().items():
         if data_path(rel, data_root).is_file():
-            eval_sets[f"{n}_test"] = data_path(rel, data_root)
+            eval_sets[f"{n}_test"] = (t, data_path(rel, data_root))
     results = compare_models(
         {"fp32": OnnxPredictor(fp32_final, threads=threads), "int8": OnnxPredictor(out_dir, threads=threads)},
         eval_sets,
     )
     figures = {}
     for dname, res in results.items():
+        labels = cfg.tasks[res["task"]].labels
+        title = f"{cfg.version} INT8 {res['task']} on {dname}"
         png = plot_confusion(
-            res["int8"]["confusion_matrix"],
-            cfg.labels,
-            f"{cfg.version} INT8 on {dname}",
-            out_dir / f"confusion_{dname}.png",
+            res["int8"]["confusion_matrix"], labels, title, out_dir / f"confusion_{dname}.png"
         )
         figures[dname] = png.name
 
-    card: dict[str, Any] = {
+    card = model_card(cfg, data_root, train_result, results, figures)
+    card["export"] = {
+        "opset": cfg.export.opset,
+        "torch_vs_onnx_max_abs_diff": torch_onnx_diff,
+        "fp32_size_mb": round(fp32.stat().st_size / 2**20, 1),
+        "quantization": {
+            "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
+            "chosen": best["scheme"],
+            "per_channel": best.get("per_channel", False),
+            "preprocess": best.get("preprocess", False),
+            "selected_by": "mean FP32 agreement on validation sets, then validation macro-F1",
+            "candidates": [{k: v for k, v in c.items() if not k.startswith("_")} for c in candidates],
+        },
+        "int8_size_mb": round((out_dir / "model.onnx").stat().st_size / 2**20, 1),
+    }
+    card["calibration"] = {"fitted_on": "validation sets, each set weighted equally", "sets": calibration}
+    card["breakdown"] = counting_report
+    write_model_card(out_dir, card)
+    return card
+
+
+def model_card(
+    cfg: TrainConfig,
+    data_root: Path,
+    train_result: TrainResult | None,
+    results: dict[str, Any],
+    figures: dict[str, str],
+) -> dict[str, Any]:
+    """The card's description of the model, its data and its training."""
+
+    def sha(rel: str) -> str | None:
+        p = data_path(rel, data_root)
+        return file_sha256(p) if p.is_file() else None
+
+    return {
         "name": cfg.name,
-        "task": cfg.task,
         "version": cfg.version,
+        "tasks": {t: {"labels": tc.labels} for t, tc in cfg.tasks.items()},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_model": cfg.base_model,
-        "labels": cfg.labels,
         "preprocessing": "serve_app.preprocess.normalize_text",
         "data": {
             "train": [
                 {
                     "name": s.name,
-                    "path": s.path,
+                    "paths": s.paths,
                     "repeat": s.repeat,
-                    "sha256": file_sha256(data_path(s.path, data_root))
-                    if data_path(s.path, data_root).is_file()
-                    else None,
-                    "label_counts": (train_result.train_counts.get(s.name) if train_result else None),
+                    "sha256": {t: sha(p) for t, p in s.paths.items()},
+                    "label_counts": train_result.train_counts.get(s.name) if train_result else None,
                 }
                 for s in cfg.train
             ],
             "validation": {
-                n: {"path": str(cfg.validation[n]), "sha256": file_sha256(p)} for n, p in val_sets.items()
+                n: {"task": t, "path": p, "sha256": sha(p)} for n, (t, p) in cfg.validation_sets().items()
             },
         },
         "hyperparameters": cfg.to_dict()["hparams"],
+        "task_settings": {
+            t: {k: v for k, v in asdict(tc).items() if k not in {"labels", "validation", "test"}}
+            for t, tc in cfg.tasks.items()
+        },
         "training": {
             "best_epoch": train_result.best_epoch if train_result else None,
             "seconds": round(train_result.seconds, 1) if train_result else None,
             "history": train_result.history if train_result else None,
-        },
-        "export": {
-            "opset": cfg.export.opset,
-            "torch_vs_onnx_max_abs_diff": torch_onnx_diff,
-            "fp32_size_mb": round(fp32.stat().st_size / 2**20, 1),
-            "quantization": {
-                "method": "onnxruntime.quantization.quantize_dynamic, QInt8 weights",
-                "chosen": best["scheme"],
-                "per_channel": best.get("per_channel", False),
-                "preprocess": best.get("preprocess", False),
-                "selected_by": "mean FP32 agreement on validation sets, then validation macro-F1",
-                "candidates": [{k: v for k, v in c.items() if not k.startswith("_")} for c in candidates],
-            },
-            "int8_size_mb": round((out_dir / "model.onnx").stat().st_size / 2**20, 1),
-        },
-        "calibration": {
-            "temperature": temperature,
-            "fitted_on": "validation sets, each domain weighted equally",
-            **calibration,
         },
         "metrics": results,
         "figures": figures,
         "libraries": library_versions(),
         "notes": cfg.notes,
     }
-    write_model_card(out_dir, card)
-    return card
 
 
 def result_from_run(checkpoint: Path, cfg: TrainConfig, data_root: Path) -> TrainResult | None:
@@ -226,9 +313,14 @@ def result_from_run(checkpoint: Path, cfg: TrainConfig, data_root: Path) -> Trai
     blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
     counts = {}
     for s in cfg.train:
-        path = data_path(s.path, data_root)
-        if path.is_file():
-            counts[s.name] = label_counts(read_jsonl(path, cfg.labels, s.name, s.limit), cfg.labels)
+        counts[s.name] = {
+            task: label_counts(
+                read_jsonl(data_path(p, data_root), cfg.tasks[task].labels, s.name, s.limit),
+                cfg.tasks[task].labels,
+            )
+            for task, p in s.paths.items()
+            if data_path(p, data_root).is_file()
+        }
     seconds = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
     return TrainResult(checkpoint, int(blob.get("epoch", -1)), history, counts, seconds)
 

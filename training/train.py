@@ -1,7 +1,9 @@
 """Fine-tuning: AdamW, linear warm-up/decay, class-weighted loss, length-grouped batches.
 
-The checkpoint with the best mean validation macro-F1 (over every validation set in the
-config) is kept; test splits are never looked at here.
+One encoder with a head per task; a batch mixes sources, and each task's loss counts only
+the examples labelled for it. The checkpoint with the best mean validation score (each
+set's task metric, over every validation set in the config) is kept; test splits are never
+looked at here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,9 +25,18 @@ from tqdm.auto import tqdm
 
 from serve_app.predictor import load_tokenizer
 from serve_app.preprocess import normalize_text
-from training.config import TrainConfig
-from training.data import Example, default_data_root, label_counts, load_hf_dataset, read_jsonl
-from training.metrics import classification_report
+from training.config import SourceConfig, TrainConfig
+from training.data import (
+    NO_LABEL,
+    Example,
+    TrainExample,
+    default_data_root,
+    join_tasks,
+    label_counts,
+    load_hf_dataset,
+    read_jsonl,
+)
+from training.metrics import breakdown_tvd, classification_report
 from training.modeling import TextClassifier, build_model, resolve_base_model
 
 
@@ -34,7 +45,7 @@ class TrainResult:
     checkpoint: Path
     best_epoch: int
     history: list[dict[str, Any]]
-    train_counts: dict[str, dict[str, int]]
+    train_counts: dict[str, dict[str, dict[str, int]]]  # source -> task -> label -> count
     seconds: float
 
 
@@ -49,19 +60,26 @@ def data_path(path: str, data_root: Path) -> Path:
     return p if p.is_absolute() else data_root / p
 
 
-def load_training_sets(
-    cfg: TrainConfig, data_root: Path
-) -> tuple[dict[str, list[Example]], dict[str, list[Example]]]:
-    train: dict[str, list[Example]] = {}
-    for src in cfg.train:
-        path = data_path(src.path, data_root)
-        if not path.exists() and cfg.hf_dataset:
+def read_source(cfg: TrainConfig, src: SourceConfig, data_root: Path) -> dict[str, list[Example]]:
+    """A source's labelled rows per task (the hub's copy only where the file is absent)."""
+    per_task: dict[str, list[Example]] = {}
+    for task, rel in src.paths.items():
+        path = data_path(rel, data_root)
+        labels = cfg.tasks[task].labels
+        if not path.exists() and task in src.hf_datasets:
             # Online users without a local copy: the documented hub loader.
-            train[src.name] = load_hf_dataset(cfg.hf_dataset, "train", cfg.labels, src.limit)
+            per_task[task] = load_hf_dataset(src.hf_datasets[task], "train", labels, src.limit)
         else:
-            train[src.name] = read_jsonl(path, cfg.labels, src.name, src.limit)
-    val = {name: read_jsonl(data_path(p, data_root), cfg.labels, name) for name, p in cfg.validation.items()}
-    return train, val
+            per_task[task] = read_jsonl(path, labels, src.name, src.limit)
+    return per_task
+
+
+def load_validation_sets(cfg: TrainConfig, data_root: Path) -> dict[str, tuple[str, list[Example]]]:
+    """Validation set name -> (task, examples)."""
+    return {
+        name: (task, read_jsonl(data_path(p, data_root), cfg.tasks[task].labels, name))
+        for name, (task, p) in cfg.validation_sets().items()
+    }
 
 
 T = TypeVar("T")
@@ -123,17 +141,86 @@ def class_weights(labels: Sequence[int], n: int, scheme: str) -> torch.Tensor | 
 
 
 @torch.no_grad()
-def predict_logits(model: TextClassifier, ids: Sequence[Sequence[int]], batch_size: int) -> np.ndarray:
+def predict_logits(
+    model: TextClassifier, ids: Sequence[Sequence[int]], batch_size: int
+) -> dict[str, np.ndarray]:
+    """Every head's logits for `ids`, in input order."""
     model.eval()
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
+    out = {t: np.zeros((len(ids), model.n_labels(t)), dtype=np.float32) for t in model.tasks}
     for start in range(0, len(order), batch_size):
         sel = order[start : start + batch_size]
-        out[sel] = model(**collate([ids[i] for i in sel])).numpy()
+        for task, logits in zip(model.tasks, model(**collate([ids[i] for i in sel])), strict=True):
+            out[task][sel] = logits.numpy()
     return out
 
 
-def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> TrainResult:
+EpochHook = Callable[[dict[str, Any]], None]
+
+
+def _optimizer(model: TextClassifier, weight_decay: float, lr: float) -> torch.optim.Optimizer:
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    params = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    return torch.optim.AdamW(params, lr=lr)
+
+
+def _loss_fns(
+    cfg: TrainConfig, examples: Sequence[TrainExample], repeats: dict[str, float]
+) -> list[nn.CrossEntropyLoss]:
+    """A loss per task; class weights follow the label mix the model sees in an epoch."""
+    fns = []
+    for col, (_, tc) in enumerate(cfg.tasks.items()):
+        seen = [
+            ex.targets[col]
+            for ex in examples
+            for _ in range(max(1, round(repeats.get(ex.source, 1.0))))
+            if ex.targets[col] != NO_LABEL
+        ]
+        weights = class_weights(seen, len(tc.labels), tc.class_weighting) if seen else None
+        fns.append(
+            nn.CrossEntropyLoss(
+                weight=weights, label_smoothing=cfg.hparams.label_smoothing, ignore_index=NO_LABEL
+            )
+        )
+    return fns
+
+
+def validate(
+    cfg: TrainConfig, model: TextClassifier, enc_val: dict[str, tuple[str, list[list[int]], list[int]]]
+) -> tuple[dict[str, Any], float]:
+    """Per validation set: accuracy, macro-F1/recall, per-class F1, breakdown TVD; and the
+    selection score (mean of each set's task metric)."""
+    record: dict[str, Any] = {}
+    scores = []
+    for name, (task, ids, labels) in enc_val.items():
+        tc = cfg.tasks[task]
+        logits = predict_logits(model, ids, cfg.hparams.eval_batch_size)[task]
+        pred = logits.argmax(1).tolist()
+        rep = classification_report(labels, pred, tc.labels)
+        record[name] = {
+            "task": task,
+            "accuracy": rep["accuracy"],
+            "macro_f1": rep["macro_f1"],
+            "macro_recall": rep["macro_recall"],
+            "tvd": breakdown_tvd(labels, pred, len(tc.labels)),
+            "per_class_f1": {k: v["f1"] for k, v in rep["per_class"].items()},
+        }
+        scores.append(rep[tc.selection_metric])
+    return record, float(np.mean(scores))
+
+
+def train(
+    cfg: TrainConfig, run_dir: Path, data_root: Path | None = None, on_epoch: EpochHook | None = None
+) -> TrainResult:
     """Fine-tune per `cfg`, writing the best checkpoint and a history to `run_dir`."""
     hp = cfg.hparams
     data_root = data_root or default_data_root()
@@ -143,35 +230,25 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
     base_dir = resolve_base_model(cfg.base_model)
     tokenizer = load_tokenizer(base_dir / "tokenizer.json", hp.max_length)
 
-    train_sets, val_sets = load_training_sets(cfg, data_root)
+    def encode(texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in tokenizer.encode_batch([normalize_text(t) for t in texts])]
 
-    def encode(exs: Sequence[Example]) -> list[list[int]]:
-        return [e.ids for e in tokenizer.encode_batch([normalize_text(x.text) for x in exs])]
-
-    enc_train = {name: list(zip(encode(exs), exs, strict=True)) for name, exs in train_sets.items()}
-    enc_val = {name: (encode(exs), [e.label for e in exs]) for name, exs in val_sets.items()}
+    raw = {src.name: read_source(cfg, src, data_root) for src in cfg.train}
+    sources = {name: join_tasks(per_task, cfg.task_names, name) for name, per_task in raw.items()}
+    enc_train = {
+        name: list(zip(encode([e.text for e in exs]), exs, strict=True)) for name, exs in sources.items()
+    }
+    enc_val = {
+        name: (task, encode([e.text for e in exs]), [e.label for e in exs])
+        for name, (task, exs) in load_validation_sets(cfg, data_root).items()
+    }
     repeats = {s.name: s.repeat for s in cfg.train}
     rng = random.Random(hp.seed)
+    loss_fns = _loss_fns(cfg, [ex for exs in sources.values() for ex in exs], repeats)
+    loss_weights = [tc.loss_weight for tc in cfg.tasks.values()]
 
-    # Class weights follow the label mix the model actually sees in an epoch.
-    mixed_labels: list[int] = []
-    for name, pairs in enc_train.items():
-        mixed_labels.extend([ex.label for _, ex in pairs] * max(1, round(repeats.get(name, 1.0))))
-    weights = class_weights(mixed_labels, len(cfg.labels), hp.class_weighting)
-
-    model = build_model(base_dir, len(cfg.labels), hp.pooling, hp.dropout)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    params = [
-        {
-            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-            "weight_decay": hp.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
-    optimizer = torch.optim.AdamW(params, lr=hp.lr)
+    model = build_model(base_dir, {t: len(tc.labels) for t, tc in cfg.tasks.items()}, hp.pooling, hp.dropout)
+    optimizer = _optimizer(model, hp.weight_decay, hp.lr)
     per_epoch = sum(math.ceil(len(p) * repeats.get(n, 1.0)) for n, p in enc_train.items())
     steps_per_epoch = math.ceil(per_epoch / hp.batch_size)
     total_steps = steps_per_epoch * hp.epochs
@@ -185,7 +262,6 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=hp.label_smoothing)
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch = -1.0, -1
@@ -202,8 +278,11 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
         bar = tqdm(batches, desc=f"epoch {epoch}/{hp.epochs}", unit="batch", dynamic_ncols=True)
         for bi, batch in enumerate(bar, 1):
             feats = collate([pairs[i][0] for i in batch])
-            target = torch.tensor([pairs[i][1].label for i in batch], dtype=torch.long)
-            loss = loss_fn(model(**feats), target)
+            targets = torch.tensor([pairs[i][1].targets for i in batch], dtype=torch.long)
+            loss = torch.zeros(())
+            for col, logits in enumerate(model(**feats)):
+                if (targets[:, col] != NO_LABEL).any():
+                    loss = loss + loss_weights[col] * loss_fns[col](logits, targets[:, col])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -217,21 +296,13 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
                 break
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": running / max(1, bi)}
-        scores = []
-        for name, (ids, labels) in enc_val.items():
-            logits = predict_logits(model, ids, hp.eval_batch_size)
-            rep = classification_report(labels, logits.argmax(1).tolist(), cfg.labels)
-            record[name] = {
-                "accuracy": rep["accuracy"],
-                "macro_f1": rep["macro_f1"],
-                "macro_recall": rep["macro_recall"],
-                "per_class_f1": {k: v["f1"] for k, v in rep["per_class"].items()},
-            }
-            scores.append(rep[hp.selection_metric])
-        record["selection_score"] = float(np.mean(scores))
+        scores, record["selection_score"] = validate(cfg, model, enc_val)
+        record.update(scores)
         record["elapsed_s"] = round(time.monotonic() - started, 1)
         history.append(record)
-        print(json.dumps({k: v for k, v in record.items()}, default=float), flush=True)
+        print(json.dumps(record, default=float), flush=True)
+        if on_epoch is not None:
+            on_epoch(record)
         if record["selection_score"] > best_score:
             best_score, best_epoch = record["selection_score"], epoch
             torch.save(
@@ -244,7 +315,10 @@ def train(cfg: TrainConfig, run_dir: Path, data_root: Path | None = None) -> Tra
                 ckpt,
             )
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-    counts = {n: label_counts(exs, cfg.labels) for n, exs in train_sets.items()}
+    counts = {
+        src: {task: label_counts(exs, cfg.tasks[task].labels) for task, exs in per_task.items()}
+        for src, per_task in raw.items()
+    }
     return TrainResult(ckpt, best_epoch, history, counts, time.monotonic() - started)
 
 
@@ -255,7 +329,8 @@ def load_checkpoint(path: Path) -> tuple[TextClassifier, dict[str, Any], Path]:
     base_dir = Path(blob["base_dir"])
     if not base_dir.exists():
         base_dir = resolve_base_model(cfg["base_model"])
-    model = build_model(base_dir, len(cfg["labels"]), hp["pooling"], hp["dropout"], pretrained=False)
+    heads = {t: len(spec["labels"]) for t, spec in cfg["tasks"].items()}
+    model = build_model(base_dir, heads, hp["pooling"], hp["dropout"], pretrained=False)
     model.load_state_dict(blob["state_dict"])
     model.eval()
     return model, cfg, base_dir

@@ -80,7 +80,11 @@ def test_multilingual_config_trains_a_working_artifact(tmp_path: Path, data_root
     card = run_pipeline(cfg, out, tmp_path / "run", data_root=tiny)
 
     labels = json.loads((out / "labels.json").read_text())
-    assert labels["languages"] == LANGS and labels["labels"] == ["negative", "neutral", "positive"]
+    assert labels["languages"] == LANGS and labels["heads"]["sentiment"]["labels"] == [
+        "negative",
+        "neutral",
+        "positive",
+    ]
     assert card["export"]["torch_vs_onnx_max_abs_diff"] < 1e-4
     assert {f"{lang}_test" for lang in LANGS} <= set(card["metrics"])
     assert all(card["metrics"][f"{lang}_test"]["int8"]["n"] == 16 for lang in LANGS)
@@ -90,7 +94,10 @@ def test_multilingual_config_trains_a_working_artifact(tmp_path: Path, data_root
     ids = pred.encode(samples)
     assert all(len(x) > 2 and 3 not in x[1:-1] for x in ids[:1]), ids  # Arabic is not all <unk>
     result = pred.predict(samples)
-    assert all(r.label in labels["labels"] and abs(sum(r.scores.values()) - 1) < 1e-3 for r in result)
+    assert all(
+        r.label in labels["heads"]["sentiment"]["labels"] and abs(sum(r.scores.values()) - 1) < 1e-3
+        for r in result
+    )
 
 
 def test_hub_base_model_offline_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

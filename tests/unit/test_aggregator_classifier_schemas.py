@@ -7,53 +7,83 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from deployments.aggregator import aggregate, render_chart, round_to_total
+from deployments.aggregator import Counting, aggregate, render_chart, round_to_total
 from deployments.classifier import probs_to_rows, replica_threads, split_back
 from serve_app.cache import cache_key
 from serve_app.labels import EMOTION_LABELS
 from serve_app.schemas import AnalyzeRequest, PredictRequest
+from serve_app.tasks import TASKS
 
 pytestmark = pytest.mark.unit
 
 
-def pred(label: str, conf: float) -> dict[str, object]:
-    return {"label": label, "confidence": conf}
+EMOTION = TASKS["emotion"]
 
 
-def test_aggregate_covers_all_labels_and_sums_to_100() -> None:
+def pred(label: str, conf: float, labels: tuple[str, ...] = EMOTION_LABELS) -> dict[str, object]:
+    """A prediction row: `conf` on `label`, the rest spread evenly over the other labels."""
+    rest = (1 - conf) / (len(labels) - 1)
+    return {"label": label, "confidence": conf, "scores": {x: conf if x == label else rest for x in labels}}
+
+
+def test_counted_breakdown_covers_all_labels_and_sums_to_100() -> None:
     preds = [pred("joy", 0.9), pred("joy", 0.7), pred("anger", 0.6)]
-    agg = aggregate(preds, EMOTION_LABELS)
+    agg = aggregate(preds, EMOTION, Counting("cc"))["agg"]
     assert [a["label"] for a in agg] == list(EMOTION_LABELS)
     by = {a["label"]: a for a in agg}
     assert by["joy"]["pct"] == pytest.approx(66.67) and by["joy"]["count"] == 2
     assert by["joy"]["avg_score"] == pytest.approx(0.8)
     assert by["anger"]["pct"] == pytest.approx(33.33)
-    assert by["fear"] == {"label": "fear", "pct": 0.0, "count": 0, "avg_score": 0.0}
+    assert by["fear"] == {
+        "label": "fear",
+        "pct": 0.0,
+        "pct_low": 0.0,
+        "pct_high": 0.0,
+        "count": 0,
+        "avg_score": 0.0,
+    }
     assert sum(a["pct"] for a in agg) == pytest.approx(100.0, abs=1e-9)
+    for a in agg:
+        assert a["pct_low"] <= a["pct"] <= a["pct_high"]
+
+
+def test_probabilistic_breakdown_averages_scores_and_gives_shares_among_emotional_posts() -> None:
+    preds = [pred("neutral", 0.8), pred("neutral", 0.6), pred("anger", 0.5), pred("joy", 0.9)]
+    out = aggregate(preds, EMOTION, Counting("pcc"))
+    by = {a["label"]: a for a in out["agg"]}
+    probs = np.array([[p["scores"][x] for x in EMOTION_LABELS] for p in preds])  # type: ignore[index]
+    assert by["neutral"]["pct"] == pytest.approx(100 * probs[:, 6].mean(), abs=0.01)
+    assert by["neutral"]["count"] == 2  # count stays the posts whose top label it is
+    among = {a["label"]: a for a in out["emotional_agg"]}
+    assert "neutral" not in among and sum(a["pct"] for a in among.values()) == pytest.approx(100.0)
+    emotional = probs[:, :6].sum()
+    assert among["joy"]["pct"] == pytest.approx(100 * probs[:, 1].sum() / emotional, abs=0.01)
 
 
 @pytest.mark.parametrize("n", [1, 3, 7, 250, 999])
-def test_rounding_always_sums_exactly_to_100(n: int) -> None:
+@pytest.mark.parametrize("method", ["cc", "pcc"])
+def test_rounding_always_sums_exactly_to_100(n: int, method: str) -> None:
     rng = np.random.default_rng(n)
     labels = rng.choice(EMOTION_LABELS, size=n)
-    agg = aggregate([pred(str(x), 0.5) for x in labels], EMOTION_LABELS)
+    agg = aggregate([pred(str(x), 0.5) for x in labels], EMOTION, Counting(method))["agg"]
     assert round(sum(a["pct"] for a in agg), 6) == 100.0
     assert round_to_total([1 / 3 * 100] * 3) == [33.34, 33.33, 33.33]
 
 
 def test_no_posts_gives_zeros_not_a_crash() -> None:
-    agg = aggregate([], EMOTION_LABELS)
-    assert all(a["pct"] == 0 and a["count"] == 0 for a in agg)
+    out = aggregate([], EMOTION, Counting("pcc"))
+    assert all(a["pct"] == 0 and a["count"] == 0 for a in out["agg"])
+    assert all(a["pct"] == 0 for a in out["emotional_agg"])
 
 
 def test_chart_is_a_png_of_sensible_size() -> None:
     from PIL import Image
 
-    agg = aggregate([pred("joy", 0.9), pred("sadness", 0.8)], EMOTION_LABELS)
-    png = render_chart(agg, "AI", 2)
+    agg = aggregate([pred("joy", 0.9), pred("neutral", 0.8)], EMOTION)["agg"]
+    png = render_chart({"emotion": agg}, "AI", 2)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     img = Image.open(io.BytesIO(png))
-    assert img.size == (750, 420)
+    assert img.size == (750, 440)
     assert base64.b64decode(base64.b64encode(png)) == png
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from serve_app.labels import EMOTION_LABELS
+from serve_app.tasks import TASKS
 from training.config import ConfigError, load_config
-from training.data import DataError, file_sha256, label_counts, read_jsonl
+from training.data import NO_LABEL, DataError, file_sha256, join_tasks, label_counts, read_jsonl
 from training.train import class_weights, length_grouped_batches, mix_epoch
 
 pytestmark = pytest.mark.unit
@@ -54,11 +55,58 @@ def test_sha256_is_stable(tmp_path: Path) -> None:
     assert file_sha256(f) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 
 
-def test_committed_config_loads_and_overrides_apply() -> None:
-    cfg = load_config(ROOT / "configs" / "emotion.yaml", {"epochs": 1, "max_steps": None})
-    assert cfg.labels == list(EMOTION_LABELS)
+def test_committed_configs_load_with_the_registry_labels_and_overrides_apply() -> None:
+    cfg = load_config(ROOT / "configs" / "multitask.yaml", {"epochs": 1, "max_steps": None})
+    assert cfg.tasks["emotion"].labels == list(EMOTION_LABELS)
+    assert cfg.tasks["sentiment"].labels == list(TASKS["sentiment"].labels)
     assert cfg.hparams.epochs == 1
-    assert {s.name for s in cfg.train} == {"emotion", "reddit"}
+    assert {s.name for s in cfg.train} == {"carer", "reddit", "tweeteval"}
+    assert set(cfg.validation_sets()) == {"emotion", "reddit_emotion7", "tweeteval", "reddit_sentiment"}
+    for name in ("emotion.yaml", "sentiment.yaml", "sentiment_multi.yaml"):
+        single = load_config(ROOT / "configs" / name)
+        for task, tc in single.tasks.items():
+            assert tc.labels == list(TASKS[task].labels), name
+
+
+def test_a_source_with_files_for_two_tasks_joins_them_on_id(tmp_path: Path) -> None:
+    emo = read_jsonl(
+        write(
+            tmp_path / "e.jsonl",
+            [{"text": "ugh", "label": "anger", "id": "c1"}, {"text": "wow", "label": "surprise", "id": "c2"}],
+        ),
+        EMOTION_LABELS,
+    )
+    sen = read_jsonl(
+        write(
+            tmp_path / "s.jsonl",
+            [
+                {"text": "ugh", "label": "negative", "id": "c1"},
+                {"text": "yay", "label": "positive", "id": "c3"},
+            ],
+        ),
+        TASKS["sentiment"].labels,
+    )
+    joined = {
+        ex.text: ex.targets
+        for ex in join_tasks({"emotion": emo, "sentiment": sen}, ["emotion", "sentiment"], "r")
+    }
+    assert joined == {"ugh": (3, 0), "wow": (5, NO_LABEL), "yay": (NO_LABEL, 2)}
+
+
+def test_config_errors_name_the_problem(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "multitask.yaml").read_text()
+    bad = text.replace(
+        "paths: {sentiment: sentiment_en/train.jsonl}", "paths: {stance: sentiment_en/train.jsonl}"
+    )
+    (tmp_path / "c.yaml").write_text(bad)
+    with pytest.raises(ConfigError, match="stance"):
+        load_config(tmp_path / "c.yaml")
+    dup = text.replace(
+        "reddit_sentiment: reddit_sentiment/validation.jsonl", "emotion: reddit_sentiment/validation.jsonl"
+    )
+    (tmp_path / "d.yaml").write_text(dup)
+    with pytest.raises(ConfigError, match="unique"):
+        load_config(tmp_path / "d.yaml")
 
 
 def test_bad_config_values_are_rejected(tmp_path: Path) -> None:

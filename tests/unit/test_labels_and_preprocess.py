@@ -10,12 +10,14 @@ pytestmark = pytest.mark.unit
 
 
 def test_label_ids_follow_the_hf_dataset_order() -> None:
-    assert [label_to_id(x, EMOTION_LABELS) for x in EMOTION_LABELS] == list(range(6))
+    assert [label_to_id(x, EMOTION_LABELS) for x in EMOTION_LABELS] == list(range(7))
     assert label_to_id("Joy ", EMOTION_LABELS) == 1
     assert label_to_id(5, EMOTION_LABELS) == 5
+    # neutral comes after the six CARER ids, so data stored as HF ids keeps its meaning
+    assert label_to_id("neutral", EMOTION_LABELS) == 6
 
 
-@pytest.mark.parametrize("bad", ["happiness", 6, -1, True, ""])
+@pytest.mark.parametrize("bad", ["happiness", 7, -1, True, ""])
 def test_unknown_labels_are_rejected_with_the_known_list(bad: object) -> None:
     with pytest.raises(UnknownLabelError):
         label_to_id(bad, EMOTION_LABELS)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deployments.aggregator import render_chart, strongly_negative
-from deployments.classifier import group_by_task, split_back
+from deployments.classifier import group_by_model, split_back
 from serve_app.language import UNDETERMINED, count_languages, detect, is_supported, readable_languages
 
 pytestmark = pytest.mark.unit
@@ -51,10 +51,21 @@ def test_strongly_negative_counts_confident_negatives_most_confident_first() -> 
     assert strongly_negative([], [], 0.8)["pct"] == 0.0
 
 
-def test_batched_calls_are_grouped_per_task_and_split_back_in_order() -> None:
-    calls = [("emotion", ["a"]), ("sentiment", ["b", "c"]), ("emotion", ["d", "e"])]
-    groups = group_by_task(calls)
-    assert groups == {"emotion": [0, 2], "sentiment": [1]}
+class _Head:
+    """Stands in for a predictor: only its session's identity matters to the grouping."""
+
+    def __init__(self, session: object) -> None:
+        self.session = session
+
+
+def test_batched_calls_are_grouped_per_model_and_split_back_in_order() -> None:
+    shared, other = object(), object()
+    one_artifact = {"emotion": _Head(shared), "sentiment": _Head(shared)}
+    calls = [(("emotion",), ["a"]), (("sentiment",), ["b", "c"]), (("emotion", "sentiment"), ["d", "e"])]
+    # Both tasks on one artifact: one group, so the encoder runs once for the whole batch.
+    assert group_by_model(one_artifact, calls) == {id(shared): [0, 1, 2]}
+    two_artifacts = {"emotion": _Head(shared), "sentiment": _Head(other)}
+    assert group_by_model(two_artifacts, calls) == {id(shared): [0, 2], id(other): [1, 2]}
     flat = np.arange(3)[:, None]
     assert [p.ravel().tolist() for p in split_back(flat, [1, 2])] == [[0], [1, 2]]
 
@@ -62,7 +73,10 @@ def test_batched_calls_are_grouped_per_task_and_split_back_in_order() -> None:
 def test_chart_has_a_panel_per_task() -> None:
     emo = [{"label": "joy", "pct": 100.0, "count": 2, "avg_score": 0.9}]
     sen = [{"label": "negative", "pct": 100.0, "count": 2, "avg_score": 0.8}]
-    one, two = render_chart(emo, "kw", 2), render_chart(emo, "kw", 2, sentiment_agg=sen)
+    one, two = (
+        render_chart({"emotion": emo}, "kw", 2),
+        render_chart({"emotion": emo, "sentiment": sen}, "kw", 2),
+    )
     assert one[:8] == two[:8] == b"\x89PNG\r\n\x1a\n"
 
     def width(png: bytes) -> int:
