@@ -220,10 +220,8 @@ def evaluate(
 @app.command()
 def predict(
     texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
-    task: Annotated[
-        str, typer.Option(help="emotion or sentiment: picks the committed model (models/TASK).")
-    ] = "emotion",
-    model: Annotated[Path | None, typer.Option(help="Artifact directory (overrides --task).")] = None,
+    task: Annotated[str, typer.Option(help="emotion or sentiment: which head answers.")] = "emotion",
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Classify texts and print the label and the score of every class (emotion or sentiment)."""
@@ -233,7 +231,7 @@ def predict(
     if task not in get_args(Task):
         typer.echo(f"--task must be {' or '.join(get_args(Task))}, not {task!r}", err=True)
         raise typer.Exit(2)
-    predictor = OnnxPredictor(model or Path("models") / task, threads=1)
+    predictor = OnnxPredictor(model, threads=1, task=task)
     preds = predictor.predict(texts)
     if as_json:
         typer.echo(json.dumps([p.as_dict() for p in preds], indent=2))
@@ -257,13 +255,23 @@ def format_analysis(data: dict[str, Any]) -> list[str]:
         lines.append(
             f"{data['scored']} scored, {data['excluded']} left out (languages the models do not read)"
         )
-    for title, agg in (("emotion", data.get("agg")), ("sentiment", data.get("sentiment_agg"))):
+    methods = data.get("breakdown_methods") or {}
+    panels = [
+        ("emotion", data.get("agg"), methods.get("emotion")),
+        ("among emotional posts", data.get("emotional_agg"), methods.get("emotion")),
+        ("sentiment", data.get("sentiment_agg"), methods.get("sentiment")),
+    ]
+    for title, agg, method in panels:
         if not agg:
             continue
-        lines += ["", f"{title:<10}{'share':>8}{'posts':>7}{'mean conf':>11}"]
+        head = f"{title}" + (f" ({method})" if method else "")
+        lines += ["", head, f"{'':<10}{'share':>8}{'95 % interval':>16}{'posts':>7}{'mean conf':>11}"]
         for a in sorted(agg, key=lambda x: -x["pct"]):
             bar = "#" * round(a["pct"] / 2)
-            lines.append(f"{a['label']:<10}{a['pct']:>7.1f}%{a['count']:>7}{a['avg_score']:>11.3f}  {bar}")
+            low, high = a.get("pct_low"), a.get("pct_high")
+            interval = f"{low:.1f}-{high:.1f}%" if low is not None and high is not None else "n/a"
+            row = f"{a['label']:<10}{a['pct']:>7.1f}%{interval:>16}{a['count']:>7}{a['avg_score']:>11.3f}"
+            lines.append(f"{row}  {bar}")
     neg = data.get("strongly_negative")
     if neg:
         ids = ", ".join(neg["ids"][:10]) + (" ..." if len(neg["ids"]) > 10 else "")
@@ -368,17 +376,9 @@ def _emit_report(report: str, out: Path | None) -> None:
         out.write_text(report + "\n")
 
 
-def _sentiment_or_none(path: Path | None) -> Path | None:
-    """The sentiment artifact if it is there (requests then ask for both breakdowns)."""
-    if path is not None and not (path / "model.onnx").is_file():
-        typer.echo(f"no sentiment model at {path}: measuring emotion-only requests", err=True)
-        return None
-    return path
-
-
 @bench_app.command("analyze")
 def bench_analyze_cmd(
-    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
     jsonl: Annotated[Path, typer.Option(help="Post corpus.")] = Path(
         "../shared/data/reddit_sample/posts.jsonl"
     ),
@@ -392,16 +392,11 @@ def bench_analyze_cmd(
         "redis://127.0.0.1:6379/14"
     ),
     out: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) here.")] = None,
-    sentiment: Annotated[
-        Path | None,
-        typer.Option(help="Sentiment artifact: requests ask for both breakdowns (the default /analyze)."),
-    ] = Path("models/sentiment"),
 ) -> None:
     """/analyze cold vs cache hit beside model-only time, and the truncation trade-off."""
     _offline()
     from serve_app.bench import bench_analyze
 
-    sentiment = _sentiment_or_none(sentiment)
     report = bench_analyze(
         model,
         jsonl,
@@ -410,7 +405,6 @@ def bench_analyze_cmd(
         max_length,
         redis_url or None,
         [int(x) for x in lengths.split(",")],
-        sentiment,
     )
     _emit_report(report, out)
 
@@ -455,7 +449,7 @@ def sync(
 
 @bench_app.command("predict")
 def bench_predict_cmd(
-    model: Annotated[Path, typer.Option(help="INT8 artifact directory.")] = Path("models/emotion"),
+    model: Annotated[Path, typer.Option(help="INT8 artifact directory.")] = Path("models/multitask"),
     fp32: Annotated[
         Path | None, typer.Option(help="FP32 ONNX (from `train`) for the model-only row.")
     ] = Path("runs/emotion/export/model_fp32.onnx"),
@@ -508,14 +502,13 @@ def bench_all_cmd(
     out: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) here.")] = None,
 ) -> None:
     """Every row of issue 5's table in one run: model only, /predict vs the baseline, 64-text
-    batches, then /analyze cold and cache hit (both models when models/sentiment exists)."""
+    batches, then /analyze cold and cache hit (both tasks, one encoder)."""
     _offline()
     from serve_app.bench import bench_analyze, bench_predict
 
-    sentiment = _sentiment_or_none(Path("models/sentiment"))
     parts = [
         bench_predict(
-            Path("models/emotion"),
+            Path("models/multitask"),
             fp32,
             checkpoint,
             Path("../shared/data/reddit_emotion/validation.jsonl"),
@@ -526,14 +519,13 @@ def bench_all_cmd(
             2,
         ),
         bench_analyze(
-            Path("models/emotion"),
+            Path("models/multitask"),
             Path("../shared/data/reddit_sample/posts.jsonl"),
             [k.strip() for k in keywords.split(",") if k.strip()],
             3,
             128,
             redis_url or None,
             [64, 128, 256],
-            sentiment,
         ),
     ]
     report = "\n\n".join(parts)
@@ -542,7 +534,7 @@ def bench_all_cmd(
 
 @bench_app.command("sync")
 def bench_sync_cmd(
-    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/emotion"),
+    model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
     redis_url: Annotated[
         str, typer.Option(help="A Redis DB the bench may flush.")
     ] = "redis://127.0.0.1:6379/11",

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("EMOTION_MONITOR_DATA_ROOT", ROOT.parent / "shared" / "data"))
-MODEL_DIR = ROOT / "models" / "emotion"
+MODEL_DIR = ROOT / "models" / "multitask"
 
 
 @pytest.fixture(scope="session")

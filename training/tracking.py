@@ -90,12 +90,19 @@ def tracked_run(
         import mlflow
     except ImportError as exc:
         raise TrackingError("MLflow is not installed: `pip install -e '.[train]'`") from exc
+    artifacts = None
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # A local store keeps its artifacts beside the database (MLflow's default would be
+        # ./mlruns in the working directory, i.e. inside the checkout).
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        artifacts = (db.parent / "mlartifacts").resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     try:
         exp = mlflow.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else mlflow.create_experiment(experiment)
+        exp_id = (
+            exp.experiment_id if exp else mlflow.create_experiment(experiment, artifact_location=artifacts)
+        )
     except Exception as exc:
         raise TrackingError(f"cannot open the MLflow store {uri!r}: {exc}") from exc
     with mlflow.start_run(experiment_id=exp_id, run_name=cfg.version):

@@ -65,7 +65,6 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
         yaml.safe_load((ROOT / "serve_config.yaml").read_text()),
         {
             "model_dir": str(MODEL_DIR),
-            "sentiment_model_dir": str(ROOT / "models" / "sentiment"),
             "cache": False,
             "history": False,
             "background": False,

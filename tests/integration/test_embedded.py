@@ -32,6 +32,7 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             "0001_history",
             "0002_sentiment_and_languages",
             "0003_strongly_negative",
+            "0004_neutral_and_intervals",
         ]
         rec = make_record(
             "embedded",

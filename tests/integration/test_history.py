@@ -27,6 +27,8 @@ from tests.integration.conftest import CpuLoad
 pytestmark = pytest.mark.integration
 
 DAY = 86_400
+# 25 records of three posts each: one aggregate row per emotion label per record.
+ALL_25 = {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 25 * len(EMOTION_LABELS)}
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
@@ -80,6 +82,7 @@ def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
             "0001_history",
             "0002_sentiment_and_languages",
             "0003_strongly_negative",
+            "0004_neutral_and_intervals",
         ]
 
 
@@ -93,14 +96,24 @@ def test_sync_moves_n_analyses_with_exact_row_counts_and_twice_is_a_noop(
     assert r.scard(PENDING) == 25
     sync = HistorySync(r, url, batch_size=10)
     assert drain(sync) == 25
-    assert counts(url) == {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 150}
+    assert counts(url) == {
+        "queries": 25,
+        "posts": 75,
+        "predictions": 75,
+        "query_aggregates": 25 * len(EMOTION_LABELS),
+    }
     assert r.scard(PENDING) == 0
     assert 0 < r.ttl(REC_PREFIX + recs[0]["query_id"]) <= 86_400  # kept for recovery, then expires
 
     for rec in recs:  # everything queued again: nothing changes
         r.sadd(PENDING, rec["query_id"])
     assert drain(sync) == 25
-    assert counts(url) == {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 150}
+    assert counts(url) == {
+        "queries": 25,
+        "posts": 75,
+        "predictions": 75,
+        "query_aggregates": 25 * len(EMOTION_LABELS),
+    }
 
 
 def test_killed_connection_mid_sync_loses_and_duplicates_nothing(
@@ -130,7 +143,12 @@ def test_crash_between_commit_and_srem_is_harmless(clean_history: tuple[str, red
         insert_records(c, [rec])
         c.commit()
     assert drain(HistorySync(r, url)) == 1
-    assert counts(url) == {"queries": 1, "posts": 3, "predictions": 3, "query_aggregates": 6}
+    assert counts(url) == {
+        "queries": 1,
+        "posts": 3,
+        "predictions": 3,
+        "query_aggregates": len(EMOTION_LABELS),
+    }
 
 
 def test_recovery_backfills_records_written_behind_the_sync(clean_history: tuple[str, redis.Redis]) -> None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 import redis
 
+from serve_app.labels import EMOTION_LABELS
 from tests.conftest import MODEL_DIR
 from tests.reddit_server import RedditTestServer
 
@@ -30,7 +31,9 @@ def test_analyze_jsonl_then_cache_hit(client: httpx.Client, clean_cache: redis.R
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["source"] == "inference" and data["count"] == 250 and data["post_source"] == "jsonl"
-    assert [a["label"] for a in data["agg"]] == ["sadness", "joy", "love", "anger", "fear", "surprise"]
+    assert [a["label"] for a in data["agg"]] == [
+        "sadness", "joy", "love", "anger", "fear", "surprise", "neutral"
+    ]  # fmt: skip
     assert sum(a["pct"] for a in data["agg"]) == pytest.approx(100.0, abs=1e-6)
     assert sum(a["count"] for a in data["agg"]) == 250
     assert all(0 <= a["avg_score"] <= 1 for a in data["agg"])
@@ -177,4 +180,4 @@ def test_ray_job_scores_a_file_through_the_handle(serve_url: str, ray_session: s
     assert jobs.get_job_status(job) == JobStatus.SUCCEEDED, jobs.get_job_logs(job)[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 90 and [r["id"] for r in rows] == list(range(90))
-    assert all(r["emotion"]["label"] in {"sadness", "joy", "love", "anger", "fear", "surprise"} for r in rows)
+    assert all(r["emotion"]["label"] in set(EMOTION_LABELS) for r in rows)

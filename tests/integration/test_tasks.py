@@ -1,5 +1,5 @@
-"""Both models through the Serve graph: /predict per task, /analyze breakdowns per task and
-the language filter, end to end (needs the committed sentiment model)."""
+"""Both tasks through the Serve graph: /predict per task, /analyze breakdowns per task and
+the language filter, end to end (the committed artifact has an emotion and a sentiment head)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ROOT
 from tests.reddit_server import RedditTestServer, make_post
 
 pytestmark = pytest.mark.integration
-
-if not (ROOT / "models" / "sentiment" / "model.onnx").is_file():
-    pytest.skip("no committed sentiment model (models/sentiment)", allow_module_level=True)
 
 FOREIGN = [
     ("es", "Estoy muy decepcionado con zorblax, nada funciona desde la actualización y nadie responde"),
@@ -53,7 +49,8 @@ def test_predict_per_task(client: httpx.Client) -> None:
         "positive",
     }
     assert sen["predictions"][0]["label"] == "negative"
-    assert sen["model_version"].startswith("sentiment") and sen["model_version"] != emo["model_version"]
+    # One artifact answers both tasks: the same version, heads chosen per call.
+    assert sen["model_version"] == emo["model_version"]
     bad = client.post("/predict", json={"text": text, "task": "toxicity"})
     assert bad.status_code == 422 and "emotion" in bad.text
 
@@ -85,7 +82,15 @@ def test_analyze_gives_both_breakdowns_and_leaves_out_foreign_posts(
     # Only scored (English) posts can be flagged; the two plainly angry ones must be.
     assert set(neg["ids"]) <= set(english_ids), neg
     assert {english_ids[0], english_ids[3]} <= set(neg["ids"]), neg
-    assert body["model_versions"]["sentiment"].startswith("sentiment")
+    assert body["model_versions"]["sentiment"] == body["model_versions"]["emotion"]
+    # Neutral is one of the emotion breakdown's labels; the six emotions also come as shares
+    # among the posts that carry one, and every share has its 95 % interval.
+    assert [a["label"] for a in body["agg"]][-1] == "neutral"
+    assert [a["label"] for a in body["emotional_agg"]] == [a["label"] for a in body["agg"]][:-1]
+    assert abs(sum(a["pct"] for a in body["emotional_agg"]) - 100) < 1e-6
+    assert set(body["breakdown_methods"]) == {"emotion", "sentiment"}
+    for a in body["agg"] + body["sentiment_agg"] + body["emotional_agg"]:
+        assert 0 <= a["pct_low"] <= a["pct"] <= a["pct_high"] <= 100
 
     # Asking for every language scores them all; a lower threshold flags at least as many.
     r2 = client.post(

@@ -1,4 +1,4 @@
-"""Quality and behaviour of the committed INT8 emotion model."""
+"""Quality and behaviour of the committed INT8 model (one encoder, an emotion and a sentiment head)."""
 
 from __future__ import annotations
 
@@ -21,40 +21,69 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def predictor(model_dir: Path) -> OnnxPredictor:
-    return OnnxPredictor(model_dir, threads=2)
+    return OnnxPredictor(model_dir, threads=2, task="emotion")
 
 
-def test_emotion_test_split_meets_the_targets(
-    predictor: OnnxPredictor, data_root: Path, model_dir: Path
+@pytest.fixture(scope="module")
+def sentiment(predictor: OnnxPredictor) -> OnnxPredictor:
+    return predictor.for_task("sentiment")
+
+
+# The issue's targets for the committed INT8 model, measured here (not read from the card).
+# (task, data file, {figure: (minimum or maximum, bound)})
+TARGETS = {
+    "reddit_emotion7_validation": (
+        "emotion",
+        "reddit_emotion7/validation.jsonl",
+        {"macro_f1": (">=", 0.65), "breakdown_tvd_served": ("<=", 0.08), "neutral_given_other": ("<=", 0.30)},
+    ),
+    "emotion_test": ("emotion", "emotion/test.jsonl", {"accuracy": (">=", 0.92), "macro_f1": (">=", 0.875)}),
+    "reddit_sentiment_validation": (
+        "sentiment",
+        "reddit_sentiment/validation.jsonl",
+        {"macro_f1": (">=", 0.72), "breakdown_tvd_served": ("<=", 0.06)},
+    ),
+    "tweeteval_test": ("sentiment", "sentiment_en/test.jsonl", {"macro_recall": (">=", 0.69)}),
+}
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_committed_model_meets_the_targets(
+    name: str, predictor: OnnxPredictor, data_root: Path, model_dir: Path
 ) -> None:
-    report, _ = evaluate_predictor(predictor, data_root / "emotion" / "test.jsonl")
-    assert report["n"] == 2000
-    # Dynamic INT8 takes each activation's scale over the whole model batch, so the served
-    # accuracy moves with batch composition: 92.30-92.75 % over batch sizes 1-64 on this
-    # split (MODEL_CARD.md). The claim that holds for every batching is the issue's: INT8
-    # within 0.5 points of FP32 (92.55 %), and never under the FIELD-NOTES INT8 baseline.
-    fp32 = json.loads((model_dir / "model_card.json").read_text())["metrics"]["emotion_test"]["fp32"]
-    assert report["accuracy"] >= fp32["accuracy"] - 0.005, (report["accuracy"], fp32["accuracy"])
-    assert report["accuracy"] >= 0.92, report["accuracy"]
-    assert report["macro_f1"] >= 0.88, report["macro_f1"]
+    task, rel, bounds = TARGETS[name]
+    report, _ = evaluate_predictor(predictor.for_task(task), data_root / rel)
+    figures = {**report, "breakdown_tvd_served": report["breakdown"]["tvd"]}
+    for figure, (op, bound) in bounds.items():
+        value = figures[figure]
+        assert (value >= bound) if op == ">=" else (value <= bound), (name, figure, value, op, bound)
+    # INT8 within 0.5 points of FP32 on every figure the card compares (accuracy, macro-F1).
+    fp32 = json.loads((model_dir / "model_card.json").read_text())["metrics"][name]["fp32"]
+    for figure in ("accuracy", "macro_f1"):
+        assert report[figure] >= fp32[figure] - 0.005, (name, figure, report[figure], fp32[figure])
 
 
-def test_reddit_validation_meets_the_targets(predictor: OnnxPredictor, data_root: Path) -> None:
-    report, _ = evaluate_predictor(predictor, data_root / "reddit_emotion" / "validation.jsonl")
-    assert report["macro_f1"] >= 0.60, report["macro_f1"]
-    worst = min(report["per_class"].items(), key=lambda kv: kv[1]["f1"])
-    assert worst[1]["f1"] >= 0.40, worst
+def test_counting_method_served_is_the_one_with_the_lowest_validation_tvd(model_dir: Path) -> None:
+    meta = json.loads((model_dir / "labels.json").read_text())
+    for task, head in meta["heads"].items():
+        bd = head["breakdown"]
+        assert bd["method"] == min(bd["validation_tvd"], key=bd["validation_tvd"].get), task
+        assert bd["measured_on"] and all(name.startswith("reddit") for name in bd["measured_on"]), task
 
 
-def test_model_card_records_both_precisions_and_int8_is_close_to_fp32(model_dir: Path) -> None:
+def test_model_card_records_both_precisions_for_every_set(model_dir: Path) -> None:
     card = json.loads((model_dir / "model_card.json").read_text())
-    test = card["metrics"]["emotion_test"]
-    assert abs(test["fp32"]["accuracy"] - test["int8"]["accuracy"]) <= 0.005
     assert card["export"]["torch_vs_onnx_max_abs_diff"] < 1e-4
-    assert {"reddit_validation", "emotion_test"} <= set(card["metrics"])
+    assert set(TARGETS) <= set(card["metrics"])
+    for res in card["metrics"].values():
+        assert {"fp32", "int8"} <= set(res) and res["int8"]["n"] == res["fp32"]["n"]
 
 
 CLEAR = {
+    "neutral": [
+        "The meeting was moved to Thursday at 3pm.",
+        "Does anyone know which version added this setting?",
+    ],
     "sadness": ["i feel so lonely and miserable since she left", "I cried all night, I miss my dad so much"],
     "joy": ["i am so happy today, everything went perfectly", "Best day ever! I passed my exam!"],
     "love": ["i love you so much my darling", "I adore my wife, she is the most caring person"],
@@ -94,7 +123,7 @@ def test_onnx_output_equals_an_independent_predict_path(predictor: OnnxPredictor
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     tok.enable_truncation(max_length=predictor.max_length)
     sess = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    temperature = json.loads((model_dir / "labels.json").read_text())["temperature"]
+    temperature = json.loads((model_dir / "labels.json").read_text())["heads"]["emotion"]["temperature"]
     expected = []
     for t in texts:  # one text at a time: no padding at all
         ids = np.array([tok.encode(normalize_text(t)).ids], dtype=np.int64)
@@ -102,7 +131,7 @@ def test_onnx_output_equals_an_independent_predict_path(predictor: OnnxPredictor
             sess.run(
                 None,
                 {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
-            )[0][0]
+            )[0][0]  # outputs in head order: logits_emotion first
             / temperature
         )
         e = np.exp(logits - logits.max())
@@ -129,3 +158,16 @@ def test_cli_predict_matches_the_predictor(predictor: OnnxPredictor, model_dir: 
     direct = predictor.predict([text])[0]
     assert cli["label"] == direct.label
     assert cli["confidence"] == pytest.approx(direct.confidence, abs=1e-4)
+
+
+def test_clear_polarity(sentiment: OnnxPredictor) -> None:
+    texts = {
+        "negative": ["this update is a disaster, nothing works and support ignores us", "worst service ever"],
+        "positive": [
+            "absolutely love the new release, great job team!",
+            "what a wonderful day, thank you all",
+        ],
+        "neutral": ["the meeting is moved to 3pm on thursday", "version 2.4 was released on the 5th"],
+    }
+    for label, xs in texts.items():
+        assert [p.label for p in sentiment.predict(xs)] == [label] * len(xs), label
