@@ -36,7 +36,6 @@ def warmer_actor_name(app_name: str = DEFAULT_APP) -> str:
 
 
 SYNC_ACTOR = sync_actor_name()
-WARMER_ACTOR = warmer_actor_name()
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,8 @@ class SyncActor:
         self.cpu: float | None = None
         self.paused_reason: str | None = "starting"
         self.pending = 0
+        # CPU samples that decided against syncing: proof the loop ran and held back.
+        self.cpu_pauses = 0
         self.last_pass: dict[str, Any] | None = None
         self._engine: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -134,6 +135,7 @@ class SyncActor:
                 self.cpu = await asyncio.to_thread(cpu_percent, self.cfg.interval_s)
                 if self.cpu >= self.cfg.cpu_threshold:
                     self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                    self.cpu_pauses += 1
                     if self._engine is not None:
                         self.pending = await asyncio.to_thread(self._engine.pending)
                     continue
@@ -174,6 +176,7 @@ class SyncActor:
             "last_sync": self.last_sync,
             "cpu": self.cpu,
             "cpu_threshold": self.cfg.cpu_threshold,
+            "cpu_pauses": self.cpu_pauses,
             "paused_reason": self.paused_reason,
             "running": self._task is not None and not self._task.done(),
             "last_forced_pass": self.last_pass,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -163,7 +162,7 @@ class Classifier:
 
     def __init__(
         self,
-        models: str | dict[str, str],
+        models: dict[str, str],
         threads: int | None = None,
         max_length: int | None = None,
         model_batch_size: int = 32,
@@ -176,10 +175,8 @@ class Classifier:
             num_cpus = getattr(ctx, "num_cpus", None)
         except Exception:  # pragma: no cover - outside a replica
             pass
-        self.n_threads = replica_threads(
-            num_cpus, threads or int(os.environ.get("EMOTION_MONITOR_ORT_THREADS", 0))
-        )
-        self.dirs = {"emotion": models} if isinstance(models, str) else dict(models)
+        self.n_threads = replica_threads(num_cpus, threads)
+        self.dirs = dict(models)
         if not self.dirs:
             raise ValueError("the Classifier needs at least one model")
         self.max_length, self.model_batch_size = max_length, model_batch_size
@@ -193,11 +190,6 @@ class Classifier:
     def _ensure_loaded(self) -> None:
         if not self.predictors:  # constructed without a user_config (outside Serve's usual path)
             self.apply_versions({})
-
-    @property
-    def predictor(self) -> OnnxPredictor:
-        self._ensure_loaded()
-        return self.predictors[self.default_task]
 
     def apply_versions(self, wanted: Mapping[str, str]) -> list[str]:
         """Load what `wanted` names (task -> registry version; unnamed tasks: the args' dirs)
@@ -298,6 +290,10 @@ class Classifier:
         return (await self.classify_versioned(texts, task))[1]
 
     def check_health(self) -> None:
-        for pred in self.predictors.values():
-            if pred.session is None:  # pragma: no cover - defensive
-                raise RuntimeError("ONNX session is gone")
+        """Serve calls this every health_check_period_s: each loaded graph must still answer
+        (a few milliseconds for one short text); an exception marks the replica unhealthy
+        and Serve replaces it."""
+        for pred in {id(p.session): p for p in self.predictors.values()}.values():
+            out = pred.run_ids([[101, 102]])
+            if not all(np.isfinite(v).all() for v in out.values()):
+                raise RuntimeError(f"model {pred.version} returned non-finite logits")

@@ -261,7 +261,7 @@ def make_app(
         )
         .bind(
             models,
-            args.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
+            args.ort_threads or s.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
             args.max_length,
             registry=registry_spec(s),
             cache_dir=_abs(s.data_dir / "models"),

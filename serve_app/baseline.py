@@ -3,7 +3,6 @@ no batching, the same model. `uvicorn serve_app.baseline:app --port 8100`."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 
 from serve_app.predictor import OnnxPredictor
 from serve_app.schemas import PredictRequest
+from serve_app.settings import get_settings
 
 app = FastAPI(title="emotion-monitor baseline (single process, no batching)")
 _predictor: OnnxPredictor | None = None
@@ -19,11 +19,8 @@ _predictor: OnnxPredictor | None = None
 def predictor() -> OnnxPredictor:
     global _predictor
     if _predictor is None:
-        _predictor = OnnxPredictor(
-            os.environ.get("EMOTION_MONITOR_MODEL_DIR", "models/emotion"),
-            threads=int(os.environ.get("EMOTION_MONITOR_ORT_THREADS", "2")),
-            max_length=int(os.environ.get("EMOTION_MONITOR_MAX_LENGTH", "128")),
-        )
+        s = get_settings()
+        _predictor = OnnxPredictor(s.model_dir, threads=s.ort_threads or 2, max_length=s.max_length)
     return _predictor
 
 

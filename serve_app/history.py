@@ -36,10 +36,6 @@ PENDING = "em:pending"
 HOT_PREFIX = "em:hot:"
 
 
-class HistoryError(RuntimeError):
-    """PostgreSQL or Redis refused a history operation."""
-
-
 def _text(value: object) -> str:
     """Redis answers bytes or str depending on the client: always get str."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -656,8 +656,8 @@ class Ingress:
         try:
             info = await asyncio.wait_for(self.classifier.info.remote(), timeout=5)
             version = info["version"]
-        except Exception:
-            pass
+        except Exception as exc:  # any failure means "no model answers": report, never raise
+            log.warning("healthz: the Classifier did not answer info() within 5 s: %r", exc)
         redis_state = await self.cache.ping()
         status = "unavailable" if version is None else ("degraded" if redis_state == "down" else "ok")
         body = HealthResponse(

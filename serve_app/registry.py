@@ -12,7 +12,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from serve_app.settings import Settings
@@ -28,13 +28,6 @@ def check_version(name: str, version: str) -> None:
     for what, value in (("name", name), ("version", version)):
         if not _VERSION.match(value):
             raise RegistryError(f"model {what} {value!r} must match {_VERSION.pattern}")
-
-
-class ModelRegistry(Protocol):
-    def push(self, name: str, version: str, src: Path) -> str: ...
-    def pull(self, name: str, version: str, dest: Path) -> Path: ...
-    def versions(self, name: str) -> list[str]: ...
-    def latest(self, name: str) -> str: ...
 
 
 class LocalRegistry:

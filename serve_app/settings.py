@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     sentiment_model_dir: Path | None = Field(
         None, description="a separate INT8 sentiment artifact (default: model_dir's sentiment head)"
     )
+    ort_threads: int | None = Field(
+        None, ge=1, le=64, description="ONNX Runtime threads per session (default: the replica's CPUs)"
+    )
+    max_length: int = Field(128, ge=8, le=512, description="tokens per text for the single-process baseline")
     negative_threshold: float = Field(
         0.8, ge=0.34, le=1, description="strongly-negative sentiment confidence"
     )

@@ -242,7 +242,8 @@ def test_actor_syncs_nothing_under_load_then_drains(
     actor = SyncActor.remote(cfg)  # type: ignore[attr-defined]
     try:
         ray.get(actor.start.remote())
-        time.sleep(6)
+        # The loop must have sampled the CPU and held back several times (not merely been slow).
+        assert wait_for(lambda: ray.get(actor.status.remote())["cpu_pauses"] >= 5, timeout=30)
         state = ray.get(actor.status.remote())
         assert state["synced_total"] == 0 and counts(url)["queries"] == 0
         assert "cpu" in (state["paused_reason"] or "")
