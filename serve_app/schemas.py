@@ -125,7 +125,9 @@ class PredictRequest(BaseModel):
 
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS)
-    task: Task = Field("emotion", description="Which model: emotion (6 labels) or sentiment (3).")
+    task: Task = Field(
+        "emotion", description="Which head: emotion (six emotions + neutral) or sentiment (3 polarities)."
+    )
 
     @field_validator("text")
     @classmethod

@@ -3,6 +3,7 @@ args that validate, the launcher deploys that file, the compose file wires monit
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -127,3 +128,23 @@ def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> 
     assert derived["applications"] == base["applications"]
     bad = CliRunner().invoke(app, ["cluster", "config", "--out", str(out), "--set", "max_length=4"])
     assert bad.exit_code == 2 and "max_length" in bad.output
+
+
+def test_dashboard_label_colours_follow_the_task_registry() -> None:
+    from serve_app.tasks import TASKS
+
+    panels = json.loads((ROOT / "cluster" / "grafana" / "dashboards" / "emotion-monitor.json").read_text())[
+        "panels"
+    ]
+    seen = {}
+    for panel in panels:
+        for o in panel["fieldConfig"].get("overrides", []):
+            colour = next(p["value"]["fixedColor"] for p in o["properties"] if p["id"] == "color")
+            seen[(panel["targets"][0]["expr"], o["matcher"]["options"])] = colour
+    for task, spec in TASKS.items():
+        expr = next(p["targets"][0]["expr"] for p in panels if f'task="{task}"' in p["targets"][0]["expr"])
+        assert {lab: seen[(expr, lab)] for lab in spec.labels} == {
+            lab: spec.colour(lab) for lab in spec.labels
+        }
+    neutral_share = [p for p in panels if 'label="neutral"' in p["targets"][0]["expr"]]
+    assert len(neutral_share) == 1 and neutral_share[0]["fieldConfig"]["defaults"]["unit"] == "percentunit"
