@@ -35,7 +35,8 @@ def test_follows_the_classifier_and_answers_like_it(model_dir: Path, tmp_path: P
         await inline.wait_loading()
         here = inline.lookup("emotion", spec)
         assert here is not None and matches(here, spec)
-        ((pred, probs),) = run_batch(inline.predictors, [("emotion", TEXTS)])
+        (answer,) = run_batch(inline.predictors, [(("emotion",), TEXTS)])
+        pred, probs = answer["emotion"]
         assert pred.version == classifier.version
         assert probs == pytest.approx(classifier.probabilities(TEXTS), abs=1e-4)
 

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from deployments.classifier import Classifier, ModelVersionError, parse_user_config, run_batch
@@ -31,7 +32,8 @@ def _versioned_copy(model_dir: Path, dest: Path, card_version: str) -> Path:
 
 
 def _classify(clf: Any) -> tuple[str, list[int]]:
-    ((pred, probs),) = run_batch(clf.predictors, [("emotion", TEXTS)])
+    (answer,) = run_batch(clf.predictors, [(("emotion",), TEXTS)])
+    pred, probs = answer["emotion"]
     return pred.version, probs.argmax(1).tolist()
 
 
@@ -78,8 +80,32 @@ def test_a_batch_keeps_the_predictors_it_started_with(model_dir: Path, tmp_path:
     snapshot = clf.predictors  # what a running batch holds
     clf.apply_versions({"emotion": "emo-b"})
     assert snapshot["emotion"].version == "emo-a" and clf.predictors["emotion"].version == "emo-b"
-    out = run_batch(snapshot, [("emotion", TEXTS[:1]), ("emotion", TEXTS[1:])])
+    out = [a["emotion"] for a in run_batch(snapshot, [(("emotion",), TEXTS[:1]), (("emotion",), TEXTS[1:])])]
     assert [p.version for p, _ in out] == ["emo-a", "emo-a"] and [len(x) for _, x in out] == [1, 2]
+
+
+def test_both_heads_of_one_artifact_share_a_session_and_one_pass(model_dir: Path, tmp_path: Path) -> None:
+    cls = Classifier.func_or_class  # type: ignore[attr-defined]
+    clf = cls({"emotion": str(model_dir), "sentiment": str(model_dir)}, 1, 64, 32, None, str(tmp_path))
+    clf.apply_versions({})
+    emo, sen = clf.predictors["emotion"], clf.predictors["sentiment"]
+    assert emo.session is sen.session and emo.labels != sen.labels
+    runs: list[int] = []
+
+    def counting(pred: Any) -> Any:
+        real = pred.probabilities_all
+
+        def counted(texts: list[str]) -> dict[str, np.ndarray]:
+            runs.append(len(texts))
+            return real(texts)
+
+        return counted
+
+    emo.probabilities_all, sen.probabilities_all = counting(emo), counting(sen)
+    out = run_batch(clf.predictors, [(("emotion", "sentiment"), TEXTS), (("sentiment",), TEXTS[:1])])
+    assert runs == [len(TEXTS) + 1]  # one encoder pass for both calls and both tasks
+    assert set(out[0]) == {"emotion", "sentiment"} and set(out[1]) == {"sentiment"}
+    assert out[0]["emotion"][1].shape == (len(TEXTS), 7) and out[1]["sentiment"][1].shape == (1, 3)
 
 
 @pytest.mark.unit
