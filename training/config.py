@@ -49,7 +49,7 @@ class TaskConfig:
     selection_metric: str = "macro_f1"
     loss_weight: float = 1.0
     # Validation sets whose breakdown error picks the counting method (default: all the
-    # task's): the product's text is Reddit, so the Reddit sets.
+    # task's, the product's domain first): the method with the lowest worst-case TVD is served.
     breakdown_sets: list[str] = field(default_factory=list)
 
 

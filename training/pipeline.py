@@ -124,37 +124,49 @@ def calibrate(
 def choose_counting(
     cfg: TrainConfig, probs: dict[str, np.ndarray], val: dict[str, ValidationData]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """Per head, the counting method with the lowest validation breakdown TVD on its
-    `breakdown_sets`. PACC's adjustment is cross-fitted (fitted on one half, measured on
-    the other, both ways) so it is not judged on the data it was fitted on; the served
-    matrix is fitted on all of it."""
+    """Per head, the counting method whose worst validation breakdown TVD over the task's
+    `breakdown_sets` (default: all its validation sets) is lowest.
+
+    Worst case, not the mean: the served text (Reddit posts) matches neither validation
+    domain exactly, so a method must hold on every one. PACC's matrix is fitted per set and
+    cross-fitted (fitted on one half, measured on the other, both ways) so it is not judged
+    on the data it was fitted on; it is then also measured with the matrix of the first
+    set applied to the others, as it would be served (one matrix for every domain)."""
     chosen: dict[str, dict[str, Any]] = {}
     report: dict[str, Any] = {}
     rng = np.random.default_rng(cfg.hparams.seed)
     for task, tc in cfg.tasks.items():
         names = tc.breakdown_sets or list(tc.validation)
+        # The matrix pacc would serve: fitted on the first set (the product's domain first).
+        served_adjustment = fit_adjustment(probs[names[0]], val[names[0]].labels)
         scores: dict[str, list[float]] = {m: [] for m in METHODS}
-        for n in names:
+        for i, n in enumerate(names):
             p, y = probs[n], np.asarray(val[n].labels)
             true = label_shares(y, p.shape[1])
             scores["cc"].append(tvd(estimate_shares(p, "cc"), true))
             scores["pcc"].append(tvd(estimate_shares(p, "pcc"), true))
-            half = rng.permutation(len(y)) < len(y) // 2
-            cross = [
-                tvd(
-                    estimate_shares(p[~fit], "pacc", fit_adjustment(p[fit], y[fit])),
-                    label_shares(y[~fit], p.shape[1]),
-                )
-                for fit in (half, ~half)
-            ]
-            scores["pacc"].append(float(np.mean(cross)))
-        mean = {m: float(np.mean(v)) for m, v in scores.items()}
-        method = min(mean, key=lambda m: mean[m])
-        spec: dict[str, Any] = {"method": method, "validation_tvd": mean, "measured_on": names}
+            if i == 0:
+                half = rng.permutation(len(y)) < len(y) // 2
+                cross = [
+                    tvd(
+                        estimate_shares(p[~fit], "pacc", fit_adjustment(p[fit], y[fit])),
+                        label_shares(y[~fit], p.shape[1]),
+                    )
+                    for fit in (half, ~half)
+                ]
+                scores["pacc"].append(float(np.mean(cross)))
+            else:
+                scores["pacc"].append(tvd(estimate_shares(p, "pacc", served_adjustment), true))
+        worst = {m: float(np.max(v)) for m, v in scores.items()}
+        method = min(worst, key=lambda m: worst[m])
+        spec: dict[str, Any] = {
+            "method": method,
+            "validation_tvd": worst,
+            "selected_by": "lowest worst-case TVD over the sets",
+            "measured_on": names,
+        }
         if method == "pacc":
-            spec["adjustment"] = fit_adjustment(
-                np.concatenate([probs[n] for n in names]), [y for n in names for y in val[n].labels]
-            )
+            spec["adjustment"] = served_adjustment
         chosen[task] = spec
         report[task] = {
             "per_set": {n: {m: scores[m][i] for m in METHODS} for i, n in enumerate(names)},

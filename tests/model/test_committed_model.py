@@ -68,7 +68,8 @@ def test_counting_method_served_is_the_one_with_the_lowest_validation_tvd(model_
     for task, head in meta["heads"].items():
         bd = head["breakdown"]
         assert bd["method"] == min(bd["validation_tvd"], key=bd["validation_tvd"].get), task
-        assert bd["measured_on"] and all(name.startswith("reddit") for name in bd["measured_on"]), task
+        # Judged on every validation domain of the task, the product's (Reddit) first.
+        assert len(bd["measured_on"]) == 2 and bd["measured_on"][0].startswith("reddit"), task
 
 
 def test_model_card_records_both_precisions_for_every_set(model_dir: Path) -> None:
