@@ -7,8 +7,8 @@ setup:
 # Lint, type-check and run the whole test suite (installs what is missing first).
 test:
 	bash scripts/test.sh
-# Train the full emotion model (about 40 minutes on 2 CPU cores) into models/emotion.
+# Train the shared emotion + sentiment model (about 50 minutes on 2 CPU cores) into models/multitask.
 train: setup
-	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/emotion-monitor train --config configs/emotion.yaml --out models/emotion --run-dir runs/emotion
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/emotion-monitor train --config configs/multitask.yaml --out models/multitask --run-dir runs/multitask
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/mypy serve_app deployments training

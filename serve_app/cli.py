@@ -205,8 +205,10 @@ def evaluate(
         ngo = r.get("neutral_given_other")
         typer.echo(
             f"{name} ({r['task']}): n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
-            f"macro_recall={r['macro_recall']:.4f} TVD[{bd['served_method']}]={bd['tvd']:.4f} "
-            + " ".join(f"TVD[{m}]={v['tvd']:.4f}" for m, v in bd["methods"].items())
+            f"macro_recall={r['macro_recall']:.4f} breakdown TVD={bd['tvd']:.4f} "
+            f"(served: {bd['served_method']}; "
+            + ", ".join(f"{m} {v['tvd']:.4f}" for m, v in bd["methods"].items())
+            + ")"
             + ("" if ngo is None else f" neutral_given_other={ngo:.3f}")
         )
         shares = bd["methods"][bd["served_method"]]["shares"]
