@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -62,11 +61,10 @@ def train(
 ) -> None:
     """Fine-tune the base model, then export, quantize, evaluate and write the model card."""
     _offline()
-    from serve_app.settings import get_settings
     from training.config import load_config
     from training.data import default_data_root
     from training.pipeline import build_artifact
-    from training.tracking import tracked_run
+    from training.tracking import maybe_tracked_run
     from training.train import train as run_train
 
     cfg = load_config(config, {"epochs": epochs, "max_steps": max_steps})
@@ -74,13 +72,7 @@ def train(
         for src in cfg.train:
             src.limit = limit
     root = data_root or default_data_root()
-    s = get_settings()
-    with contextlib.ExitStack() as stack:
-        tracker = (
-            stack.enter_context(tracked_run(cfg, config, root, s.mlflow_tracking_uri, s.mlflow_experiment))
-            if track
-            else None
-        )
+    with maybe_tracked_run(cfg, config, root, track) as tracker:
         result = run_train(cfg, run_dir, root, on_epoch=tracker.on_epoch if tracker else None)
         typer.echo(f"best epoch {result.best_epoch}; checkpoint {result.checkpoint}")
         if export:
@@ -103,21 +95,14 @@ def export_cmd(
     """Export a checkpoint to ONNX, pick an INT8 scheme and counting method on validation,
     write the artifact; logs the run (its training history included) to MLflow."""
     _offline()
-    from serve_app.settings import get_settings
     from training.config import load_config
     from training.data import default_data_root
     from training.pipeline import build_artifact
-    from training.tracking import tracked_run
+    from training.tracking import maybe_tracked_run
 
     cfg = load_config(config)
     root = data_root or default_data_root()
-    s = get_settings()
-    with contextlib.ExitStack() as stack:
-        tracker = (
-            stack.enter_context(tracked_run(cfg, config, root, s.mlflow_tracking_uri, s.mlflow_experiment))
-            if track
-            else None
-        )
+    with maybe_tracked_run(cfg, config, root, track) as tracker:
         card = build_artifact(cfg, checkpoint, out, checkpoint.parent, root)
         if tracker:
             for record in card["training"].get("history") or []:

@@ -119,3 +119,18 @@ def tracked_run(
         if config_path is not None and config_path.is_file():
             mlflow.log_artifact(str(config_path), "config")
         yield Tracker(mlflow)
+
+
+@contextmanager
+def maybe_tracked_run(
+    cfg: TrainConfig, config_path: Path | None, data_root: Path, enabled: bool
+) -> Iterator[Tracker | None]:
+    """A tracked run in the store that Settings names, or None when tracking is off."""
+    if not enabled:
+        yield None
+        return
+    from serve_app.settings import get_settings
+
+    s = get_settings()
+    with tracked_run(cfg, config_path, data_root, s.mlflow_tracking_uri, s.mlflow_experiment) as tracker:
+        yield tracker
