@@ -172,13 +172,7 @@ class OnnxPredictor:
         self.info = read_artifact_info(self.model_dir)
         if version:  # a registry version's name is what operators ask for and see
             self.info = replace(self.info, version=version)
-        if task is not None and task not in self.info.heads:
-            raise ModelArtifactError(
-                f"{self.model_dir} has no {task!r} head; it has {', '.join(self.info.heads)}"
-            )
-        self.task = task or self.info.tasks[0]
-        self.head = self.info.heads[self.task]
-        self.labels = self.head.labels
+        self._point_at(task or self.info.tasks[0])
         self.max_length = int(max_length or self.info.max_length)
         self.batch_size = batch_size
         self.tokenizer = load_tokenizer(self.model_dir / "tokenizer.json", self.max_length)
@@ -192,14 +186,18 @@ class OnnxPredictor:
 
     def for_task(self, task: str) -> OnnxPredictor:
         """A view of the same session answering for another head (no second load)."""
+        view = copy.copy(self)
+        view._point_at(task)
+        return view
+
+    def _point_at(self, task: str) -> None:
+        """Answer for `task`'s head (labels, temperature, counting) from now on."""
         if task not in self.info.heads:
             raise ModelArtifactError(
                 f"{self.model_dir} has no {task!r} head; it has {', '.join(self.info.heads)}"
             )
-        view = copy.copy(self)
-        view.task, view.head = task, self.info.heads[task]
-        view.labels = view.head.labels
-        return view
+        self.task, self.head = task, self.info.heads[task]
+        self.labels = self.head.labels
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         encs = self.tokenizer.encode_batch([normalize_text(t) for t in texts])

@@ -8,8 +8,6 @@ from typing import Any
 
 import numpy as np
 
-from serve_app.breakdown import breakdown_tvd  # noqa: F401  (re-exported for training)
-
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n: int) -> np.ndarray:
     cm = np.zeros((n, n), dtype=np.int64)

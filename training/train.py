@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from serve_app.breakdown import breakdown_tvd
 from serve_app.predictor import load_tokenizer
 from serve_app.preprocess import normalize_text
 from training.config import SourceConfig, TrainConfig
@@ -36,7 +37,7 @@ from training.data import (
     load_hf_dataset,
     read_jsonl,
 )
-from training.metrics import breakdown_tvd, classification_report
+from training.metrics import classification_report
 from training.modeling import TextClassifier, build_model, resolve_base_model
 
 
