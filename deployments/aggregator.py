@@ -195,8 +195,12 @@ class Aggregator:
         predictions: dict[str, list[dict[str, Any]]],
         return_plot: bool,
         counting: dict[str, Counting] | None = None,
+        partial: bool = False,
     ) -> dict[str, Any]:
-        """The breakdowns of every task in `predictions`, by response field, and the chart."""
+        """The breakdowns of every task in `predictions`, by response field, and the chart.
+
+        `partial`: the source stopped early; the chart's titles say so.
+        """
         counting = counting or {}
         out: dict[str, Any] = {}
         for task, preds in predictions.items():
@@ -206,5 +210,7 @@ class Aggregator:
         if return_plot:
             n = max((len(p) for p in predictions.values()), default=0)
             shown = {t: out[TASKS[t].response_field] for t in predictions}
-            out["plot_base64"] = base64.b64encode(render_chart(shown, keyword, n)).decode("ascii")
+            out["plot_base64"] = base64.b64encode(
+                render_chart(shown, keyword, n, " (partial)" if partial else "")
+            ).decode("ascii")
         return out

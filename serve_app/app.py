@@ -26,7 +26,7 @@ from serve_app.embedded import resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
-from serve_app.settings import Settings, get_settings, secret
+from serve_app.settings import Settings, get_settings, reddit_user_agent, secret
 from serve_app.tasks import check_head
 
 log = logging.getLogger("emotion_monitor.app")
@@ -232,7 +232,7 @@ def make_app(
         jsonl_path=_abs(args.jsonl_path or s.jsonl_path),
         reddit_client_id=s.reddit_client_id,
         reddit_client_secret=secret(s.reddit_client_secret),
-        reddit_user_agent=s.reddit_user_agent,
+        reddit_user_agent=reddit_user_agent(s),
         reddit_public_url=s.reddit_public_url,
         reddit_oauth_url=s.reddit_oauth_url,
         reddit_www_url=s.reddit_www_url,
@@ -240,7 +240,17 @@ def make_app(
         retries=s.fetch_retries,
         deadline_s=args.fetch_deadline_s,
         lang_min_confidence=s.lang_min_confidence,
+        include_nsfw=s.include_nsfw,
+        redis_url=infra.redis_url,
+        reddit_oauth_per_min=s.reddit_oauth_per_min,
+        reddit_public_per_min=s.reddit_public_per_min,
+        reddit_burst=s.reddit_burst,
+        reddit_background_reserve=s.reddit_background_reserve,
     )
+    if (args.default_source or s.default_source) == "reddit" and not (
+        s.reddit_contact or s.reddit_user_agent
+    ):
+        log.warning("EMOTION_MONITOR_REDDIT_CONTACT is not set: Reddit asks every client to name a contact")
     logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
     classifier = (
         deployment(Classifier)

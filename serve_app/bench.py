@@ -174,15 +174,15 @@ def bench_analyze(
     import redis
     from ray import serve
 
-    from deployments.fetcher import JsonlCorpus
     from serve_app.app import AppArgs, make_app
     from serve_app.cache import analysis_key
+    from serve_app.corpus import JsonlCorpus
     from serve_app.predictor import OnnxPredictor, read_artifact_info
     from serve_app.preprocess import post_text
     from serve_app.settings import Settings
 
     corpus = JsonlCorpus.from_file(jsonl)
-    texts = {kw: [post_text(p.title, p.body) for p in corpus.search(kw, 250)] for kw in keywords}
+    texts = {kw: [post_text(p.title, p.body) for p in corpus.search(kw, 250).posts] for kw in keywords}
     texts = {kw: t for kw, t in texts.items() if len(t) == 250}
     out = [f"Machine: {machine_line()}", ""]
 

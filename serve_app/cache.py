@@ -106,11 +106,11 @@ class AnalysisCache:
             return None
         return value
 
-    async def set(self, key: str, value: dict[str, Any]) -> bool:
+    async def set(self, key: str, value: dict[str, Any], ttl_s: int | None = None) -> bool:
         if not self.available or self.client is None:
             return False
         try:
-            await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=self.ttl_s)
+            await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=ttl_s or self.ttl_s)
         except (redis.RedisError, OSError) as exc:
             self.mark_failed(exc)
             return False

@@ -238,7 +238,15 @@ def format_analysis(data: dict[str, Any]) -> list[str]:
         + ", ".join(f"{t} {v}" for t, v in versions.items())
         + ")"
     ]
-    if data.get("scored") is not None and data.get("excluded"):
+    if data.get("partial"):
+        lines.append(f"PARTIAL: {data.get('partial_reason') or 'the source stopped early'}")
+    reasons = data.get("excluded_reasons") or {}
+    if reasons:
+        lines.append(
+            f"{data.get('scored', data['count'])} scored; left out: "
+            + ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+        )
+    elif data.get("scored") is not None and data.get("excluded"):
         lines.append(
             f"{data['scored']} scored, {data['excluded']} left out (languages the models do not read)"
         )

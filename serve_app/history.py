@@ -63,6 +63,8 @@ def make_record(
     strongly_negative: Mapping[str, Any] | None = None,
     emotional_agg: Sequence[dict[str, Any]] | None = None,
     breakdown_methods: Mapping[str, str] | None = None,
+    partial_reason: str | None = None,
+    excluded: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """One analysis as a self-contained, JSON-serialisable record with a stable id.
 
@@ -122,6 +124,11 @@ def make_record(
         "languages": langs,
         "posts": items,
     }
+    # Only when set: records of complete answers keep the ids they always had.
+    if partial_reason:
+        rec["partial_reason"] = partial_reason
+    if excluded:
+        rec["excluded"] = dict(excluded)
     rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
     return rec
 
@@ -223,8 +230,9 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
             cur.execute(
                 "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
                 " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
-                " n_strongly_negative, languages, negative_threshold, breakdown_methods)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (query_id) DO NOTHING",
+                " n_strongly_negative, languages, negative_threshold, breakdown_methods, partial_reason,"
+                " excluded) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+                " ON CONFLICT (query_id) DO NOTHING",
                 (
                     qid,
                     rec["keyword"],
@@ -242,6 +250,8 @@ def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) 
                     Jsonb(rec["languages"]) if rec.get("languages") is not None else None,
                     threshold,
                     Jsonb(rec["breakdown_methods"]) if rec.get("breakdown_methods") else None,
+                    rec.get("partial_reason"),
+                    Jsonb(rec["excluded"]) if rec.get("excluded") else None,
                 ),
             )
             cur.executemany(

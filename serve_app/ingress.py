@@ -30,7 +30,9 @@ from serve_app.errors import SourceConfigError, SourceError
 from serve_app.history import make_record, queue_record, queue_track
 from serve_app.inline import INLINE_MAX_TEXTS, InlineModels
 from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
+from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
+from serve_app.request_budget import Priority
 from serve_app.schemas import (
     MAX_BODY_BYTES,
     AnalyzeRequest,
@@ -214,6 +216,7 @@ class IngressConfig:
     call_retries: int = 5  # re-sends of an idempotent call whose replica died
     max_inflight: int = 128  # requests doing model work at once; more get 503 + Retry-After
     negative_threshold: float = 0.8  # sentiment confidence for "strongly negative"
+    partial_ttl_s: int = 60  # a partial answer is cached this long: the source may recover soon
     max_unsaved: int = 10_000  # records held in memory while Redis is down
     unsaved_retry_s: float = 1.0  # how often held records are offered to Redis again
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
@@ -500,18 +503,24 @@ class Ingress:
         tasks: list[str],
         threshold: float,
         include_other: bool,
+        priority: Priority = "user",
     ) -> dict[str, Any]:
         """Fetch, pick the posts the models can read, classify per task, aggregate; cache and record."""
-        posts: list[dict[str, Any]] = await self._call(
-            f"source {source!r}", lambda: self.fetcher.fetch.remote(source, keyword, limit), timeout=60
+        fetched: FetchResult = await self._call(
+            f"source {source!r}",
+            lambda: self.fetcher.fetch.remote(source, keyword, limit, priority),
+            timeout=60,
         )
+        posts = fetched.posts
         by_task = tasks_info(info)
         readable = readable_languages(by_task[t].get("languages", ["en"]) for t in tasks)
-        langs = [p.get("lang", UNDETERMINED) for p in posts]
+        langs = [p.lang or UNDETERMINED for p in posts]
         keep = [i for i, lg in enumerate(langs) if include_other or is_supported(lg, readable)]
         kept = set(keep)
         metrics.record_posts(langs, [i in kept for i in range(len(posts))])
-        texts = [post_text(posts[i]["title"], posts[i]["body"]) for i in keep]
+        texts = [post_text(posts[i].title, posts[i].body) for i in keep]
+        excluded = {"language": len(posts) - len(keep), **fetched.excluded}
+        excluded = {reason: n for reason, n in excluded.items() if n}
 
         answers: dict[str, tuple[str, list[dict[str, Any]]]] = await self._call(
             "classifier",
@@ -535,11 +544,15 @@ class Ingress:
             )
         counting = {t: Counting(by_task[t]["breakdown_method"], by_task[t]["adjustment"]) for t in tasks}
         summary: dict[str, Any] = await self._call(
-            "aggregator", lambda: self.aggregator.summarize.remote(keyword, preds, plot, counting), 30
+            "aggregator",
+            lambda: self.aggregator.summarize.remote(
+                keyword, preds, plot, counting, fetched.partial is not None
+            ),
+            30,
         )
         negative = None
         if "sentiment" in preds:
-            negative = strongly_negative([str(posts[i]["id"]) for i in keep], preds["sentiment"], threshold)
+            negative = strongly_negative([posts[i].id for i in keep], preds["sentiment"], threshold)
         result = {
             "keyword": keyword,
             "count": len(posts),
@@ -552,12 +565,15 @@ class Ingress:
             "scored": len(keep),
             "languages": count_languages(langs),
             "excluded": len(posts) - len(keep),
+            "excluded_reasons": excluded,
+            "partial": fetched.partial is not None,
+            "partial_reason": fetched.partial,
             "model_versions": versions,
             "plot_base64": summary["plot_base64"],
             "post_source": source,
             "model_version": versions.get("emotion") or next(iter(versions.values())),
         }
-        await self.cache.set(key, result)
+        await self.cache.set(key, result, self.cfg.partial_ttl_s if fetched.partial else None)
         if self.cfg.history and posts:
             rec = make_record(
                 keyword,
@@ -566,7 +582,7 @@ class Ingress:
                 lang,
                 result["model_version"],
                 summary.get("agg", []),
-                posts,
+                [p.as_dict() for p in posts],
                 preds,
                 kept=keep,
                 sentiment_agg=summary.get("sentiment_agg"),
@@ -574,6 +590,8 @@ class Ingress:
                 strongly_negative=negative,
                 emotional_agg=summary.get("emotional_agg"),
                 breakdown_methods=result["breakdown_methods"],
+                partial_reason=fetched.partial,
+                excluded=excluded,
             )
             await self._save_record(rec)
         return result
@@ -591,7 +609,9 @@ class Ingress:
             return False
         if ttl > refresh_below_s:
             return False
-        await self._infer(keyword, limit, source, "en", False, info, key, tasks, threshold, False)
+        await self._infer(
+            keyword, limit, source, "en", False, info, key, tasks, threshold, False, "background"
+        )
         return True
 
     # Two batches at once, each on one ONNX Runtime thread (`inline_threads`): while one

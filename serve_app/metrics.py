@@ -53,6 +53,30 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
     "emotion_monitor_sync_backlog": ("gauge", "Analyses in Redis not yet in PostgreSQL", (), None),
     "emotion_monitor_synced_records_total": ("counter", "Analyses moved to PostgreSQL", (), None),
     "emotion_monitor_warmer_refreshes_total": ("counter", "Cache entries refreshed by the warmer", (), None),
+    "emotion_monitor_reddit_requests_total": (
+        "counter",
+        "HTTP requests sent to Reddit, by access (oauth/public) and status",
+        ("access", "status"),
+        None,
+    ),
+    "emotion_monitor_reddit_budget_wait_seconds": (
+        "histogram",
+        "Time spent waiting for a token of the shared Reddit request budget",
+        ("priority",),
+        SECONDS_BUCKETS,
+    ),
+    "emotion_monitor_reddit_budget_refused_total": (
+        "counter",
+        "Reddit requests not sent: no token before the caller's deadline",
+        ("priority",),
+        None,
+    ),
+    "emotion_monitor_posts_excluded_total": (
+        "counter",
+        "Fetched posts left out by post hygiene, by reason",
+        ("reason",),
+        None,
+    ),
 }
 
 
@@ -144,3 +168,26 @@ def record_sync(backlog: int, synced: int) -> None:
 def record_warmer(refreshed: int) -> None:
     if refreshed:
         _metric("emotion_monitor_warmer_refreshes_total").inc(refreshed)
+
+
+@_safe
+def record_reddit_request(access: str, status: int | str) -> None:
+    """One request sent to Reddit; `status` is the HTTP status or "error" (no response)."""
+    _metric("emotion_monitor_reddit_requests_total").inc(1, tags={"access": access, "status": str(status)})
+
+
+@_safe
+def record_budget_wait(priority: str, seconds: float) -> None:
+    _metric("emotion_monitor_reddit_budget_wait_seconds").observe(seconds, tags={"priority": priority})
+
+
+@_safe
+def record_budget_refused(priority: str) -> None:
+    _metric("emotion_monitor_reddit_budget_refused_total").inc(1, tags={"priority": priority})
+
+
+@_safe
+def record_excluded(counts: dict[str, int]) -> None:
+    for reason, n in counts.items():
+        if n:
+            _metric("emotion_monitor_posts_excluded_total").inc(n, tags={"reason": reason})

@@ -107,6 +107,16 @@ class AnalyzeResponse(BaseModel):
         default_factory=dict, description="Posts per detected language (`und`: too short or unsure to tell)."
     )
     excluded: int = Field(0, description="Posts left out: a language no requested model was trained for.")
+    excluded_reasons: dict[str, int] = Field(
+        default_factory=dict,
+        description="Posts left out, by reason: `language` (as `excluded`), and the source's post hygiene: "
+        "`empty` (no title or text), `nsfw`, `stickied`, `promoted`, `crosspost` and `duplicate` "
+        "(counted once). Removed or deleted text is dropped; its post keeps its title.",
+    )
+    partial: bool = Field(
+        False, description="The source stopped early (a later page failed, or the deadline came near)."
+    )
+    partial_reason: str | None = Field(None, description="Why the answer is partial.")
     model_versions: dict[str, str] = Field(default_factory=dict, description="Model version per task.")
     plot_base64: str | None = None
     source: Literal["cache", "inference"]

@@ -47,12 +47,24 @@ class Settings(BaseSettings):
     jsonl_path: Path = Path("../shared/data/reddit_sample/posts.jsonl")
     reddit_client_id: str | None = None
     reddit_client_secret: SecretStr | None = None
-    reddit_user_agent: str = "emotion-monitor/0.1 (public-opinion monitoring)"
+    # Reddit's API rules ask for `platform:app_id:version (by /u/username)`; the User-Agent
+    # is built from these unless `reddit_user_agent` gives a whole one.
+    reddit_app_id: str = Field("emotion-monitor", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    reddit_contact: str | None = Field(None, description="who runs this instance, e.g. /u/yourname")
+    reddit_user_agent: str | None = Field(None, min_length=7)
     reddit_public_url: str = "https://www.reddit.com"
     reddit_oauth_url: str = "https://oauth.reddit.com"
     reddit_www_url: str = "https://www.reddit.com"
     fetch_timeout_s: float = Field(10.0, gt=0, le=120)
     fetch_retries: int = Field(2, ge=0, le=10)
+    include_nsfw: bool = Field(False, description="classify posts Reddit marks NSFW (excluded by default)")
+    # One request budget for the whole app (a token bucket in Redis), per credential.
+    reddit_oauth_per_min: float = Field(100.0, gt=0, le=6000, description="Reddit's OAuth budget per client")
+    reddit_public_per_min: float = Field(10.0, gt=0, le=6000, description="without OAuth credentials")
+    reddit_burst: int = Field(10, ge=1, le=1000, description="requests that may go out back to back")
+    reddit_background_reserve: float = Field(
+        5.0, ge=0, description="tokens the warmer and monitors leave for users' requests"
+    )
 
     # Cache and history. Unset URLs start embedded servers under data_dir (if `embedded`).
     redis_url: SecretStr | None = None
@@ -92,6 +104,13 @@ class Settings(BaseSettings):
     analyze_burst: int = Field(20, ge=1)
     # The bind address is Serve's, not ours: `http_options.host` in serve_config.yaml
     # (127.0.0.1; exposing the service means changing it there, on purpose).
+
+
+def reddit_user_agent(s: Settings) -> str:
+    from serve_app import __version__
+    from serve_app.reddit import user_agent
+
+    return s.reddit_user_agent or user_agent(s.reddit_app_id, __version__, s.reddit_contact)
 
 
 @lru_cache(maxsize=1)

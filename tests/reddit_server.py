@@ -6,7 +6,11 @@
 
 Listings page with `limit` / `after` like Reddit's, and carry `x-ratelimit-*` headers.
 Faults can be switched on per test: a fixed status for the next N requests (429 with
-Retry-After, 5xx), a delay before answering, or an exhausted rate-limit window.
+Retry-After, 5xx), optionally only after the first `after_ok` requests (a later page
+fails), a delay before answering, an exhausted rate-limit window, or a cursor that loops
+(every page is the first page again, with the same `after`). Posts carry the fields Reddit
+sends that hygiene reads (`over_18`, `stickied`, `promoted`, `crosspost_parent`, removed
+bodies); each request's User-Agent is recorded.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Faults:
     delay_s: float = 0.0
     ratelimit_remaining: float = 600.0
     ratelimit_reset: float = 60.0
+    after_ok: int = 0  # let this many requests through before the status fault starts
+    loop_cursor: bool = False  # every page is the first page, with the same `after`
 
 
 @dataclass
@@ -40,12 +46,14 @@ class ServerState:
     posts: list[dict[str, Any]]
     faults: Faults = field(default_factory=Faults)
     requests: list[str] = field(default_factory=list)
+    user_agents: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def make_post(i: int, title: str, body: str = "", subreddit: str = "test") -> dict[str, Any]:
+def make_post(i: int, title: str, body: str = "", subreddit: str = "test", **fields: Any) -> dict[str, Any]:
+    """A search result with the fields Reddit sends for a link; `fields` override any."""
     pid = f"p{i:05d}"
-    return {
+    post = {
         "id": pid,
         "name": f"t3_{pid}",
         "title": title,
@@ -60,7 +68,24 @@ def make_post(i: int, title: str, body: str = "", subreddit: str = "test") -> di
         "num_comments": 0,
         "over_18": False,
         "is_self": bool(body),
+        "stickied": False,
+        "promoted": None,
+        "pinned": False,
+        "locked": False,
+        "spoiler": False,
+        "distinguished": None,
+        "removed_by_category": None,
+        "num_crossposts": 0,
+        "upvote_ratio": 0.97,
+        "link_flair_text": None,
+        "author_fullname": "t2_someone",
+        "domain": f"self.{subreddit}",
+        "thumbnail": "self",
+        "edited": False,
+        "gilded": 0,
     }
+    post.update(fields)
+    return post
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,10 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.server.state
         with st.lock:
             st.requests.append(self.path)
+            st.user_agents.append(self.headers.get("User-Agent", ""))
             f = st.faults
             delay = f.delay_s
             status = None
-            if f.status is not None and f.count > 0:
+            if f.after_ok > 0:
+                f.after_ok -= 1
+            elif f.status is not None and f.count > 0:
                 f.count -= 1
                 status = f.status
         if delay:
@@ -147,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
         hits.sort(key=lambda p: -p["created_utc"])
         start = 0
         after = params.get("after")
+        if self.server.state.faults.loop_cursor:
+            after = None  # a broken upstream: the first page again, with the same cursor
         if after:
             names = [p["name"] for p in hits]
             start = names.index(after) + 1 if after in names else len(hits)
@@ -155,7 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
         return {
             "kind": "Listing",
             "data": {
-                "after": page[-1]["name"] if page and more else None,
+                "after": page[-1]["name"]
+                if page and (more or self.server.state.faults.loop_cursor)
+                else None,
                 "before": None,
                 "dist": len(page),
                 "children": [{"kind": "t3", "data": p} for p in page],

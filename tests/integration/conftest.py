@@ -59,6 +59,11 @@ def serve_url(
         reddit_public_url=reddit_server.url,
         fetch_retries=0,
         fetch_timeout_s=5,
+        reddit_contact="/u/emotion-monitor-tests",
+        # The shared request budget is tested on its own (test_request_budget.py); here it
+        # must not ration the test server.
+        reddit_public_per_min=6000,
+        reddit_burst=1000,
     )
     args = AppArgs(
         model_dir=str(MODEL_DIR),

@@ -315,6 +315,7 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
         created_at=T0, kept=kept, sentiment_agg=sagg,
         model_versions={"emotion": "emo-v1", "sentiment": "sen-v1"},
         strongly_negative={"threshold": 0.8, "count": 1, "pct": 33.33, "ids": ["m0"]},
+        partial_reason="page 2 failed (HTTP 500)", excluded={"language": 1, "duplicate": 2},
     )  # fmt: skip
     assert rec["posts"][2]["label"] is None and rec["posts"][2]["sentiment"] is None
     store_record(r, rec)
@@ -322,6 +323,7 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
     with psycopg.connect(url) as c:
         by_task = dict(c.execute("SELECT task, count(*) FROM predictions GROUP BY task").fetchall())
         q = c.execute("SELECT tasks, model_versions, n_scored, n_strongly_negative FROM queries").fetchone()
+        partial = c.execute("SELECT partial_reason, excluded FROM queries").fetchone()
         agg_rows = c.execute("SELECT count(*) FROM query_aggregates WHERE task = 'sentiment'").fetchone()
         daily = dict(
             c.execute("SELECT label, posts FROM v_sentiment_daily WHERE keyword = 'mixed'").fetchall()
@@ -334,6 +336,7 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
     assert by_task == {"emotion": 3, "sentiment": 3}
     assert q == (["emotion", "sentiment"], {"emotion": "emo-v1", "sentiment": "sen-v1"}, 3, 1)
     assert agg_rows == (2,)
+    assert partial == ("page 2 failed (HTTP 500)", {"language": 1, "duplicate": 2})
     assert daily == {"negative": 2, "positive": 1}
     assert lang_rows == {"en": 2, "es": 1, "und": 1}
     # Only m0 is negative at >= 0.8 (m3 is negative at 0.6): the triage view lists it alone.

@@ -13,9 +13,10 @@ import httpx
 import pytest
 import redis
 
+from serve_app.cli import format_analysis
 from serve_app.labels import EMOTION_LABELS
 from tests.conftest import MODEL_DIR
-from tests.reddit_server import RedditTestServer
+from tests.reddit_server import RedditTestServer, make_post
 
 pytestmark = pytest.mark.integration
 
@@ -126,6 +127,34 @@ def test_reddit_source_through_the_graph(
     assert r.status_code == 200, r.text
     data = r.json()
     assert data["count"] == 50 and data["post_source"] == "reddit"
+
+
+def test_a_later_page_failing_answers_partially_and_says_so(
+    client: httpx.Client, reddit_server: RedditTestServer, clean_cache: redis.Redis
+) -> None:
+    extra = [make_post(5000 + i, f"my kettle {i} broke again today", "so annoyed") for i in range(150)]
+    extra.append(make_post(4998, "kettle thread pinned by mods", "rules", stickied=True))
+    extra.append(make_post(4999, "my kettle broke again, removed", "[removed]"))
+    reddit_server.state.posts.extend(extra)
+    f = reddit_server.state.faults
+    f.after_ok, f.status, f.count = 1, 500, 5  # page 1 answers, page 2 fails
+    try:
+        r = client.post(
+            "/analyze", json={"keyword": "kettle", "limit": 150, "source": "reddit", "return_plot": True}
+        )
+    finally:
+        f.after_ok, f.count = 0, 0
+        del reddit_server.state.posts[-len(extra) :]
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["partial"] is True and "page 2 failed" in data["partial_reason"], data
+    # Page 1: the pinned thread (left out), the removed post (its title kept) and 98 more.
+    assert data["count"] == 99 and data["excluded_reasons"].get("stickied") == 1
+    assert data["plot_base64"]
+    assert "PARTIAL" in "\n".join(format_analysis(data))
+    # Cached briefly (the source may recover), not for the hour a full answer gets.
+    ttls = [clean_cache.ttl(k) for k in clean_cache.scan_iter("em:analyze:*")]
+    assert ttls and max(ttls) <= 60
 
 
 def test_reference_clients_work_unchanged(client: httpx.Client, clean_cache: redis.Redis) -> None:

@@ -203,6 +203,9 @@ def rel_settings(
         "reddit_public_url": flaky_reddit.url,
         "fetch_retries": 2,
         "fetch_timeout_s": 1.0,
+        "reddit_contact": "/u/emotion-monitor-tests",
+        "reddit_public_per_min": 6000,
+        "reddit_burst": 1000,
     }
 
 

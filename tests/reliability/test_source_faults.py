@@ -8,18 +8,23 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import redis
 
 from tests.reddit_server import Faults, RedditTestServer
 from tests.reliability.conftest import Report
+from tests.reliability.services import PrivateRedis
 
 pytestmark = pytest.mark.reliability
 
 
 @pytest.fixture()
-def faults(flaky_reddit: RedditTestServer) -> Iterator[RedditTestServer]:
+def faults(flaky_reddit: RedditTestServer, private_redis: PrivateRedis) -> Iterator[RedditTestServer]:
     flaky_reddit.state.faults = Faults()
     yield flaky_reddit
     flaky_reddit.state.faults = Faults()
+    # A 429's Retry-After holds the shared request budget for every process: the next
+    # fault's test starts with a fresh one.
+    redis.Redis.from_url(private_redis.url).delete("em:reddit:budget:public")
 
 
 async def burst(url: str, n: int) -> list[tuple[int, dict[str, str], str, float]]:

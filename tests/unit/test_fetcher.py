@@ -9,15 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deployments.fetcher import (
-    FetcherConfig,
-    JsonlCorpus,
-    Post,
-    PostSources,
-    RedditPrawClient,
-    RedditPublicClient,
-)
+from deployments.fetcher import FetcherConfig, PostSources
+from serve_app.corpus import JsonlCorpus
 from serve_app.errors import SourceConfigError, SourceError
+from serve_app.posts import Post
+from serve_app.reddit import RedditPrawClient, RedditPublicClient
+from serve_app.request_budget import BudgetConfig, RequestBudget
 from tests.reddit_server import CLIENT_ID, CLIENT_SECRET, RedditTestServer, make_post
 
 pytestmark = pytest.mark.unit
@@ -37,19 +34,20 @@ def test_corpus_matches_whole_words_and_phrases_newest_first() -> None:
             post(5, "Machine Learning rocks"),
         ]
     )
-    assert [p.id for p in c.search("AI", 10)] == ["id3", "id1"]
-    assert [p.id for p in c.search("machine learning", 10)] == ["id5", "id3"]
-    assert [p.id for p in c.search("  MACHINE   learning ", 1)] == ["id5"]
-    assert c.search("nothing-here", 10) == []
-    assert c.search("!!!", 10) == []
-    assert c.search("ai", 0) == []
+    assert [p.id for p in c.search("AI", 10).posts] == ["id3", "id1"]
+    assert [p.id for p in c.search("machine learning", 10).posts] == ["id5", "id3"]
+    assert [p.id for p in c.search("  MACHINE   learning ", 1).posts] == ["id5"]
+    assert c.search("nothing-here", 10).posts == []
+    assert c.search("!!!", 10).posts == []
+    assert c.search("ai", 0).posts == []
 
 
 def test_corpus_loads_the_shared_sample_and_searches_fast(data_root: Path) -> None:
     c = JsonlCorpus.from_file(data_root / "reddit_sample" / "posts.jsonl")
     assert len(c) == 30801
-    hits = c.search("game", 250)
-    assert len(hits) == 250
+    found = c.search("game", 250)
+    hits = found.posts
+    assert len(hits) == 250 and found.partial is None
     assert all("game" in f"{p.title} {p.body}".lower() for p in hits)
     assert [p.created_utc for p in hits] == sorted((p.created_utc for p in hits), reverse=True)
     assert len({p.id for p in hits}) == 250
@@ -72,20 +70,21 @@ def reddit() -> Iterator[RedditTestServer]:
 
 def test_public_json_paginates_to_the_limit_without_duplicates(reddit: RedditTestServer) -> None:
     client = RedditPublicClient(reddit.url, timeout_s=5)
-    got = client.search("python", 150)
+    got = client.search("python", 150).posts
     assert len(got) == 150
     assert len({p.id for p in got}) == 150
     assert got[0].url == f"{reddit.url}/r/test/comments/p00000/post/"
     searches = [r for r in reddit.state.requests if r.startswith("/search.json")]
     assert len(searches) == 2  # pages of 100 and 50
-    assert len(client.search("python", 1000)) == 230  # stops when Reddit has no more
+    everything = client.search("python", 1000)
+    assert len(everything.posts) == 230 and everything.partial is None  # Reddit has no more
 
 
 def test_public_json_retries_5xx_then_succeeds(reddit: RedditTestServer) -> None:
     reddit.state.faults.status, reddit.state.faults.count = 503, 2
     sleeps: list[float] = []
     client = RedditPublicClient(reddit.url, timeout_s=5, retries=2, sleep=sleeps.append)
-    assert len(client.search("python", 10)) == 10
+    assert len(client.search("python", 10).posts) == 10
     assert sleeps == [0.5, 1.0]  # exponential backoff
 
 
@@ -120,11 +119,12 @@ def test_public_json_slow_server_times_out_within_the_deadline(reddit: RedditTes
 
 
 def test_public_json_waits_for_an_exhausted_rate_limit_window(reddit: RedditTestServer) -> None:
-    reddit.state.faults.ratelimit_remaining, reddit.state.faults.ratelimit_reset = 0, 3
-    sleeps: list[float] = []
-    client = RedditPublicClient(reddit.url, timeout_s=5, sleep=sleeps.append)
-    assert len(client.search("python", 150)) == 150
-    assert sleeps == [3.0]
+    reddit.state.faults.ratelimit_remaining, reddit.state.faults.ratelimit_reset = 0, 2
+    budget = RequestBudget(BudgetConfig(600, 10, 0, "test"))  # this process's bucket
+    client = RedditPublicClient(reddit.url, timeout_s=5, budget=budget)
+    started = time.monotonic()
+    assert len(client.search("python", 150).posts) == 150
+    assert time.monotonic() - started >= 1.9  # the second page waited for the window to reset
 
 
 def test_unreachable_reddit_is_a_named_error() -> None:
@@ -143,7 +143,7 @@ def test_praw_path_authenticates_and_searches(reddit: RedditTestServer) -> None:
         reddit_url=reddit.url,
         timeout_s=5,
     )
-    got = client.search("python", 120)
+    got = client.search("python", 120).posts
     assert len(got) == 120
     assert len({p.id for p in got}) == 120
     assert got[0].title == "Post 0 about python" and got[1].body == "body text"
@@ -170,7 +170,7 @@ def test_sources_choose_praw_only_with_credentials(reddit: RedditTestServer, tmp
     corpus.write_text(json.dumps({"id": "a", "title": "python rocks", "body": "", "created_utc": 1}) + "\n")
     public = PostSources(FetcherConfig(jsonl_path=str(corpus), reddit_public_url=reddit.url))
     assert isinstance(public.reddit(), RedditPublicClient)
-    assert [p.id for p in public.fetch("jsonl", "python", 5)] == ["a"]
+    assert [p.id for p in public.fetch("jsonl", "python", 5).posts] == ["a"]
     oauth = PostSources(
         FetcherConfig(
             reddit_client_id=CLIENT_ID,
@@ -180,4 +180,4 @@ def test_sources_choose_praw_only_with_credentials(reddit: RedditTestServer, tmp
         )
     )
     assert isinstance(oauth.reddit(), RedditPrawClient)
-    assert len(oauth.fetch("reddit", "python", 3)) == 3
+    assert len(oauth.fetch("reddit", "python", 3).posts) == 3
