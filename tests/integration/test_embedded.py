@@ -33,6 +33,7 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             "0002_sentiment_and_languages",
             "0003_strongly_negative",
             "0004_neutral_and_intervals",
+            "0005_partial_and_hygiene",
         ]
         rec = make_record(
             "embedded",

@@ -83,6 +83,7 @@ def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
             "0002_sentiment_and_languages",
             "0003_strongly_negative",
             "0004_neutral_and_intervals",
+            "0005_partial_and_hygiene",
         ]
 
 
