@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -29,6 +30,7 @@ from serve_app.cache import AnalysisCache, analysis_key
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.history import make_record, queue_record, queue_track
 from serve_app.inline import INLINE_MAX_TEXTS, InlineModels
+from serve_app.journal import Journal, JournalError
 from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
@@ -45,6 +47,7 @@ from serve_app.schemas import (
     SyncStatus,
 )
 from serve_app.security import RateLimiter, key_matches, replica_share
+from serve_app.single_flight import SingleFlight
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.ingress")
@@ -217,8 +220,14 @@ class IngressConfig:
     max_inflight: int = 128  # requests doing model work at once; more get 503 + Retry-After
     negative_threshold: float = 0.8  # sentiment confidence for "strongly negative"
     partial_ttl_s: int = 60  # a partial answer is cached this long: the source may recover soon
-    max_unsaved: int = 10_000  # records held in memory while Redis is down
+    # Records of analyses answered while Redis is down go to an fsynced journal here before
+    # the answer leaves (serve_app.journal); None keeps them in memory only (tests, no disk).
+    journal_dir: str | None = None
+    max_unsaved: int = 10_000  # records held in memory when the journal cannot be written
     unsaved_retry_s: float = 1.0  # how often held records are offered to Redis again
+    # Concurrent analyses of one question wait for one computation (a Redis lock across
+    # replicas); a waiter gives up and computes itself after this long.
+    single_flight_s: float = 90.0
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
     background: Any = field(default=None, compare=False)  # (SyncConfig, WarmerConfig) or None
     app_name: str = "emotion-monitor"
@@ -269,6 +278,9 @@ class Ingress:
         self.cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
         self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
         self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
+        self.journal = Journal(Path(cfg.journal_dir)) if cfg.journal_dir else None
+        self._orphans_checked = self.journal is None
+        self.flights = SingleFlight(self.cache, cfg.single_flight_s)
         self._flush_lock = asyncio.Lock()
         self._flusher: asyncio.Task[None] | None = None
         self._info: dict[str, Any] | None = None
@@ -288,34 +300,74 @@ class Ingress:
             except Exception as exc:  # the API works without them; /sync/status says so
                 log.error("background actors not started: %r", exc)
 
+    @property
+    def held(self) -> int:
+        """Records not yet in Redis: in the journal, or in memory if it could not be written."""
+        return len(self._unsaved) + (self.journal.pending if self.journal else 0)
+
+    async def _push(self, records: list[dict[str, Any]]) -> None:
+        """Hand records to Redis in one MULTI; raises if Redis does not take them."""
+        assert self.store.client is not None
+        pipe = self.store.client.pipeline(transaction=True)
+        for rec in records:
+            queue_record(pipe, rec)
+        try:
+            await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            self.store.mark_failed(exc)
+            raise
+        self.store.mark_ok()
+
+    async def _hand_over_held(self) -> None:
+        """Offer held records to Redis: this replica's, then those a stopped replica left."""
+        if self.store.client is None or not self.store.available:
+            return
+        with contextlib.suppress(redis.RedisError, OSError):
+            if self.journal is not None:
+                await self.journal.replay(self._push)
+                if not self._orphans_checked:
+                    await self.journal.replay_orphans(self._push)
+                    self._orphans_checked = True
+            while self._unsaved:
+                await self._push([self._unsaved[0]])
+                self._unsaved.popleft()
+
     async def _save_record(self, rec: dict[str, Any] | None) -> None:
-        """Hand a record to Redis for the sync; hold it in memory while Redis is down."""
-        if rec is not None:
-            self._unsaved.append(rec)
-        if self.store.client is not None and self.store.available:
-            # One flusher at a time: concurrent requests must not write or drop each other's records.
-            async with self._flush_lock:
-                while self._unsaved:
-                    head = self._unsaved[0]
-                    try:
-                        await queue_record(self.store.client.pipeline(transaction=True), head).execute()
-                    except (redis.RedisError, OSError) as exc:
-                        self.store.mark_failed(exc)
-                        break
-                    self.store.mark_ok()
-                    if self._unsaved and self._unsaved[0] is head:
-                        self._unsaved.popleft()
+        """Hand a record to Redis for the sync; while Redis is down, make it durable first.
+
+        Returns only once the record is in Redis or fsynced in the journal: the caller
+        answers after that, so an answered analysis survives a `kill -9` of the whole app.
+        """
+        # One writer at a time: concurrent requests must not write or drop each other's records.
+        async with self._flush_lock:
+            await self._hand_over_held()  # older records first
+            if rec is not None:
+                try:
+                    if self.held or self.store.client is None or not self.store.available:
+                        raise redis.ConnectionError("Redis marked unavailable")
+                    await self._push([rec])
+                except (redis.RedisError, OSError):
+                    self._hold(rec)
         self._trim_unsaved()
         self._keep_offering()
 
+    def _hold(self, rec: dict[str, Any]) -> None:
+        if self.journal is not None:
+            try:
+                self.journal.append(rec)
+                return
+            except JournalError as exc:
+                log.error("%s; holding record %s in memory", exc, rec["query_id"])
+        self._unsaved.append(rec)
+
     def _keep_offering(self) -> None:
         # Held records must not wait for this replica's next /analyze: behind HAProxy another
-        # replica may take all the traffic, and a replica shut down while holding loses them.
-        if self._unsaved and (self._flusher is None or self._flusher.done()):
+        # replica may take all the traffic.
+        if self.held and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.get_running_loop().create_task(self._offer_held())
 
     async def _offer_held(self) -> None:
-        while self._unsaved:
+        while self.held:
             await asyncio.sleep(self.cfg.unsaved_retry_s)
             try:
                 await self._save_record(None)
@@ -330,6 +382,20 @@ class Ingress:
             await asyncio.wait({flusher}, timeout=self.cfg.unsaved_shutdown_s)
         if getattr(self, "_unsaved", None):
             log.error("%d history records lost: Redis still unavailable at shutdown", len(self._unsaved))
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            if journal.pending:
+                log.warning("%d history records stay in %s for the next start", journal.pending, journal.path)
+            journal.close()
+
+    async def check_health(self) -> None:
+        """Serve calls this every few seconds: a replica that gets no traffic still hands over
+        its held records, and the journals of replicas that were killed, once Redis is back."""
+        if self.held or not self._orphans_checked:
+            try:
+                await self._save_record(None)
+            except Exception as exc:  # never fail the health check over history
+                log.error("handing held history records to Redis failed: %r", exc)
 
     def _trim_unsaved(self) -> None:
         while len(self._unsaved) > self.cfg.max_unsaved:
@@ -464,7 +530,7 @@ class Ingress:
             req.keyword, req.limit, source, req.lang, tasks, threshold, req.include_other_languages, info
         )
         cached = await self.cache.get(key)
-        if self._unsaved:
+        if self.held or not self._orphans_checked:
             await self._save_record(None)  # Redis may be back: hand over what was held
         hit = cached is not None and (not req.return_plot or bool(cached.get("plot_base64")))
         metrics.record_cache(hit)
@@ -477,19 +543,29 @@ class Ingress:
 
         await self._track(req.keyword, req.limit, source)
         with self._admit():
-            result = await self._infer(
-                req.keyword,
-                req.limit,
-                source,
-                req.lang,
-                req.return_plot,
-                info,
+            # Concurrent askers of this question (in any replica, or the warmer) share one run.
+            result, computed = await self.flights.run(
                 key,
-                tasks,
-                threshold,
-                req.include_other_languages,
+                lambda: self._infer(
+                    req.keyword,
+                    req.limit,
+                    source,
+                    req.lang,
+                    req.return_plot,
+                    info,
+                    key,
+                    tasks,
+                    threshold,
+                    req.include_other_languages,
+                ),
+                with_plot=req.return_plot,
             )
-        return AnalyzeResponse(**result, source="inference", time=round(time.perf_counter() - started, 4))
+        if not req.return_plot:
+            result["plot_base64"] = None
+        source_of_answer = "inference" if computed else "cache"
+        return AnalyzeResponse(
+            **result, source=source_of_answer, time=round(time.perf_counter() - started, 4)
+        )
 
     async def _infer(
         self,
@@ -609,10 +685,13 @@ class Ingress:
             return False
         if ttl > refresh_below_s:
             return False
-        await self._infer(
-            keyword, limit, source, "en", False, info, key, tasks, threshold, False, "background"
+        _, computed = await self.flights.run(
+            key,
+            lambda: self._infer(
+                keyword, limit, source, "en", False, info, key, tasks, threshold, False, "background"
+            ),
         )
-        return True
+        return computed
 
     # Two batches at once, each on one ONNX Runtime thread (`inline_threads`): while one
     # batch's Python (tokenizing, rows, responses) holds the GIL the other keeps a core busy.
@@ -703,7 +782,7 @@ class Ingress:
             raise ServiceUnavailable(
                 f"history sync not running ({type(exc).__name__}); is PostgreSQL configured?", 30
             ) from None
-        return SyncStatus(**state, unsaved_in_ingress=len(self._unsaved))
+        return SyncStatus(**state, unsaved_in_ingress=self.held)
 
     @api.get("/labels", response_model=LabelsResponse, dependencies=AUTH)
     async def labels(self, request: Request) -> LabelsResponse:

@@ -38,7 +38,11 @@ def reddit_server() -> Iterator[RedditTestServer]:
 
 @pytest.fixture(scope="session")
 def serve_url(
-    serve_http: str, redis_client: redis.Redis, reddit_server: RedditTestServer, app_pg_url: str
+    serve_http: str,
+    redis_client: redis.Redis,
+    reddit_server: RedditTestServer,
+    app_pg_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"no model at {MODEL_DIR}")
@@ -54,6 +58,7 @@ def serve_url(
         redis_url=TEST_REDIS_URL,
         postgres_url=app_pg_url,
         embedded=False,
+        data_dir=tmp_path_factory.mktemp("app-data"),  # the history journal: this app's own
         background=True,
         warmer_per_pass=0,  # the warmer is tested on its own
         reddit_public_url=reddit_server.url,

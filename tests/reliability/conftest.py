@@ -192,9 +192,14 @@ def undeploy() -> None:
 
 @pytest.fixture(scope="session")
 def rel_settings(
-    private_redis: PrivateRedis, private_pg: PrivatePostgres, flaky_reddit: RedditTestServer
+    private_redis: PrivateRedis,
+    private_pg: PrivatePostgres,
+    flaky_reddit: RedditTestServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     return {
+        # The ingress's history journal lives here: not shared with other suites' apps.
+        "data_dir": tmp_path_factory.mktemp("rel-data"),
         "redis_url": private_redis.url,
         "postgres_url": private_pg.url,
         # The background loop must not race the tests' forced passes for the same records;

@@ -356,3 +356,51 @@ def test_records_held_at_a_graceful_shutdown_are_handed_over_if_redis_returns(
     )
     assert up and state
     assert counts["queries"] == made and counts["distinct"] == made
+
+
+def ingress_pids() -> list[int]:
+    from ray.util.state import list_actors
+
+    return [
+        int(a.pid)
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name == f"ServeReplica:{APP}:Ingress" and a.pid
+    ]
+
+
+def test_kill_9_of_the_ingress_while_redis_is_down_loses_nothing(
+    clean: str, private_redis: PrivateRedis, private_pg: PrivatePostgres, report: Report
+) -> None:
+    # Answered while Redis is down: each record is fsynced in the replica's journal before the
+    # answer leaves. The replica is then killed with SIGKILL (no shutdown code runs); its
+    # replacement adopts the journal once Redis is back, with no request needed.
+    import os
+    import signal
+
+    private_redis.kill()
+    try:
+        made = analyses_held(clean, "music", range(21, 24))
+        (pid,) = ingress_pids()
+        os.kill(pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        replaced = wait_for(lambda: (p := ingress_pids()) and p[0] != pid and running_replicas("Ingress"), 60)
+    finally:
+        private_redis.start()
+    synced = wait_for(
+        lambda: drained(clean) and pg_counts(private_pg.url)["queries"] == made, timeout=90, step=2
+    )
+    recovery = time.monotonic() - t0
+    counts = pg_counts(private_pg.url)
+    report.add(
+        "Ingress replica `kill -9` while Redis was down, Redis back after the replacement started",
+        "3 /analyze misses answered during the outage",
+        made,
+        1.0,
+        made - counts["queries"],
+        recovery,
+        f"{made} records fsynced in the replica's journal before each answer; the replacement "
+        f"replica handed them to Redis by itself; synced exactly once",
+    )
+    assert replaced, "Serve did not replace the killed ingress replica"
+    assert synced, counts
+    assert counts["queries"] == made and counts["distinct"] == made
