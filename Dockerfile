@@ -15,4 +15,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
 # Inside the container Serve must listen on all interfaces for the published port to reach it
 # (docker-compose.yml publishes it on the host's loopback only).
-CMD ["bash", "-c", "emotion-monitor cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0 && ray start --head --dashboard-host 0.0.0.0 --metrics-export-port 8080 --num-cpus ${RAY_NUM_CPUS:-2} && exec serve run /tmp/serve_config.yaml"]
+CMD ["bash", "-c", "emotion-monitor cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0 && ray start --head --dashboard-host 0.0.0.0 --metrics-export-port 8080 --num-cpus ${RAY_NUM_CPUS:-2} && exec emotion-monitor run /tmp/serve_config.yaml"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: run the whole Serve app from serve_config.yaml on http://127.0.0.1:8000.
-# Stop it with Ctrl-C.
+# Stop it with Ctrl-C or SIGTERM (`kill <pid>`): both drain and exit 0 within 60 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RAY_USAGE_STATS_ENABLED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
@@ -28,4 +28,4 @@ fi
 bash scripts/services.sh >/dev/null 2>&1 || echo "run: Redis/PostgreSQL not available; the service runs uncached" >&2
 echo "run: starting the service on http://127.0.0.1:8000 (docs at /docs); try:"
 echo "  curl -s -X POST localhost:8000/analyze -H 'content-type: application/json' -d '{\"keyword\":\"AI\",\"limit\":250}'"
-exec .venv/bin/serve run serve_config.yaml
+exec .venv/bin/emotion-monitor run serve_config.yaml

@@ -1,0 +1,70 @@
+"""`emotion-monitor run`'s stop: SIGTERM becomes one SIGINT for `serve run`, bounded in time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+# Stands in for `serve run`: shuts down on KeyboardInterrupt (as serve run does), taking
+# `shutdown_s`, and records every SIGINT it gets.
+CHILD = """
+import signal, sys, time
+from pathlib import Path
+log = Path(sys.argv[1]); shutdown_s = float(sys.argv[2])
+def on_int(signum, frame):
+    with log.open("a") as fh: fh.write("SIGINT\\n")
+    raise KeyboardInterrupt
+signal.signal(signal.SIGINT, on_int)
+log.write_text("ready\\n")
+try:
+    while True: time.sleep(0.05)
+except KeyboardInterrupt:
+    signal.signal(signal.SIGINT, lambda s, f: open(sys.argv[1], "a").write("SIGINT again\\n"))
+    time.sleep(shutdown_s)
+    with log.open("a") as fh: fh.write("drained\\n")
+    sys.exit(0)
+"""
+
+WRAPPER = """
+import sys
+from serve_app.graceful import run_gracefully
+sys.exit(run_gracefully([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]], float(sys.argv[4])))
+"""
+
+
+def start(tmp_path: Path, shutdown_s: float, bound: float) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / "child.log"
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRAPPER, CHILD, str(log), str(shutdown_s), str(bound)], cwd=root
+    )
+    deadline = time.monotonic() + 20
+    while not (log.exists() and "ready" in log.read_text()):
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    return proc, log
+
+
+def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
+    proc, log = start(tmp_path, shutdown_s=1.0, bound=10)
+    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGTERM)  # impatient process managers send it twice
+    assert proc.wait(timeout=15) == 0
+    assert log.read_text().splitlines() == ["ready", "SIGINT", "drained"]  # one SIGINT only
+
+
+def test_a_stop_past_the_bound_is_killed_and_says_so(tmp_path: Path) -> None:
+    proc, log = start(tmp_path, shutdown_s=30.0, bound=1.0)
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=15) == 1
+    assert time.monotonic() - started < 5
+    assert "drained" not in log.read_text()
