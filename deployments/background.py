@@ -1,8 +1,9 @@
-"""Background Ray actors: the idle-time history sync and the hot-keyword cache warmer.
+"""Background Ray actors: the idle-time history sync, the hot-keyword cache warmer, and the
+supervisor of the embedded Redis and PostgreSQL.
 
-Both are detached, named actors (they outlive a redeploy of the app and are found again
-by name) and do their work only while the machine's CPU is below a threshold sampled
-with psutil, so they never compete with live requests.
+All are detached, named actors (they outlive a redeploy of the app and are found again
+by name). The sync and the warmer do their work only while the machine's CPU is below a
+threshold sampled with psutil, so they never compete with live requests.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import psutil
 import ray
 
 from serve_app import metrics
+from serve_app.embedded import SupervisedServers
 from serve_app.preprocess import normalize_keyword
 
 log = logging.getLogger("emotion_monitor.background")
@@ -33,6 +35,10 @@ def sync_actor_name(app_name: str = DEFAULT_APP) -> str:
 
 def warmer_actor_name(app_name: str = DEFAULT_APP) -> str:
     return f"{app_name}-warmer"
+
+
+def supervisor_actor_name(app_name: str = DEFAULT_APP) -> str:
+    return f"{app_name}-supervisor"
 
 
 SYNC_ACTOR = sync_actor_name()
@@ -287,15 +293,82 @@ class WarmerActor:
         }
 
 
-def start_background(
-    sync_cfg: SyncConfig | None, warmer_cfg: WarmerConfig | None, app_name: str = DEFAULT_APP
-) -> dict[str, Any]:
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class SupervisorActor:
+    """Restarts the embedded Redis and PostgreSQL when they die (same data, same socket).
+
+    Only servers the app started itself are watched (`SupervisedServers`); configured
+    URLs belong to someone else. The servers are daemons, not this actor's children: it
+    can be on any process of the node, and a restart of the actor does not stop them.
+    """
+
+    def __init__(self, cfg: SupervisedServers) -> None:
+        self.cfg = cfg
+        self.restarts: dict[str, int] = {}
+        self.last_error: str | None = None
+        self.last_check: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def configure(self, cfg: SupervisedServers) -> None:
+        self.cfg = cfg
+
+    async def start(self) -> bool:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+            return True
+        return False
+
+    async def check_now(self) -> list[str]:
+        from serve_app.embedded import revive
+
+        started = time.monotonic()
+        try:
+            restarted = await asyncio.to_thread(revive, self.cfg)
+            self.last_error = None
+        except Exception as exc:  # keep watching: the next check tries again
+            self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.error("embedded server restart failed: %s", self.last_error)
+            return []
+        finally:
+            self.last_check = time.time()
+        for server in restarted:
+            self.restarts[server] = self.restarts.get(server, 0) + 1
+            log.warning(
+                "embedded %s was down: restarted in %.1f s (restart %d)",
+                server,
+                time.monotonic() - started,
+                self.restarts[server],
+            )
+            metrics.record_embedded_restart(server)
+        return restarted
+
+    async def _run(self) -> None:
+        while True:
+            await self.check_now()
+            await asyncio.sleep(self.cfg.interval_s)
+
+    async def status(self) -> dict[str, Any]:
+        return {"restarts": dict(self.restarts), "last_check": self.last_check, "last_error": self.last_error}
+
+
+@dataclass(frozen=True)
+class BackgroundConfigs:
+    """The app's background actors' configs; None leaves that actor out."""
+
+    sync: SyncConfig | None = None
+    warmer: WarmerConfig | None = None
+    supervised: SupervisedServers | None = None
+
+
+def start_background(cfgs: BackgroundConfigs, app_name: str = DEFAULT_APP) -> dict[str, Any]:
     """Get or create the app's detached actors, push the current config, start their loops."""
     handles: dict[str, Any] = {}
-    for name, cls, cfg in (
-        (sync_actor_name(app_name), SyncActor, sync_cfg),
-        (warmer_actor_name(app_name), WarmerActor, warmer_cfg),
-    ):
+    entries: tuple[tuple[str, Any, Any], ...] = (
+        (supervisor_actor_name(app_name), SupervisorActor, cfgs.supervised),
+        (sync_actor_name(app_name), SyncActor, cfgs.sync),
+        (warmer_actor_name(app_name), WarmerActor, cfgs.warmer),
+    )
+    for name, cls, cfg in entries:
         if cfg is None:
             continue
         remote_cls: Any = cls  # @ray.remote adds .options at run time
@@ -315,7 +388,7 @@ def get_actor(name: str) -> Any:
 def stop_background(app_name: str = DEFAULT_APP) -> list[str]:
     """Kill the app's detached actors (they outlive `serve delete`); returns the names killed."""
     killed = []
-    for name in (sync_actor_name(app_name), warmer_actor_name(app_name)):
+    for name in (sync_actor_name(app_name), warmer_actor_name(app_name), supervisor_actor_name(app_name)):
         try:
             ray.kill(get_actor(name))
         except ValueError:

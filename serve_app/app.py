@@ -19,10 +19,10 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.aggregator import Aggregator
-from deployments.background import SyncConfig, WarmerConfig
+from deployments.background import BackgroundConfigs, SyncConfig, WarmerConfig
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
-from serve_app.embedded import resolve_infrastructure
+from serve_app.embedded import Infrastructure, resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
@@ -175,8 +175,9 @@ def read_seeds(path: Path, default_limit: int, default_source: str) -> tuple[tup
 
 
 def background_configs(
-    s: Settings, redis_url: str | None, postgres_url: str | None, default_source: str, app_name: str
-) -> tuple[SyncConfig | None, WarmerConfig | None]:
+    s: Settings, infra: Infrastructure, default_source: str, app_name: str
+) -> BackgroundConfigs:
+    redis_url, postgres_url = infra.redis_url, infra.postgres_url
     sync = warmer = None
     if redis_url and postgres_url:
         sync = SyncConfig(
@@ -196,7 +197,7 @@ def background_configs(
             per_pass=s.warmer_per_pass,
             refresh_below_s=s.warmer_refresh_below_s,
         )
-    return sync, warmer
+    return BackgroundConfigs(sync, warmer, infra.supervised())
 
 
 def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
@@ -290,9 +291,7 @@ def make_app(
         analyze_rate_per_min=s.analyze_rate_per_min,
         analyze_burst=s.analyze_burst,
         replicas=args.ingress_replicas,
-        background=background_configs(s, infra.redis_url, infra.postgres_url, default_source, app_name)
-        if run_background
-        else None,
+        background=background_configs(s, infra, default_source, app_name) if run_background else None,
         app_name=app_name,
         max_inflight=args.max_inflight,
         negative_threshold=s.negative_threshold,

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,18 @@ class Infrastructure:
     postgres_url: str | None
     redis_embedded: bool = False
     postgres_embedded: bool = False
+    data_dir: str | None = None
+
+    def supervised(self) -> SupervisedServers | None:
+        """What a supervisor must keep alive: the servers this app started, if any."""
+        if not (self.redis_embedded or self.postgres_embedded) or self.data_dir is None:
+            return None
+        base = Path(self.data_dir)
+        return SupervisedServers(
+            redis_dir=str(base / "redis") if self.redis_embedded else None,
+            postgres_dir=str(base / "postgres") if self.postgres_embedded else None,
+            postgres_url=self.postgres_url if self.postgres_embedded else None,
+        )
 
 
 def _redis_alive(sock: Path) -> bool:
@@ -134,6 +146,59 @@ def stop_embedded(data_dir: Path) -> None:
     _KEEP.clear()
 
 
+def postgres_alive(url: str) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=2).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def restart_postgres(data_dir: Path) -> str:
+    """Start the embedded PostgreSQL again in `data_dir` after it died (same data, same socket)."""
+    import pgserver
+    import psutil
+    from pgserver.postgres_server import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir)
+    if info is not None:
+        try:
+            proc = psutil.Process(info.pid)
+            dead = proc.status() == psutil.STATUS_ZOMBIE or "postgres" not in proc.name()
+        except psutil.NoSuchProcess:
+            dead = True
+        if dead:
+            # pgserver would take the stale pid file for a running server.
+            (data_dir / "postmaster.pid").unlink(missing_ok=True)
+    server = pgserver.get_server(str(data_dir), cleanup_mode=None)
+    server.ensure_postgres_running()
+    return str(server.get_uri())
+
+
+@dataclass(frozen=True)
+class SupervisedServers:
+    """The embedded servers this app started (configured URLs are never supervised)."""
+
+    redis_dir: str | None = None
+    postgres_dir: str | None = None
+    postgres_url: str | None = field(default=None, repr=False)
+    interval_s: float = 2.0
+
+
+def revive(spec: SupervisedServers) -> list[str]:
+    """Restart whichever supervised server is down; the names of those restarted."""
+    restarted = []
+    if spec.redis_dir and not _redis_alive(Path(spec.redis_dir) / "redis.sock"):
+        start_redis(Path(spec.redis_dir))
+        restarted.append("redis")
+    if spec.postgres_dir and spec.postgres_url and not postgres_alive(spec.postgres_url):
+        restart_postgres(Path(spec.postgres_dir))
+        restarted.append("postgres")
+    return restarted
+
+
 def resolve_infrastructure(s: Settings) -> Infrastructure:
     redis_url, pg_url = secret(s.redis_url), secret(s.postgres_url)
     base = s.data_dir.expanduser().resolve()
@@ -142,4 +207,4 @@ def resolve_infrastructure(s: Settings) -> Infrastructure:
         redis_url, redis_embedded = start_redis(base / "redis"), True
     if pg_url is None and s.embedded:
         pg_url, pg_embedded = start_postgres(base / "postgres"), True
-    return Infrastructure(redis_url, pg_url, redis_embedded, pg_embedded)
+    return Infrastructure(redis_url, pg_url, redis_embedded, pg_embedded, str(base))

