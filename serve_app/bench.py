@@ -9,6 +9,7 @@ time for the same texts, and the truncation-length trade-off (time and agreement
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -367,6 +368,62 @@ def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict
         ]
         out.append(make_record(f"bench {i}", "jsonl", posts_per_record, "en", "bench", agg, posts, preds))
     return out
+
+
+def bench_hold(redis_url: str, records: int, posts_per_record: int, journal_dir: Path) -> str:
+    """What handing one analysis's history record over costs: to Redis (the normal path),
+    to the fsynced journal (Redis down), and serialising it alone, per record."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from serve_app.history import PENDING, REC_PREFIX, queue_record
+    from serve_app.journal import Journal
+
+    recs = synthetic_records(records, posts_per_record, seed=7)
+    size_kb = statistics.median(len(json.dumps(r, separators=(",", ":"))) for r in recs) / 1024
+
+    async def to_redis() -> list[float]:
+        client = aioredis.Redis.from_url(redis_url)
+        times = []
+        try:
+            for rec in recs:
+                t = time.perf_counter()
+                await queue_record(client.pipeline(transaction=True), rec).execute()
+                times.append(time.perf_counter() - t)
+            await client.delete(PENDING, *[REC_PREFIX + r["query_id"] for r in recs])
+        finally:
+            await client.aclose()
+        return times
+
+    journal = Journal(journal_dir, name="bench")
+    to_journal = []
+    for rec in recs:
+        t = time.perf_counter()
+        journal.append(rec)
+        to_journal.append(time.perf_counter() - t)
+    journal.close()
+    journal.path.unlink(missing_ok=True)
+    serialise = []
+    for rec in recs:
+        t = time.perf_counter()
+        json.dumps(rec, separators=(",", ":"))
+        serialise.append(time.perf_counter() - t)
+    redis_times = asyncio.run(to_redis())
+    base = statistics.median(redis_times)
+    rows = [
+        (name, statistics.median(ts) * 1000, pct(ts, 95) * 1000, f"{statistics.median(ts) / base:.2f}x")
+        for name, ts in [
+            ("Redis MULTI (SET + SADD), the normal path", redis_times),
+            ("fsynced journal append (Redis down)", to_journal),
+            ("JSON serialisation alone", serialise),
+        ]
+    ]
+    head = (
+        f"History record hand-over, {records} records of {posts_per_record} posts "
+        f"(median {size_kb:.0f} KiB each); {machine_line()}\n\n"
+    )
+    return head + table(["path", "median ms", "p95 ms", "vs Redis"], rows)
 
 
 def bench_sync(

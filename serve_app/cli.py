@@ -552,6 +552,24 @@ def bench_all_cmd(
     _emit_report(report, out)
 
 
+@bench_app.command("hold")
+def bench_hold_cmd(
+    redis_url: Annotated[
+        str, typer.Option(help="A Redis the bench may write to.")
+    ] = "redis://127.0.0.1:6379/11",
+    records: Annotated[int, typer.Option(help="Analyses handed over.")] = 100,
+    posts: Annotated[int, typer.Option(help="Posts per analysis.")] = 250,
+    journal_dir: Annotated[Path, typer.Option(help="Where the journal is written.")] = Path(
+        ".emotion-monitor/journal-bench"
+    ),
+    out: Annotated[Path | None, typer.Option(help="Also write the table here.")] = None,
+) -> None:
+    """What one analysis's history record costs to hand over: Redis vs the fsynced journal."""
+    from serve_app.bench import bench_hold
+
+    _emit_report(bench_hold(redis_url, records, posts, journal_dir), out)
+
+
 @bench_app.command("sync")
 def bench_sync_cmd(
     model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
