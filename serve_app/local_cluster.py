@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ import httpx
 import psutil
 
 from serve_app.bench import free_port
+
+log = logging.getLogger("emotion_monitor.cluster")
 
 STATE_FILE = "cluster.json"
 
@@ -180,10 +183,27 @@ class LocalCluster:
         return len(victims)
 
     def down(self) -> None:
-        """Stop every node (graceful first) and remove the temp dirs."""
+        """Stop the apps gracefully (`serve shutdown`: replicas drain and hand held records
+        over), then every node (SIGTERM, then SIGKILL after 15 s), and remove the temp dirs."""
         st = self.state
         if st is None:
             return
+        serve_bin = Path(sys.executable).parent / "serve"
+        try:
+            subprocess.run(
+                [
+                    str(serve_bin) if serve_bin.is_file() else "serve",
+                    "shutdown",
+                    "-y",
+                    "--address",
+                    st.dashboard_url,
+                ],
+                capture_output=True,
+                env=_node_env(),
+                timeout=90,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("serve shutdown before stopping the nodes failed: %r", exc)
         for node in reversed(st.nodes):
             procs = self._processes(node)
             for p in procs:
