@@ -3,40 +3,43 @@
 # Serve's method wrapping, or request bodies turn into query parameters.
 
 import asyncio
-import collections
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
-from fastapi import Depends, FastAPI, Request, Response
-from fastapi.exception_handlers import http_exception_handler
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
 from ray.serve.handle import DeploymentHandle
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.aggregator import Counting, strongly_negative
 from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
-from serve_app import __version__, metrics
-from serve_app.cache import AnalysisCache, analysis_key
+from serve_app import metrics
+from serve_app.cache import AnalysisCache
 from serve_app.errors import SourceConfigError, SourceError
-from serve_app.history import make_record, queue_record, queue_track
+from serve_app.held_records import HeldRecords
+from serve_app.history import make_record, queue_track
+from serve_app.http_api import (
+    AUTH,
+    ERRORS,
+    RateLimited,
+    ServiceUnavailable,
+    TaskNotServed,
+    api,
+)
 from serve_app.inline import INLINE_MAX_TEXTS, InlineModels
-from serve_app.journal import Journal, JournalError
 from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
+from serve_app.question import Question
 from serve_app.request_budget import Priority
 from serve_app.schemas import (
-    MAX_BODY_BYTES,
     AnalyzeRequest,
     AnalyzeResponse,
     ErrorResponse,
@@ -46,7 +49,7 @@ from serve_app.schemas import (
     PredictResponse,
     SyncStatus,
 )
-from serve_app.security import RateLimiter, key_matches, replica_share
+from serve_app.security import RateLimiter, replica_share
 from serve_app.single_flight import SingleFlight
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -60,147 +63,6 @@ RETRYABLE = (
     ReplicaUnavailableError,
     DeploymentUnavailableError,
 )
-
-api = FastAPI(
-    title="emotion-monitor",
-    version=__version__,
-    description="Emotion breakdown of recent posts about a keyword, and single-text emotion classification.",
-)
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": desc}
-    for code, desc in {
-        400: "The body is not UTF-8 JSON or is nested too deeply, or a task this service does not serve",
-        401: "Missing or invalid X-API-Key (when the service has a key configured)",
-        413: "Request body over the size limit",
-        422: "Invalid input: the message says which field and why",
-        429: "Too many /analyze requests from this client; retry after Retry-After seconds",
-        502: "The post source failed (named in the message)",
-        503: "A part of the service is unavailable or rate limited; retry after Retry-After seconds",
-        504: "The post source did not answer in time",
-    }.items()
-}
-
-
-class BodyLimit:
-    """Refuse oversized bodies from their Content-Length, before reading them into memory.
-
-    Plain ASGI rather than `@api.middleware("http")`: Starlette's BaseHTTPMiddleware runs
-    every request through an extra task group and a streamed response, a cost measured
-    on each /predict call at hundreds of requests per second (docs/benchmarks.md).
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    size = value.decode("latin-1")
-                    if not size.isdigit() or int(size) > MAX_BODY_BYTES:
-                        detail = f"request body of {size} bytes is over the {MAX_BODY_BYTES} byte limit"
-                        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
-
-
-api.add_middleware(BodyLimit)
-
-
-@api.exception_handler(StarletteHTTPException)
-async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
-    # FastAPI's words for invalid UTF-8 or JSON nested past Python's recursion limit.
-    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-        return JSONResponse(
-            {"detail": "the body is not parseable: send UTF-8 JSON nested at most ~500 levels deep"},
-            status_code=400,
-        )
-    return await http_exception_handler(request, exc)
-
-
-class RateLimited(Exception):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"rate limited for {retry_after:.1f} s")
-        self.retry_after = retry_after
-
-
-@api.exception_handler(RateLimited)
-async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
-    seconds = max(1, math.ceil(exc.retry_after))
-    return JSONResponse(
-        {"detail": f"too many /analyze requests from this client; retry in {seconds} s"},
-        status_code=429,
-        headers={"Retry-After": str(seconds)},
-    )
-
-
-class ServiceUnavailable(Exception):
-    def __init__(self, detail: str, retry_after: float = 5.0) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
-
-
-@api.exception_handler(SourceError)
-async def _source_error(_: Request, exc: SourceError) -> JSONResponse:
-    status = {"timeout": 504, "rate_limited": 503}.get(exc.kind, 502)
-    headers = {"Retry-After": str(int(exc.retry_after or 30))} if status == 503 else None
-    return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
-
-
-@api.exception_handler(SourceConfigError)
-async def _source_config_error(_: Request, exc: SourceConfigError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message}, status_code=503, headers={"Retry-After": "60"})
-
-
-@api.exception_handler(ServiceUnavailable)
-async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
-    return JSONResponse(
-        {"detail": exc.detail}, status_code=503, headers={"Retry-After": str(int(exc.retry_after))}
-    )
-
-
-class TaskNotServed(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@api.exception_handler(TaskNotServed)
-async def _task_not_served(_: Request, exc: TaskNotServed) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=400)
-
-
-class Unauthorized(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-@api.exception_handler(Unauthorized)
-async def _unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "ApiKey"})
-
-
-async def require_api_key(request: Request) -> None:
-    """With a key configured, every API route but /healthz needs it in X-API-Key.
-
-    A route dependency rather than a check inside each handler: it runs before the body is
-    validated, so a caller without the key learns nothing about the API from 422s.
-    `async` so FastAPI calls it in the event loop, not through its thread pool.
-    """
-    expected: str | None = getattr(request.app.state, "api_key", None)
-    if expected:
-        given = request.headers.get("x-api-key")
-        if given is None:
-            raise Unauthorized("missing X-API-Key header")
-        if not key_matches(given, expected):
-            raise Unauthorized("invalid API key")
-
-
-AUTH = [Depends(require_api_key)]
 
 
 @dataclass(frozen=True)
@@ -277,12 +139,10 @@ class Ingress:
         )
         self.cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
         self.store = AnalysisCache(cfg.redis_url if cfg.history else None, cfg.cache_ttl_s)
-        self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
-        self.journal = Journal(Path(cfg.journal_dir)) if cfg.journal_dir else None
-        self._orphans_checked = self.journal is None
+        self.held_records = HeldRecords(
+            self.store, cfg.journal_dir, cfg.unsaved_retry_s, cfg.unsaved_shutdown_s, cfg.max_unsaved
+        )
         self.flights = SingleFlight(self.cache, cfg.single_flight_s)
-        self._flush_lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         self._inflight = 0
@@ -299,111 +159,16 @@ class Ingress:
             except Exception as exc:  # the API works without them; /sync/status says so
                 log.error("background actors not started: %r", exc)
 
-    @property
-    def held(self) -> int:
-        """Records not yet in Redis: in the journal, or in memory if it could not be written."""
-        return len(self._unsaved) + (self.journal.pending if self.journal else 0)
-
-    async def _push(self, records: list[dict[str, Any]]) -> None:
-        """Hand records to Redis in one MULTI; raises if Redis does not take them."""
-        assert self.store.client is not None
-        pipe = self.store.client.pipeline(transaction=True)
-        for rec in records:
-            queue_record(pipe, rec)
-        try:
-            await pipe.execute()
-        except (redis.RedisError, OSError) as exc:
-            self.store.mark_failed(exc)
-            raise
-        self.store.mark_ok()
-
-    async def _hand_over_held(self) -> None:
-        """Offer held records to Redis: this replica's, then those a stopped replica left."""
-        if self.store.client is None or not self.store.available:
-            return
-        with contextlib.suppress(redis.RedisError, OSError):
-            if self.journal is not None:
-                await self.journal.replay(self._push)
-                if not self._orphans_checked:
-                    await self.journal.replay_orphans(self._push)
-                    self._orphans_checked = True
-            while self._unsaved:
-                await self._push([self._unsaved[0]])
-                self._unsaved.popleft()
-
-    async def _save_record(self, rec: dict[str, Any] | None) -> None:
-        """Hand a record to Redis for the sync; while Redis is down, make it durable first.
-
-        Returns only once the record is in Redis or fsynced in the journal: the caller
-        answers after that, so an answered analysis survives a `kill -9` of the whole app.
-        """
-        # One writer at a time: concurrent requests must not write or drop each other's records.
-        async with self._flush_lock:
-            await self._hand_over_held()  # older records first
-            if rec is not None:
-                try:
-                    if self.held or self.store.client is None or not self.store.available:
-                        raise redis.ConnectionError("Redis marked unavailable")
-                    await self._push([rec])
-                except (redis.RedisError, OSError):
-                    self._hold(rec)
-        self._trim_unsaved()
-        self._keep_offering()
-
-    def _hold(self, rec: dict[str, Any]) -> None:
-        if self.journal is not None:
-            try:
-                self.journal.append(rec)
-                return
-            except JournalError as exc:
-                log.error("%s; holding record %s in memory", exc, rec["query_id"])
-        self._unsaved.append(rec)
-
-    def _keep_offering(self) -> None:
-        # Held records must not wait for this replica's next /analyze: behind HAProxy another
-        # replica may take all the traffic.
-        if self.held and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.get_running_loop().create_task(self._offer_held())
-
-    async def _offer_held(self) -> None:
-        while self.held:
-            await asyncio.sleep(self.cfg.unsaved_retry_s)
-            try:
-                await self._save_record(None)
-            except Exception as exc:  # the loop must outlive any one failure
-                log.error("handing held history records to Redis failed: %r", exc)
-
     async def __del__(self) -> None:
-        # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`): the
-        # task offering held records (it runs while any are held) gets a last few seconds.
-        flusher = getattr(self, "_flusher", None)  # None also when __init__ did not get that far
-        if flusher is not None and not flusher.done():
-            await asyncio.wait({flusher}, timeout=self.cfg.unsaved_shutdown_s)
-        if getattr(self, "_unsaved", None):
-            log.error("%d history records lost: Redis still unavailable at shutdown", len(self._unsaved))
-        journal = getattr(self, "journal", None)
-        if journal is not None:
-            if journal.pending:
-                log.warning("%d history records stay in %s for the next start", journal.pending, journal.path)
-            journal.close()
+        # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`).
+        held = getattr(self, "held_records", None)  # None when __init__ did not get that far
+        if held is not None:
+            await held.close()
 
     async def check_health(self) -> None:
         """Serve calls this every few seconds: a replica that gets no traffic still hands over
         its held records, and the journals of replicas that were killed, once Redis is back."""
-        if self.held or not self._orphans_checked:
-            try:
-                await self._save_record(None)
-            except Exception as exc:  # never fail the health check over history
-                log.error("handing held history records to Redis failed: %r", exc)
-
-    def _trim_unsaved(self) -> None:
-        while len(self._unsaved) > self.cfg.max_unsaved:
-            lost = self._unsaved.popleft()
-            log.error(
-                "history record %s dropped: Redis down and %d records held",
-                lost["query_id"],
-                self.cfg.max_unsaved,
-            )
+        await self.held_records.offer()
 
     async def _track(self, keyword: str, limit: int, source: str) -> None:
         if self.store.client is None or not self.store.available:
@@ -491,27 +256,6 @@ class Ingress:
         by_task = tasks_info(info)
         return {t: str(by_task[t]["version"]) for t in tasks}
 
-    def _key(
-        self,
-        keyword: str,
-        limit: int,
-        source: str,
-        lang: str,
-        tasks: list[str],
-        threshold: float,
-        include_other: bool,
-        info: dict[str, Any],
-    ) -> str:
-        return analysis_key(
-            keyword,
-            limit,
-            source,
-            self._versions(info, tasks),
-            lang=lang,
-            negative_threshold=threshold,
-            include_other_languages=include_other,
-        )
-
     @api.post("/analyze", response_model=AnalyzeResponse, responses=ERRORS, dependencies=AUTH)
     async def analyze(self, req: AnalyzeRequest, request: Request) -> AnalyzeResponse:
         """Fetch up to `limit` posts about `keyword`, classify them, return the breakdowns."""
@@ -525,12 +269,13 @@ class Ingress:
         info = await self._model_info()
         tasks, threshold = self._plan(info, req.tasks, req.negative_threshold)
         log.debug("analyze %r limit=%d source=%s tasks=%s", req.keyword, req.limit, source, ",".join(tasks))
-        key = self._key(
-            req.keyword, req.limit, source, req.lang, tasks, threshold, req.include_other_languages, info
+        question = Question(
+            req.keyword, req.limit, source, tuple(tasks), threshold, req.lang, req.include_other_languages
         )
+        key = question.key(self._versions(info, tasks))
         cached = await self.cache.get(key)
-        if self.held or not self._orphans_checked:
-            await self._save_record(None)  # Redis may be back: hand over what was held
+        if self.held_records.due:
+            await self.held_records.save(None)  # Redis may be back: hand over what was held
         hit = cached is not None and (not req.return_plot or bool(cached.get("plot_base64")))
         metrics.record_cache(hit)
         if cached is not None and hit:
@@ -545,18 +290,7 @@ class Ingress:
             # Concurrent askers of this question (in any replica, or the warmer) share one run.
             result, computed = await self.flights.run(
                 key,
-                lambda: self._infer(
-                    req.keyword,
-                    req.limit,
-                    source,
-                    req.lang,
-                    req.return_plot,
-                    info,
-                    key,
-                    tasks,
-                    threshold,
-                    req.include_other_languages,
-                ),
+                lambda: self._infer(question, info, plot=req.return_plot),
                 with_plot=req.return_plot,
             )
         if not req.return_plot:
@@ -567,20 +301,11 @@ class Ingress:
         )
 
     async def _infer(
-        self,
-        keyword: str,
-        limit: int,
-        source: str,
-        lang: str,
-        plot: bool,
-        info: dict[str, Any],
-        key: str,
-        tasks: list[str],
-        threshold: float,
-        include_other: bool,
-        priority: Priority = "user",
+        self, q: Question, info: dict[str, Any], plot: bool = False, priority: Priority = "user"
     ) -> dict[str, Any]:
         """Fetch, pick the posts the models can read, classify per task, aggregate; cache and record."""
+        keyword, limit, source, tasks = q.keyword, q.limit, q.source, list(q.tasks)
+        threshold, include_other = q.negative_threshold, q.include_other_languages
         fetched: FetchResult = await self._call(
             f"source {source!r}",
             lambda: self.fetcher.fetch.remote(source, keyword, limit, priority),
@@ -605,18 +330,9 @@ class Ingress:
         preds = {t: rows for t, (_, rows) in answers.items()}
         versions = {t: version for t, (version, _) in answers.items()}
         if versions != self._versions(info, tasks):
-            # A model version was rolled since `info` was read: report (and cache under) the
-            # versions that actually produced these predictions, and re-read info next time.
+            # A model version was rolled since `info` was read: re-read info next time. The
+            # answer is cached under the versions that actually produced it.
             self._info_at = 0.0
-            key = analysis_key(
-                keyword,
-                limit,
-                source,
-                versions,
-                lang=lang,
-                negative_threshold=threshold,
-                include_other_languages=include_other,
-            )
         counting = {t: Counting(by_task[t]["breakdown_method"], by_task[t]["adjustment"]) for t in tasks}
         summary: dict[str, Any] = await self._call(
             "aggregator",
@@ -648,13 +364,13 @@ class Ingress:
             "post_source": source,
             "model_version": versions.get("emotion") or next(iter(versions.values())),
         }
-        await self.cache.set(key, result, self.cfg.partial_ttl_s if fetched.partial else None)
+        await self.cache.set(q.key(versions), result, self.cfg.partial_ttl_s if fetched.partial else None)
         if self.cfg.history and posts:
             rec = make_record(
                 keyword,
                 source,
                 limit,
-                lang,
+                q.lang,
                 result["model_version"],
                 summary.get("agg", []),
                 [p.as_dict() for p in posts],
@@ -668,14 +384,15 @@ class Ingress:
                 partial_reason=fetched.partial,
                 excluded=excluded,
             )
-            await self._save_record(rec)
+            await self.held_records.save(rec)
         return result
 
     async def refresh(self, keyword: str, limit: int, source: str, refresh_below_s: int) -> bool:
         """For the cache warmer: re-run an analysis whose cache entry is missing or expiring."""
         info = await self._model_info()
         tasks, threshold = self._plan(info, None, None)
-        key = self._key(keyword, limit, source, "en", tasks, threshold, False, info)
+        question = Question(keyword, limit, source, tuple(tasks), threshold)
+        key = question.key(self._versions(info, tasks))
         if self.cache.client is None:
             return False
         try:
@@ -686,9 +403,7 @@ class Ingress:
             return False
         _, computed = await self.flights.run(
             key,
-            lambda: self._infer(
-                keyword, limit, source, "en", False, info, key, tasks, threshold, False, "background"
-            ),
+            lambda: self._infer(question, info, priority="background"),
         )
         return computed
 
@@ -781,7 +496,7 @@ class Ingress:
             raise ServiceUnavailable(
                 f"history sync not running ({type(exc).__name__}); is PostgreSQL configured?", 30
             ) from None
-        return SyncStatus(**state, unsaved_in_ingress=self.held)
+        return SyncStatus(**state, unsaved_in_ingress=self.held_records.held)
 
     @api.get("/labels", response_model=LabelsResponse, dependencies=AUTH)
     async def labels(self, request: Request) -> LabelsResponse:

@@ -116,7 +116,8 @@ def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> 
 
     docker_cmd = (ROOT / "Dockerfile").read_text().split("CMD", 1)[1]
     assert "cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0" in docker_cmd
-    assert "serve run /tmp/serve_config.yaml" in docker_cmd
+    # emotion-monitor run: serve run with a graceful stop on the SIGTERM `docker stop` sends
+    assert "exec emotion-monitor run /tmp/serve_config.yaml" in docker_cmd
     out = tmp_path / "serve.yaml"
     src = ROOT / "serve_config.yaml"
     res = CliRunner().invoke(
