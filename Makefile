@@ -11,4 +11,4 @@ test:
 train: setup
 	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/emotion-monitor train --config configs/multitask.yaml --out models/multitask --run-dir runs/multitask
 lint: setup
-	.venv/bin/ruff check . && .venv/bin/mypy serve_app deployments training
+	.venv/bin/ruff check . && .venv/bin/mypy serve_app deployments training tooling

@@ -6,7 +6,7 @@ bash scripts/setup.sh || exit 1
 bash scripts/services.sh || echo "test: services could not be started; integration tests will skip or fail" >&2
 export HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=disabled
 .venv/bin/ruff check . || exit 1
-.venv/bin/mypy serve_app deployments training || exit 1
+.venv/bin/mypy serve_app deployments training tooling || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 # pytest exits 5 when nothing was collected (e.g. a marker filter that matches nothing).

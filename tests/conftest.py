@@ -36,7 +36,7 @@ def ray_session() -> Iterator[str]:
     """A Ray instance of our own (own temp dir and ports); only it is stopped afterwards."""
     import ray
 
-    from serve_app.bench import free_port
+    from tooling.net import free_port
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -61,7 +61,7 @@ def serve_http(ray_session: str) -> Iterator[str]:
     """Serve's HTTP proxy on a free loopback port; apps are deployed on it by route prefix."""
     from ray import serve
 
-    from serve_app.bench import free_port
+    from tooling.net import free_port
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})

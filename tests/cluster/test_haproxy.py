@@ -2,7 +2,7 @@
 HAProxy ingress (`RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1`) in front
 of two ingress replicas that classify short /predict calls themselves.
 
-A Ray head of its own (`ray start`, serve_app.local_cluster), since Serve reads these flags
+A Ray head of its own (`ray start`, tooling.local_cluster), since Serve reads these flags
 when its processes start; HAProxy's files go to this test's temp dir, not /tmp/haproxy-serve.
 """
 
@@ -22,9 +22,9 @@ import pytest
 import yaml
 
 from serve_app.app import derive_serve_config
-from serve_app.bench import free_port, haproxy_available
-from serve_app.local_cluster import LocalCluster
 from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
+from tooling.local_cluster import LocalCluster
+from tooling.net import free_port, haproxy_available
 
 pytestmark = pytest.mark.cluster
 

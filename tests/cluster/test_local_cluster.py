@@ -1,5 +1,5 @@
 """A real multi-node Ray cluster on this machine: a head and two workers, each its own
-`ray start` with its own temp dir, ports and resources (serve_app.local_cluster).
+`ray start` with its own temp dir, ports and resources (tooling.local_cluster).
 
 The app is deployed with `serve deploy`, the front end pinned to the head and one
 Classifier replica per worker. Under load: a model version roll through the Classifier's
@@ -19,10 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.bench import free_port
-from serve_app.local_cluster import LocalCluster
 from serve_app.registry import LocalRegistry
 from tests.conftest import DATA_ROOT, MODEL_DIR
+from tooling.local_cluster import LocalCluster
+from tooling.net import free_port
 
 pytestmark = pytest.mark.cluster
 

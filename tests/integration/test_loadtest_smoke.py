@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.loadtest import run_locust
 from tests.conftest import ROOT
+from tooling.loadtest import run_locust
 
 pytestmark = pytest.mark.integration
 

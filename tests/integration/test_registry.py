@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from serve_app.bench import free_port
 from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
+from tooling.net import free_port
 
 
 def fake_artifact(root: Path, tag: str) -> Path:

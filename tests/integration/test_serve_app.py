@@ -13,10 +13,10 @@ import httpx
 import pytest
 import redis
 
-from serve_app.cli import format_analysis
 from serve_app.labels import EMOTION_LABELS
 from tests.conftest import MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
+from tooling.cli import format_analysis
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_predict_agrees_with_the_cli(client: httpx.Client) -> None:
     preds = r.json()["predictions"]
     cli = json.loads(
         subprocess.run(
-            [sys.executable, "-m", "serve_app.cli", "predict", *texts, "--model", str(MODEL_DIR), "--json"],
+            [sys.executable, "-m", "tooling.cli", "predict", *texts, "--model", str(MODEL_DIR), "--json"],
             check=True,
             capture_output=True,
             text=True,
@@ -197,7 +197,7 @@ def test_ray_job_scores_a_file_through_the_handle(serve_url: str, ray_session: s
     out = tmp_path / "out.jsonl"
     jobs = JobSubmissionClient(ray_session)
     job = jobs.submit_job(
-        entrypoint=f"{sys.executable} -m serve_app.cli score-file --input {src} --output {out}",
+        entrypoint=f"{sys.executable} -m tooling.cli score-file --input {src} --output {out}",
         runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
     )
     import time

@@ -155,7 +155,7 @@ def test_onnx_output_equals_an_independent_predict_path(predictor: OnnxPredictor
 def test_cli_predict_matches_the_predictor(predictor: OnnxPredictor, model_dir: Path) -> None:
     text = "i am so happy today"
     out = subprocess.run(
-        [sys.executable, "-m", "serve_app.cli", "predict", text, "--model", str(model_dir), "--json"],
+        [sys.executable, "-m", "tooling.cli", "predict", text, "--model", str(model_dir), "--json"],
         check=True,
         capture_output=True,
         text=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from serve_app.bench import free_port
+from tooling.net import free_port
 
 
 class ServiceUnavailableForTest(RuntimeError):

@@ -37,7 +37,7 @@ def test_a_training_run_is_tracked_in_mlflow(tmp_path: Path, data_root: Path) ->
         [
             sys.executable,
             "-m",
-            "serve_app.cli",
+            "tooling.cli",
             "train",
             *map(str, args),
             "--epochs",

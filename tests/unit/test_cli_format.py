@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from serve_app.cli import app, format_analysis
+from tooling.cli import app, format_analysis
 
 pytestmark = pytest.mark.unit
 

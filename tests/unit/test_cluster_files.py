@@ -112,7 +112,7 @@ def test_docker_compose_config_if_the_client_is_present() -> None:
 def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from serve_app.cli import app
+    from tooling.cli import app
 
     docker_cmd = (ROOT / "Dockerfile").read_text().split("CMD", 1)[1]
     assert "cluster config --out /tmp/serve_config.yaml --http-host 0.0.0.0" in docker_cmd

@@ -364,7 +364,7 @@ def loadtest(
     out: Annotated[Path, typer.Option(help="Where Locust's CSVs and HTML report go.")] = Path("runs/locust"),
 ) -> None:
     """Run Locust headless against a running service and print RPS and latency percentiles."""
-    from serve_app.loadtest import run_locust, summary_table
+    from tooling.loadtest import run_locust, summary_table
 
     rows = run_locust(host, users, duration, out, spawn_rate, user_class, shape)
     typer.echo(summary_table(rows))
@@ -415,7 +415,7 @@ def bench_analyze_cmd(
 ) -> None:
     """/analyze cold vs cache hit beside model-only time, and the truncation trade-off."""
     _offline()
-    from serve_app.bench import bench_analyze
+    from tooling.bench import bench_analyze
 
     report = bench_analyze(
         model,
@@ -488,7 +488,7 @@ def bench_predict_cmd(
 ) -> None:
     """Model only (torch/FP32/INT8), Serve vs single-process baseline on /predict, 64-text batches."""
     _offline()
-    from serve_app.bench import bench_predict
+    from tooling.bench import bench_predict
 
     report = bench_predict(
         model,
@@ -524,7 +524,7 @@ def bench_all_cmd(
     """Every row of issue 5's table in one run: model only, /predict vs the baseline, 64-text
     batches, then /analyze cold and cache hit (both tasks, one encoder)."""
     _offline()
-    from serve_app.bench import bench_analyze, bench_predict
+    from tooling.bench import bench_analyze, bench_predict
 
     parts = [
         bench_predict(
@@ -565,7 +565,7 @@ def bench_hold_cmd(
     out: Annotated[Path | None, typer.Option(help="Also write the table here.")] = None,
 ) -> None:
     """What one analysis's history record costs to hand over: Redis vs the fsynced journal."""
-    from serve_app.bench import bench_hold
+    from tooling.bench import bench_hold
 
     _emit_report(bench_hold(redis_url, records, posts, journal_dir), out)
 
@@ -590,7 +590,7 @@ def bench_sync_cmd(
 ) -> None:
     """History sync throughput, and /predict p99 under load with the sync on vs off."""
     _offline()
-    from serve_app.bench import bench_sync
+    from tooling.bench import bench_sync
 
     report = bench_sync(model, redis_url, postgres_url, records, posts, users, seconds, texts)
     _emit_report(report, out)
@@ -645,7 +645,7 @@ def cluster_up(
     Then deploy with `serve deploy <config> --address <dashboard>`, pinning the app with
     the args `frontend_resources: {frontend: 1}` and `classifier_resources: {classifier: 1}`.
     """
-    from serve_app.local_cluster import LocalCluster
+    from tooling.local_cluster import LocalCluster
 
     st = LocalCluster(root).up(workers=workers, head_cpus=head_cpus, worker_cpus=worker_cpus)
     typer.echo(f"cluster up: {len(st.nodes)} nodes; RAY_ADDRESS={st.address}; dashboard {st.dashboard_url}")
@@ -691,7 +691,7 @@ def cluster_config(
 @cluster_app.command("status")
 def cluster_status(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
     """Nodes, their resources and how many the cluster sees alive."""
-    from serve_app.local_cluster import LocalCluster
+    from tooling.local_cluster import LocalCluster
 
     typer.echo(json.dumps(LocalCluster(root).status(), indent=2))
 
@@ -702,7 +702,7 @@ def cluster_kill(
     root: ClusterRoot = Path(".emotion-monitor/cluster"),
 ) -> None:
     """Crash one node (SIGKILL to all its processes): Serve moves its replicas."""
-    from serve_app.local_cluster import LocalCluster
+    from tooling.local_cluster import LocalCluster
 
     typer.echo(f"killed {LocalCluster(root).kill(node)} processes of {node}")
 
@@ -710,7 +710,7 @@ def cluster_kill(
 @cluster_app.command("down")
 def cluster_down(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
     """Stop every node of the cluster and remove its temp dirs."""
-    from serve_app.local_cluster import LocalCluster
+    from tooling.local_cluster import LocalCluster
 
     LocalCluster(root).down()
     typer.echo("cluster down")

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import psutil
 
-from serve_app.bench import free_port
+from tooling.net import free_port
 
 log = logging.getLogger("emotion_monitor.cluster")
 

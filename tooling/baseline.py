@@ -1,5 +1,5 @@
 """The reference system's serving design, for benchmarks: one FastAPI process, ONNX Runtime,
-no batching, the same model. `uvicorn serve_app.baseline:app --port 8100`."""
+no batching, the same model. `uvicorn tooling.baseline:app --port 8100`."""
 
 from __future__ import annotations
 

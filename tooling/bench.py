@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import statistics
 import tempfile
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tooling.net import free_port
 
 
 def cpu_model() -> str:
@@ -37,12 +38,6 @@ def cpu_model() -> str:
 
 def machine_line() -> str:
     return f"{cpu_model()}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 THROUGHPUT_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
@@ -618,8 +613,8 @@ def bench_predict(
     from ray import serve
 
     from serve_app.app import AppArgs, make_app
-    from serve_app.loadtest import run_locust
     from serve_app.settings import Settings
+    from tooling.loadtest import run_locust
 
     texts = [_json.loads(x)["text"] for x in texts_file.read_text().splitlines() if x.strip()]
     out = [f"Machine: {machine_line()}", ""]
@@ -661,7 +656,7 @@ def bench_predict(
             sys.executable,
             "-m",
             "uvicorn",
-            "serve_app.baseline:app",
+            "tooling.baseline:app",
             "--host",
             "127.0.0.1",
             "--port",

@@ -7,13 +7,20 @@ live beside Ray.
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-LOCUSTFILE = Path(__file__).resolve().parents[1] / "loadtest" / "locustfile.py"
+
+def _locustfile() -> Path:
+    # Installed with the package (`loadtest` is packaged), so `pip install .` finds it too.
+    spec = importlib.util.find_spec("loadtest.locustfile")
+    if spec is None or spec.origin is None:
+        raise LoadTestError("the loadtest package is not installed: pip install the project")
+    return Path(spec.origin)
 
 
 class LoadTestError(RuntimeError):
@@ -28,7 +35,7 @@ def run_locust(
     spawn_rate: float | None = None,
     user_classes: list[str] | None = None,
     shape: str | None = None,
-    locustfile: Path = LOCUSTFILE,
+    locustfile: Path | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +45,7 @@ def run_locust(
         "-m",
         "locust",
         "-f",
-        str(locustfile),
+        str(locustfile or _locustfile()),
         "--headless",
         "--host",
         host,
