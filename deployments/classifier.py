@@ -17,6 +17,7 @@ import numpy as np
 from ray import serve
 
 from serve_app import metrics
+from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.predictor import OnnxPredictor
 from serve_app.registry import RegistrySpec, resolve_version
 
@@ -134,8 +135,8 @@ def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, 
     if not isinstance(versions, Mapping):
         raise ModelVersionError("model_versions must map a task to a registry version, e.g. {emotion: v2}")
     return (
-        int(config.get("max_batch_size", 32)),
-        float(config.get("batch_wait_timeout_s", 0.005)),
+        int(config.get("max_batch_size", MAX_BATCH_SIZE)),
+        float(config.get("batch_wait_timeout_s", BATCH_WAIT_S)),
         {str(k): str(v) for k, v in versions.items() if v},
     )
 
@@ -144,7 +145,7 @@ def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, 
     ray_actor_options={"num_cpus": 1},
     autoscaling_config={"min_replicas": 1, "max_replicas": 2, "target_ongoing_requests": 16},
     max_ongoing_requests=128,
-    user_config={"max_batch_size": 32, "batch_wait_timeout_s": 0.005},
+    user_config={"max_batch_size": MAX_BATCH_SIZE, "batch_wait_timeout_s": BATCH_WAIT_S},
     logging_config={"enable_access_log": False},
     health_check_period_s=10,
 )
@@ -165,7 +166,7 @@ class Classifier:
         models: dict[str, str],
         threads: int | None = None,
         max_length: int | None = None,
-        model_batch_size: int = 32,
+        model_batch_size: int = MAX_BATCH_SIZE,
         registry: RegistrySpec | None = None,
         cache_dir: str | None = None,
     ) -> None:
@@ -259,7 +260,7 @@ class Classifier:
         }
         return {**tasks[self.default_task], "default_task": self.default_task, "tasks": tasks}
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)  # reconfigure() sets them
     async def _classify(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
         return run_batch(self.predictors, requests)
 

@@ -16,6 +16,7 @@ from ray import serve
 
 from serve_app import metrics
 from serve_app.corpus import JsonlCorpus
+from serve_app.defaults import REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.errors import SourceConfigError
 from serve_app.language import detect
 from serve_app.posts import FetchResult
@@ -33,9 +34,9 @@ class FetcherConfig:
     reddit_client_id: str | None = None
     reddit_client_secret: str | None = field(default=None, repr=False)
     reddit_user_agent: str = "python:emotion-monitor:v0"
-    reddit_public_url: str = "https://www.reddit.com"
-    reddit_oauth_url: str = "https://oauth.reddit.com"
-    reddit_www_url: str = "https://www.reddit.com"
+    reddit_public_url: str = REDDIT_WWW_URL
+    reddit_oauth_url: str = REDDIT_OAUTH_URL
+    reddit_www_url: str = REDDIT_WWW_URL
     timeout_s: float = 10.0
     retries: int = 2
     deadline_s: float = 25.0

@@ -12,7 +12,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 import logging
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray.serve import Application
@@ -22,12 +22,13 @@ from deployments.aggregator import Aggregator
 from deployments.background import BackgroundConfigs, SyncConfig, WarmerConfig
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
+from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.embedded import Infrastructure, resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
-from serve_app.settings import Settings, get_settings, reddit_user_agent, secret
-from serve_app.tasks import check_head
+from serve_app.settings import Settings, Source, get_settings, reddit_user_agent, secret
+from serve_app.tasks import TaskName, check_head
 
 log = logging.getLogger("emotion_monitor.app")
 
@@ -45,13 +46,13 @@ class AppArgs(BaseModel):
         description="A separate INT8 artifact for sentiment (default: settings.sentiment_model_dir, else "
         "model_dir's sentiment head)",
     )
-    tasks: list[Literal["emotion", "sentiment"]] = Field(
-        ["emotion", "sentiment"],
+    tasks: list[TaskName] = Field(
+        list(get_args(TaskName)),
         min_length=1,
         description="Models to serve; sentiment is skipped (with a warning) if its artifact is absent and it "
         "was not asked for explicitly",
     )
-    default_source: Literal["reddit", "jsonl"] | None = None
+    default_source: Source | None = None
     jsonl_path: str | None = None
     cache: bool = Field(True, description="Use the Redis cache")
     history: bool = Field(True, description="Record analyses and sync them to PostgreSQL")
@@ -74,8 +75,8 @@ class AppArgs(BaseModel):
     classifier_num_cpus: float = Field(1.0, gt=0, le=64)
     ort_threads: int | None = Field(None, ge=1, le=64, description="default: the replica's num_cpus")
     max_length: int | None = Field(None, ge=8, le=512, description="tokens per text (default: model's)")
-    max_batch_size: int = Field(32, ge=1, le=512)
-    batch_wait_timeout_s: float = Field(0.005, ge=0, le=1)
+    max_batch_size: int = Field(MAX_BATCH_SIZE, ge=1, le=512)
+    batch_wait_timeout_s: float = Field(BATCH_WAIT_S, ge=0, le=1)
     fetch_deadline_s: float = Field(25.0, gt=0, le=120)
     log_encoding: Literal["TEXT", "JSON"] = Field(
         "JSON", description="JSON: one object per line with the request_id that follows a request"
@@ -87,7 +88,7 @@ class AppArgs(BaseModel):
     max_inflight: int = Field(
         128, ge=1, le=100_000, description="requests doing model work at once; beyond: 503 + Retry-After"
     )
-    model_versions: dict[Literal["emotion", "sentiment"], str] = Field(
+    model_versions: dict[TaskName, str] = Field(
         default_factory=dict,
         description="Registry version per task (or 'latest') instead of the artifact dirs; also settable "
         "in the Classifier's user_config, where `serve deploy` changes it without a restart",

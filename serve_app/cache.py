@@ -11,6 +11,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from serve_app.defaults import CACHE_TTL_S
 from serve_app.preprocess import normalize_keyword
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -58,7 +59,7 @@ class AnalysisCache:
     """
 
     def __init__(
-        self, url: str | None, ttl_s: int = 3600, timeout_s: float = 0.25, retry_after_s: float = 2.0
+        self, url: str | None, ttl_s: int = CACHE_TTL_S, timeout_s: float = 0.25, retry_after_s: float = 2.0
     ) -> None:
         self.ttl_s = ttl_s
         self.retry_after_s = retry_after_s

@@ -22,6 +22,7 @@ from deployments.aggregator import Counting, strongly_negative
 from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
 from serve_app import metrics
 from serve_app.cache import AnalysisCache
+from serve_app.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.held_records import HeldRecords
 from serve_app.history import make_record, queue_track
@@ -75,7 +76,7 @@ class IngressConfig:
     replicas: int = 1  # ingress replicas sharing the per-client /analyze limit
     cache: bool = True
     history: bool = True  # leave each inference run in Redis for the PostgreSQL sync
-    cache_ttl_s: int = 3600
+    cache_ttl_s: int = CACHE_TTL_S
     model_info_ttl_s: float = 10.0
     classify_timeout_s: float = 60.0
     call_retries: int = 5  # re-sends of an idempotent call whose replica died
@@ -96,7 +97,7 @@ class IngressConfig:
     # Short /predict calls classified in the ingress itself (see serve_app.inline).
     predict_in_ingress: bool = False
     inline_threads: int = 1  # ONNX Runtime threads per batch (two batches run at once)
-    inline_batch_size: int = 32
+    inline_batch_size: int = MAX_BATCH_SIZE
     inline_batch_wait_s: float = 0.0
 
 
@@ -411,7 +412,7 @@ class Ingress:
     # batch's Python (tokenizing, rows, responses) holds the GIL the other keeps a core busy.
     # Measured at 32 users on 2 cores with two ingress replicas: 606-632 RPS against 517-547
     # with one batch at a time (docs/benchmarks.md).
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=0.0, max_concurrent_batches=2)
     async def _inline_batch(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
         assert self.inline is not None
         # In a thread (ONNX Runtime releases the GIL): the loop keeps parsing requests, so

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from serve_app import metrics
+from serve_app.defaults import REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.errors import SourceError
 from serve_app.posts import FetchResult, Post, PostFilter
 from serve_app.request_budget import Priority, RequestBudget
@@ -136,7 +137,7 @@ class RedditPublicClient:
 
     def __init__(
         self,
-        base_url: str = "https://www.reddit.com",
+        base_url: str = REDDIT_WWW_URL,
         user_agent: str = user_agent("emotion-monitor", "0", None),
         timeout_s: float = 10.0,
         retries: int = 2,
@@ -327,8 +328,8 @@ class RedditPrawClient:
         client_id: str,
         client_secret: str,
         user_agent: str,
-        oauth_url: str = "https://oauth.reddit.com",
-        reddit_url: str = "https://www.reddit.com",
+        oauth_url: str = REDDIT_OAUTH_URL,
+        reddit_url: str = REDDIT_WWW_URL,
         timeout_s: float = 10.0,
         deadline_s: float = 25.0,
         budget: RequestBudget | None = None,

@@ -6,10 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from serve_app.settings import Source
+from serve_app.tasks import TaskName
+
 MAX_KEYWORD_CHARS = 100
 MAX_TEXT_CHARS = 20_000
 MAX_TEXTS = 256
-Task = Literal["emotion", "sentiment"]
+Task = TaskName
 # The largest legitimate body is 256 texts of 20,000 characters (UTF-8, JSON-escaped); the
 # ingress refuses bigger ones with 413 before reading them.
 MAX_BODY_BYTES = 8 * 2**20
@@ -28,9 +31,7 @@ class AnalyzeRequest(BaseModel):
     )
     limit: int = Field(250, ge=1, le=1000, description="Most posts to analyse (1-1000).")
     return_plot: bool = Field(False, description="Include a base64 PNG chart.")
-    source: Literal["reddit", "jsonl"] | None = Field(
-        None, description="Post source (default from settings)."
-    )
+    source: Source | None = Field(None, description="Post source (default from settings).")
     lang: str = Field("en", pattern=r"^[a-z]{2}$", description="ISO 639-1 language of interest.")
     tasks: list[Task] | None = Field(
         None,

@@ -14,7 +14,9 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Source = Literal["reddit", "jsonl"]
+from serve_app.defaults import CACHE_TTL_S, REDDIT_OAUTH_URL, REDDIT_WWW_URL
+
+Source = Literal["reddit", "jsonl"]  # where posts come from: the one definition
 
 
 class Settings(BaseSettings):
@@ -52,9 +54,9 @@ class Settings(BaseSettings):
     reddit_app_id: str = Field("emotion-monitor", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     reddit_contact: str | None = Field(None, description="who runs this instance, e.g. /u/yourname")
     reddit_user_agent: str | None = Field(None, min_length=7)
-    reddit_public_url: str = "https://www.reddit.com"
-    reddit_oauth_url: str = "https://oauth.reddit.com"
-    reddit_www_url: str = "https://www.reddit.com"
+    reddit_public_url: str = REDDIT_WWW_URL
+    reddit_oauth_url: str = REDDIT_OAUTH_URL
+    reddit_www_url: str = REDDIT_WWW_URL
     fetch_timeout_s: float = Field(10.0, gt=0, le=120)
     fetch_retries: int = Field(2, ge=0, le=10)
     include_nsfw: bool = Field(False, description="classify posts Reddit marks NSFW (excluded by default)")
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
     postgres_url: SecretStr | None = None
     embedded: bool = True
     data_dir: Path = Path(".emotion-monitor")
-    cache_ttl_s: int = Field(3600, ge=1)
+    cache_ttl_s: int = Field(CACHE_TTL_S, ge=1)
 
     # Background work (idle-time history sync, hot-keyword cache warmer)
     background: bool = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 class TaskError(ValueError):
@@ -76,6 +77,9 @@ TASKS: dict[str, TaskSpec] = {
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+# The task names as a type, for request schemas and app args (validation and OpenAPI).
+# A Literal cannot be built from TASKS for the type checker; a unit test keeps them equal.
+TaskName = Literal["emotion", "sentiment"]
 
 
 def get_task(name: str) -> TaskSpec:

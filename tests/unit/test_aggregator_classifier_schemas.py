@@ -161,3 +161,16 @@ def test_reference_client_payloads_validate() -> None:
 def test_bad_predict_requests_say_what_is_wrong(body: dict[str, object], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):
         PredictRequest.model_validate(body)
+
+
+def test_the_task_name_type_is_the_registry() -> None:
+    """Request schemas and app args validate task names with `TaskName`: it must list exactly
+    the registry's tasks, in order, so a task added to TASKS is accepted everywhere."""
+    from typing import get_args
+
+    from serve_app.schemas import PredictRequest
+    from serve_app.tasks import TASK_NAMES, TaskName
+
+    assert get_args(TaskName) == TASK_NAMES
+    schema = PredictRequest.model_json_schema()
+    assert tuple(schema["properties"]["task"]["enum"]) == TASK_NAMES
