@@ -288,6 +288,7 @@ def make_app(
         history=args.history and infra.postgres_url is not None,
         journal_dir=_abs(s.data_dir / "journal"),
         cache_ttl_s=s.cache_ttl_s,
+        score_ttl_s=s.score_ttl_s,
         api_key=secret(s.api_key),
         analyze_rate_per_min=s.analyze_rate_per_min,
         analyze_burst=s.analyze_burst,

@@ -50,6 +50,7 @@ from serve_app.schemas import (
     PredictResponse,
     SyncStatus,
 )
+from serve_app.score_cache import ScoreCache
 from serve_app.security import RateLimiter, replica_share
 from serve_app.single_flight import SingleFlight
 
@@ -91,6 +92,7 @@ class IngressConfig:
     # Concurrent analyses of one question wait for one computation (a Redis lock across
     # replicas); a waiter gives up and computes itself after this long.
     single_flight_s: float = 90.0
+    score_ttl_s: int = 7 * 86_400  # per-post scores kept this long (0: no per-post cache)
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
     background: Any = field(default=None, compare=False)  # BackgroundConfigs, or None
     app_name: str = "emotion-monitor"
@@ -144,6 +146,7 @@ class Ingress:
             self.store, cfg.journal_dir, cfg.unsaved_retry_s, cfg.unsaved_shutdown_s, cfg.max_unsaved
         )
         self.flights = SingleFlight(self.cache, cfg.single_flight_s)
+        self.scores = ScoreCache(self.cache, cfg.score_ttl_s)
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         self._inflight = 0
@@ -323,13 +326,8 @@ class Ingress:
         excluded = {"language": len(posts) - len(keep), **fetched.excluded}
         excluded = {reason: n for reason, n in excluded.items() if n}
 
-        answers: dict[str, tuple[str, list[dict[str, Any]]]] = await self._call(
-            "classifier",
-            lambda: self.classifier.classify_tasks.remote(texts, tasks),
-            self.cfg.classify_timeout_s,
-        )
-        preds = {t: rows for t, (_, rows) in answers.items()}
-        versions = {t: version for t, (version, _) in answers.items()}
+        ids = [posts[i].id for i in keep]
+        preds, versions, newly = await self._score(source, ids, texts, tasks, info)
         if versions != self._versions(info, tasks):
             # A model version was rolled since `info` was read: re-read info next time. The
             # answer is cached under the versions that actually produced it.
@@ -358,6 +356,7 @@ class Ingress:
             "languages": count_languages(langs),
             "excluded": len(posts) - len(keep),
             "excluded_reasons": excluded,
+            "newly_scored": newly,
             "partial": fetched.partial is not None,
             "partial_reason": fetched.partial,
             "model_versions": versions,
@@ -387,6 +386,43 @@ class Ingress:
             )
             await self.held_records.save(rec)
         return result
+
+    async def _score(
+        self, source: str, ids: list[str], texts: list[str], tasks: list[str], info: dict[str, Any]
+    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], int]:
+        """Rows per task for these posts, the model versions, and how many posts the models ran on.
+
+        Posts scored before under the served versions come from the per-post score cache;
+        only the others go to the Classifier (every requested head at once: one encoder pass).
+        """
+        expected = self._versions(info, tasks)
+        known = await self.scores.get(source, ids, expected)
+        todo = [j for j, pid in enumerate(ids) if any(pid not in known[t] for t in tasks)]
+        versions = expected
+        fresh: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in tasks}
+        if todo:
+            answers: dict[str, tuple[str, list[dict[str, Any]]]] = await self._call(
+                "classifier",
+                lambda: self.classifier.classify_tasks.remote([texts[j] for j in todo], tasks),
+                self.cfg.classify_timeout_s,
+            )
+            versions = {t: version for t, (version, _) in answers.items()}
+            if versions != expected and len(todo) < len(ids):
+                # A model version was rolled meanwhile: cached rows belong to the old one.
+                todo = list(range(len(ids)))
+                answers = await self._call(
+                    "classifier",
+                    lambda: self.classifier.classify_tasks.remote(texts, tasks),
+                    self.cfg.classify_timeout_s,
+                )
+                versions = {t: version for t, (version, _) in answers.items()}
+                known = {t: {} for t in tasks}
+            for t, (_, rows) in answers.items():
+                fresh[t] = {ids[j]: row for j, row in zip(todo, rows, strict=True)}
+            await self.scores.put(source, fresh, versions)
+        metrics.record_scores(len(todo), len(ids) - len(todo))
+        preds = {t: [fresh[t].get(pid) or known[t][pid] for pid in ids] for t in tasks}
+        return preds, versions, len(todo)
 
     async def refresh(self, keyword: str, limit: int, source: str, refresh_below_s: int) -> bool:
         """For the cache warmer: re-run an analysis whose cache entry is missing or expiring."""

@@ -71,6 +71,12 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("priority",),
         None,
     ),
+    "emotion_monitor_post_scores_total": (
+        "counter",
+        "Posts an analysis needed scores for: run through the models, or reused from the score cache",
+        ("origin",),
+        None,
+    ),
     "emotion_monitor_embedded_restarts_total": (
         "counter",
         "Embedded Redis / PostgreSQL servers found dead and restarted by the supervisor",
@@ -202,3 +208,11 @@ def record_excluded(counts: dict[str, int]) -> None:
 @_safe
 def record_embedded_restart(server: str) -> None:
     _metric("emotion_monitor_embedded_restarts_total").inc(1, tags={"server": server})
+
+
+@_safe
+def record_scores(computed: int, reused: int) -> None:
+    if computed:
+        _metric("emotion_monitor_post_scores_total").inc(computed, tags={"origin": "model"})
+    if reused:
+        _metric("emotion_monitor_post_scores_total").inc(reused, tags={"origin": "cache"})

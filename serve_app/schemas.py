@@ -114,6 +114,11 @@ class AnalyzeResponse(BaseModel):
         "`empty` (no title or text), `nsfw`, `stickied`, `promoted`, `crosspost` and `duplicate` "
         "(counted once). Removed or deleted text is dropped; its post keeps its title.",
     )
+    newly_scored: int | None = Field(
+        None,
+        description="Posts the models ran on for this answer; the other scored posts' labels came from the "
+        "per-post score cache (scored before by the same model version).",
+    )
     partial: bool = Field(
         False, description="The source stopped early (a later page failed, or the deadline came near)."
     )

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     embedded: bool = True
     data_dir: Path = Path(".emotion-monitor")
     cache_ttl_s: int = Field(CACHE_TTL_S, ge=1)
+    score_ttl_s: int = Field(
+        7 * 86_400,
+        ge=0,
+        description="per-post scores kept in Redis this long (0 disables the per-post cache)",
+    )
 
     # Background work (idle-time history sync, hot-keyword cache warmer)
     background: bool = True

@@ -210,3 +210,20 @@ def test_ray_job_scores_a_file_through_the_handle(serve_url: str, ray_session: s
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 90 and [r["id"] for r in rows] == list(range(90))
     assert all(r["emotion"]["label"] in set(EMOTION_LABELS) for r in rows)
+
+
+def test_posts_scored_once_are_not_scored_again(client: httpx.Client, clean_cache: redis.Redis) -> None:
+    """Per-post score cache: a second analysis over the same posts (a different limit, so not an
+    answer cache hit) runs the models only on posts it has not seen under this model version."""
+    first = client.post("/analyze", json={"keyword": "coffee", "limit": 40, "source": "jsonl"}).json()
+    assert first["source"] == "inference" and first["newly_scored"] == first["scored"]
+    second = client.post("/analyze", json={"keyword": "coffee", "limit": 60, "source": "jsonl"}).json()
+    assert second["source"] == "inference"
+    assert second["newly_scored"] == second["scored"] - first["scored"]  # only the 20 older posts
+    # Same rows either way: the 40 shared posts keep their labels.
+    again = client.post("/analyze", json={"keyword": "coffee", "limit": 40, "source": "jsonl", "lang": "en",
+                                          "negative_threshold": 0.81}).json()  # fmt: skip
+    assert again["newly_scored"] == 0
+    assert [a["count"] for a in again["agg"]] == [a["count"] for a in first["agg"]]
+    keys = list(clean_cache.scan_iter("em:score:*"))
+    assert len(keys) == 2 * second["scored"]  # one row per post and task
