@@ -21,6 +21,7 @@ import ray
 from serve_app import metrics
 from serve_app.embedded import SupervisedServers
 from serve_app.preprocess import normalize_keyword
+from serve_app.trends import SpikeRule
 
 log = logging.getLogger("emotion_monitor.background")
 
@@ -217,19 +218,20 @@ def warm_candidates(
     return out
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class WarmerActor:
-    """Keeps hot keywords' cache entries fresh while the CPU is idle."""
+class GatedLoop:
+    """Scheduling and CPU gating shared by the background workers that call the service
+    (the warmer, the keyword monitor): every `cfg.interval_s`, if the machine's CPU is below
+    `cfg.cpu_threshold`, one `run_once()`; `busy()` lets a pass stop between items."""
 
-    def __init__(self, cfg: WarmerConfig) -> None:
-        self.cfg = cfg
-        self.refreshed_total = 0
-        self.last_pass: float | None = None
+    cfg: Any
+
+    def __init__(self) -> None:
         self.cpu: float | None = None
         self.paused_reason: str | None = "starting"
+        self.last_pass: float | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def configure(self, cfg: WarmerConfig) -> None:
+    async def configure(self, cfg: Any) -> None:
         self.cfg = cfg
 
     async def start(self) -> bool:
@@ -237,6 +239,41 @@ class WarmerActor:
             self._task = asyncio.get_running_loop().create_task(self._run())
             return True
         return False
+
+    async def busy(self, window_s: float = 0.5) -> bool:
+        self.cpu = await asyncio.to_thread(cpu_percent, window_s)
+        if self.cpu >= self.cfg.cpu_threshold:
+            self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+            return True
+        return False
+
+    async def run_once(self, force: bool = False) -> int:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.interval_s)
+            try:
+                if await self.busy(1.0):
+                    continue
+                self.paused_reason = None
+                await self.run_once()
+            except Exception as exc:
+                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("%s paused: %s", type(self).__name__, self.paused_reason)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class WarmerActor(GatedLoop):
+    """Keeps hot keywords' cache entries fresh while the CPU is idle."""
+
+    def __init__(self, cfg: WarmerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.refreshed_total = 0
+
+    async def run_once(self, force: bool = False) -> int:
+        return await self.warm_once(force)
 
     async def warm_once(self, force: bool = False) -> int:
         """One bounded pass; stops the moment CPU rises above the threshold."""
@@ -256,31 +293,14 @@ class WarmerActor:
         for kw, limit, source in warm_candidates(hot, self.cfg.seeds):
             if refreshed >= self.cfg.per_pass:
                 break
-            if not force:
-                self.cpu = await asyncio.to_thread(cpu_percent, 0.5)
-                if self.cpu >= self.cfg.cpu_threshold:
-                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
-                    break
+            if not force and await self.busy():
+                break
             did = await ingress.refresh.remote(kw, limit, source, self.cfg.refresh_below_s)
             refreshed += int(bool(did))
         self.refreshed_total += refreshed
         metrics.record_warmer(refreshed)
         self.last_pass = time.time()
         return refreshed
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.interval_s)
-            try:
-                self.cpu = await asyncio.to_thread(cpu_percent, 1.0)
-                if self.cpu >= self.cfg.cpu_threshold:
-                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
-                    continue
-                self.paused_reason = None
-                await self.warm_once()
-            except Exception as exc:
-                self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-                log.warning("warmer paused: %s", self.paused_reason)
 
     async def status(self) -> dict[str, Any]:
         return {
@@ -290,6 +310,127 @@ class WarmerActor:
             "cpu_threshold": self.cfg.cpu_threshold,
             "paused_reason": self.paused_reason,
             "config": asdict(self.cfg) | {"redis_url": "***"},
+        }
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    postgres_url: str = field(repr=False)
+    app_name: str = "emotion-monitor"
+    cpu_threshold: float = 50.0
+    interval_s: float = 15.0  # how often due watches are looked for
+    bucket_s: int = 3600  # trend bucket the spike test compares
+    window_s: int = 7 * 86_400  # history read for the baseline
+    rules: tuple[SpikeRule, ...] = (SpikeRule("emotion", "anger"), SpikeRule("sentiment", "negative"))
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_attempts: int = 8  # delivery attempts (each with in-pass retries) before `failed`
+    webhook_timeout_s: float = 5.0
+
+
+def monitor_actor_name(app_name: str = DEFAULT_APP) -> str:
+    return f"{app_name}-monitor"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class MonitorActor(GatedLoop):
+    """Polls each watched keyword at its interval through the ingress (posts scored before
+    are not scored again), gets the results into PostgreSQL through the history path, and
+    raises spike alerts (recorded once, delivered to the webhook with retries)."""
+
+    def __init__(self, cfg: MonitorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.polls_total = 0
+        self.alerts_total = 0
+        self.delivered_total = 0
+
+    async def run_once(self, force: bool = False) -> int:
+        """Poll the due watches (all of them if `force`); the number polled."""
+        from ray import serve
+
+        from serve_app import watchlists as wl
+
+        dsn = self.cfg.postgres_url
+        now = time.time()
+        watches = await asyncio.to_thread(wl.list_watches, dsn)
+        ingress = serve.get_deployment_handle("Ingress", app_name=self.cfg.app_name)
+        polled = []
+        for w in watches:
+            if not (force or w.due(now)):
+                continue
+            if not force and await self.busy():
+                break
+            error = None
+            try:
+                await ingress.watch_run.remote(w.keyword, w.limit, w.source, list(w.tasks))
+            except Exception as exc:  # recorded on the watch; the next poll tries again
+                error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            await asyncio.to_thread(wl.mark_run, dsn, w.keyword, error)
+            if error is None:
+                polled.append(w)
+        self.polls_total += len(polled)
+        if polled:
+            # The polls' records are in Redis: move them to PostgreSQL now, so the spike test
+            # sees them (sync_now ignores the CPU gate; it is a bounded pass).
+            await get_actor(sync_actor_name(self.cfg.app_name)).sync_now.remote()
+            for w in polled:
+                await self._spikes(w.keyword)
+        await self.deliver_pending()
+        self.last_pass = time.time()
+        return len(polled)
+
+    async def _spikes(self, keyword: str) -> None:
+        from serve_app import watchlists as wl
+        from serve_app.trends import detect_spikes
+
+        since = time.time() - self.cfg.window_s
+        buckets = await asyncio.to_thread(
+            wl.trend_buckets, self.cfg.postgres_url, keyword, self.cfg.bucket_s, since
+        )
+        for spike in detect_spikes(normalize_keyword(keyword), buckets, self.cfg.rules, self.cfg.bucket_s):
+            if await asyncio.to_thread(
+                wl.record_alert, self.cfg.postgres_url, spike, bool(self.cfg.webhook_url)
+            ):
+                self.alerts_total += 1
+                metrics.record_alert(spike.task, spike.label)
+                log.warning("alert: %s %s %s%% (baseline %s%%, z %.1f) for %r", spike.task, spike.label,
+                            spike.share, spike.baseline, spike.z, keyword)  # fmt: skip
+
+    async def deliver_pending(self) -> int:
+        """Offer every pending alert to the webhook (a down webhook keeps them pending)."""
+        import httpx
+
+        from serve_app import watchlists as wl
+        from serve_app.alerts import deliver
+
+        if not self.cfg.webhook_url:
+            return 0
+        pending = await asyncio.to_thread(wl.pending_alerts, self.cfg.postgres_url)
+        delivered = 0
+        async with httpx.AsyncClient(timeout=self.cfg.webhook_timeout_s) as client:
+            for alert in pending:
+                ok, error = await deliver(client, self.cfg.webhook_url, alert)
+                await asyncio.to_thread(
+                    wl.mark_delivery,
+                    self.cfg.postgres_url,
+                    alert.alert_id,
+                    ok,
+                    error,
+                    self.cfg.webhook_attempts,
+                )
+                metrics.record_alert_delivery("delivered" if ok else "failed_attempt")
+                delivered += int(ok)
+        self.delivered_total += delivered
+        return delivered
+
+    async def status(self) -> dict[str, Any]:
+        return {
+            "polls_total": self.polls_total,
+            "alerts_total": self.alerts_total,
+            "delivered_total": self.delivered_total,
+            "last_pass": self.last_pass,
+            "cpu": self.cpu,
+            "paused_reason": self.paused_reason,
         }
 
 
@@ -358,6 +499,7 @@ class BackgroundConfigs:
     sync: SyncConfig | None = None
     warmer: WarmerConfig | None = None
     supervised: SupervisedServers | None = None
+    monitor: MonitorConfig | None = None
 
 
 def start_background(cfgs: BackgroundConfigs, app_name: str = DEFAULT_APP) -> dict[str, Any]:
@@ -367,6 +509,7 @@ def start_background(cfgs: BackgroundConfigs, app_name: str = DEFAULT_APP) -> di
         (supervisor_actor_name(app_name), SupervisorActor, cfgs.supervised),
         (sync_actor_name(app_name), SyncActor, cfgs.sync),
         (warmer_actor_name(app_name), WarmerActor, cfgs.warmer),
+        (monitor_actor_name(app_name), MonitorActor, cfgs.monitor),
     )
     for name, cls, cfg in entries:
         if cfg is None:
@@ -388,7 +531,8 @@ def get_actor(name: str) -> Any:
 def stop_background(app_name: str = DEFAULT_APP) -> list[str]:
     """Kill the app's detached actors (they outlive `serve delete`); returns the names killed."""
     killed = []
-    for name in (sync_actor_name(app_name), warmer_actor_name(app_name), supervisor_actor_name(app_name)):
+    names = (sync_actor_name, warmer_actor_name, supervisor_actor_name, monitor_actor_name)
+    for name in (n(app_name) for n in names):
         try:
             ray.kill(get_actor(name))
         except ValueError:

@@ -19,7 +19,7 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.aggregator import Aggregator
-from deployments.background import BackgroundConfigs, SyncConfig, WarmerConfig
+from deployments.background import BackgroundConfigs, MonitorConfig, SyncConfig, WarmerConfig
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
@@ -29,6 +29,7 @@ from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
 from serve_app.settings import Settings, Source, get_settings, reddit_user_agent, secret
 from serve_app.tasks import TaskName, check_head
+from serve_app.trends import SpikeRule
 
 log = logging.getLogger("emotion_monitor.app")
 
@@ -198,7 +199,22 @@ def background_configs(
             per_pass=s.warmer_per_pass,
             refresh_below_s=s.warmer_refresh_below_s,
         )
-    return BackgroundConfigs(sync, warmer, infra.supervised())
+    monitor = None
+    if redis_url and postgres_url and s.monitor:
+        monitor = MonitorConfig(
+            postgres_url=postgres_url,
+            app_name=app_name,
+            cpu_threshold=s.monitor_cpu_threshold,
+            interval_s=s.monitor_interval_s,
+            bucket_s=s.alert_bucket_s,
+            rules=tuple(
+                SpikeRule(task, label, s.alert_z, s.alert_min_posts, s.alert_baseline_buckets)
+                for task, label in (("emotion", "anger"), ("sentiment", "negative"))
+            ),
+            webhook_url=secret(s.alert_webhook_url),
+            webhook_attempts=s.alert_webhook_attempts,
+        )
+    return BackgroundConfigs(sync, warmer, infra.supervised(), monitor)
 
 
 def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
@@ -287,6 +303,7 @@ def make_app(
         cache=args.cache,
         history=args.history and infra.postgres_url is not None,
         journal_dir=_abs(s.data_dir / "journal"),
+        postgres_url=infra.postgres_url,
         cache_ttl_s=s.cache_ttl_s,
         score_ttl_s=s.score_ttl_s,
         api_key=secret(s.api_key),

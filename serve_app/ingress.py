@@ -4,14 +4,15 @@
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import redis
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -41,6 +42,9 @@ from serve_app.preprocess import post_text
 from serve_app.question import Question
 from serve_app.request_budget import Priority
 from serve_app.schemas import (
+    MAX_KEYWORD_CHARS,
+    AlertOut,
+    AlertsResponse,
     AnalyzeRequest,
     AnalyzeResponse,
     ErrorResponse,
@@ -49,10 +53,26 @@ from serve_app.schemas import (
     PredictRequest,
     PredictResponse,
     SyncStatus,
+    TrendBucket,
+    TrendsResponse,
+    WatchList,
+    WatchOut,
+    WatchRequest,
 )
 from serve_app.score_cache import ScoreCache
 from serve_app.security import RateLimiter, replica_share
 from serve_app.single_flight import SingleFlight
+from serve_app.trends import parse_bucket
+from serve_app.watchlists import (
+    HistoryUnavailable,
+    Watch,
+    add_watch,
+    ensure_schema,
+    list_alerts,
+    list_watches,
+    remove_watch,
+    trend_buckets,
+)
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.ingress")
@@ -87,6 +107,7 @@ class IngressConfig:
     # Records of analyses answered while Redis is down go to an fsynced journal here before
     # the answer leaves (serve_app.journal); None keeps them in memory only (tests, no disk).
     journal_dir: str | None = None
+    postgres_url: str | None = field(default=None, repr=False)  # watchlists, trends, alerts
     max_unsaved: int = 10_000  # records held in memory when the journal cannot be written
     unsaved_retry_s: float = 1.0  # how often held records are offered to Redis again
     # Concurrent analyses of one question wait for one computation (a Redis lock across
@@ -108,6 +129,10 @@ def tasks_info(info: dict[str, Any]) -> dict[str, Any]:
     Classifier describes one task at the top level)."""
     by_task: dict[str, Any] = info.get("tasks", {info.get("default_task", "emotion"): info})
     return by_task
+
+
+def _watch_out(w: Watch) -> WatchOut:
+    return WatchOut(**{**dataclasses.asdict(w), "tasks": list(w.tasks)})
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -147,6 +172,7 @@ class Ingress:
         )
         self.flights = SingleFlight(self.cache, cfg.single_flight_s)
         self.scores = ScoreCache(self.cache, cfg.score_ttl_s)
+        self._schema_ready = False
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         self._inflight = 0
@@ -264,11 +290,7 @@ class Ingress:
     async def analyze(self, req: AnalyzeRequest, request: Request) -> AnalyzeResponse:
         """Fetch up to `limit` posts about `keyword`, classify them, return the breakdowns."""
         started = time.perf_counter()
-        if self.limiter is not None:
-            client = request.client.host if request.client else "unknown"
-            wait = self.limiter.check(client)
-            if wait > 0:
-                raise RateLimited(wait)
+        self._rate_limit(request)
         source = req.source or self.cfg.default_source
         info = await self._model_info()
         tasks, threshold = self._plan(info, req.tasks, req.negative_threshold)
@@ -386,6 +408,97 @@ class Ingress:
             )
             await self.held_records.save(rec)
         return result
+
+    def _rate_limit(self, request: Request) -> None:
+        """The per-client limit on requests that start work (analyses, new watches)."""
+        if self.limiter is not None:
+            client = request.client.host if request.client else "unknown"
+            wait = self.limiter.check(client)
+            if wait > 0:
+                raise RateLimited(wait)
+
+    async def watch_run(self, keyword: str, limit: int, source: str, tasks: list[str]) -> dict[str, Any]:
+        """For the keyword monitor: a fresh analysis (new posts since the last poll), sharing
+        the per-post score cache, single flight, history path and background priority."""
+        info = await self._model_info()
+        chosen, threshold = self._plan(info, tasks, None)
+        question = Question(keyword, limit, source, tuple(chosen), threshold)
+        result, _ = await self.flights.run(
+            question.key(self._versions(info, chosen)),
+            lambda: self._infer(question, info, priority="background"),
+        )
+        return {k: result.get(k) for k in ("count", "scored", "newly_scored", "partial")}
+
+    async def _pg(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A watchlist/trend/alert query in a thread; 503 when PostgreSQL is not there."""
+        if not self.cfg.postgres_url:
+            raise ServiceUnavailable(
+                "watchlists, trends and alerts need PostgreSQL: set EMOTION_MONITOR_POSTGRES_URL "
+                "(or keep EMOTION_MONITOR_EMBEDDED on)",
+                60,
+            )
+        try:
+            if not self._schema_ready:
+                await asyncio.to_thread(ensure_schema, self.cfg.postgres_url)
+                self._schema_ready = True
+            return await asyncio.to_thread(fn, self.cfg.postgres_url, *args)
+        except HistoryUnavailable as exc:
+            raise ServiceUnavailable(exc.message, 10) from None
+
+    @api.post("/watch", response_model=WatchOut, status_code=201, responses=ERRORS, dependencies=AUTH)
+    async def watch_add(self, req: WatchRequest, request: Request) -> WatchOut:
+        """Watch a keyword: poll it every `every_s` seconds, keep its trend, raise spike alerts."""
+        self._rate_limit(request)
+        info = await self._model_info()
+        tasks, _ = self._plan(info, req.tasks, None)
+        watch = Watch(
+            req.keyword, req.every_s, req.source or self.cfg.default_source, tuple(tasks), req.limit
+        )
+        return _watch_out(await self._pg(add_watch, watch))
+
+    @api.get("/watch", response_model=WatchList, responses=ERRORS, dependencies=AUTH)
+    async def watch_list(self, request: Request) -> WatchList:
+        """Every watched keyword, with its last poll."""
+        return WatchList(watches=[_watch_out(w) for w in await self._pg(list_watches)])
+
+    @api.delete("/watch/{keyword}", status_code=204, responses=ERRORS | {404: {"model": ErrorResponse}},
+                dependencies=AUTH)  # fmt: skip
+    async def watch_remove(self, keyword: str, request: Request) -> Response:
+        """Stop watching a keyword (its history and alerts stay)."""
+        if not await self._pg(remove_watch, keyword):
+            return JSONResponse({"detail": f"{keyword!r} is not watched"}, status_code=404)
+        return Response(status_code=204)
+
+    @api.get("/trends", response_model=TrendsResponse, responses=ERRORS, dependencies=AUTH)
+    async def trends(
+        self,
+        request: Request,
+        keyword: str = Query(..., min_length=1, max_length=MAX_KEYWORD_CHARS),
+        bucket: Literal["15m", "1h", "6h", "1d"] = Query("1h", description="Bucket size."),
+        since: float | None = Query(None, ge=0, description="Unix seconds (default: 7 days ago)."),
+    ) -> TrendsResponse:
+        """Per time bucket of the posts' own creation time: posts and each label's share with
+        its 95 % interval, for every task; a post seen by several analyses counts once."""
+        start = since if since is not None else time.time() - 7 * 86_400
+        size = parse_bucket(bucket)
+        buckets = await self._pg(trend_buckets, keyword, size, start)
+        return TrendsResponse(
+            keyword=" ".join(keyword.split()),
+            bucket_s=size,
+            since=start,
+            buckets=[TrendBucket(**dataclasses.asdict(b)) for b in buckets],
+        )
+
+    @api.get("/alerts", response_model=AlertsResponse, responses=ERRORS, dependencies=AUTH)
+    async def alerts(
+        self,
+        request: Request,
+        keyword: str | None = Query(None, min_length=1, max_length=MAX_KEYWORD_CHARS),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> AlertsResponse:
+        """Spike alerts, newest first, with their webhook delivery state."""
+        rows = await self._pg(list_alerts, keyword, limit)
+        return AlertsResponse(alerts=[AlertOut(**dataclasses.asdict(a)) for a in rows])
 
     async def _score(
         self, source: str, ids: list[str], texts: list[str], tasks: list[str], info: dict[str, Any]

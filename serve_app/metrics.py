@@ -77,6 +77,18 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("origin",),
         None,
     ),
+    "emotion_monitor_alerts_total": (
+        "counter",
+        "Spike alerts raised, by task and label",
+        ("task", "label"),
+        None,
+    ),
+    "emotion_monitor_alert_deliveries_total": (
+        "counter",
+        "Webhook delivery attempts of alerts, by outcome",
+        ("outcome",),
+        None,
+    ),
     "emotion_monitor_embedded_restarts_total": (
         "counter",
         "Embedded Redis / PostgreSQL servers found dead and restarted by the supervisor",
@@ -216,3 +228,13 @@ def record_scores(computed: int, reused: int) -> None:
         _metric("emotion_monitor_post_scores_total").inc(computed, tags={"origin": "model"})
     if reused:
         _metric("emotion_monitor_post_scores_total").inc(reused, tags={"origin": "cache"})
+
+
+@_safe
+def record_alert(task: str, label: str) -> None:
+    _metric("emotion_monitor_alerts_total").inc(1, tags={"task": task, "label": label})
+
+
+@_safe
+def record_alert_delivery(outcome: str) -> None:
+    _metric("emotion_monitor_alert_deliveries_total").inc(1, tags={"outcome": outcome})

@@ -214,3 +214,93 @@ class SyncStatus(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str | list[dict[str, object]]
+
+
+def _clean_keyword(v: str) -> str:
+    return AnalyzeRequest.keyword_has_text(v)  # one rule for every keyword the API takes
+
+
+class WatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"keyword": "Intel", "every_s": 300, "tasks": ["emotion", "sentiment"]}]
+        },
+    )
+
+    keyword: str = Field(..., min_length=1, max_length=MAX_KEYWORD_CHARS, description="What to watch.")
+    every_s: int = Field(..., ge=60, le=7 * 86_400, description="Seconds between polls (60 s to 7 days).")
+    source: Source | None = Field(None, description="Post source (default from settings).")
+    tasks: list[Task] | None = Field(None, min_length=1, description="Tasks to track (default: all served).")
+    limit: int = Field(100, ge=1, le=1000, description="Newest posts fetched per poll.")
+
+    @field_validator("keyword")
+    @classmethod
+    def keyword_has_text(cls, v: str) -> str:
+        return _clean_keyword(v)
+
+    @field_validator("tasks")
+    @classmethod
+    def tasks_unique(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else list(dict.fromkeys(v))
+
+
+class WatchOut(BaseModel):
+    keyword: str
+    every_s: int
+    source: str
+    tasks: list[str]
+    limit: int
+    created_at: float | None = None
+    last_run_at: float | None = Field(None, description="Unix time of the last poll.")
+    last_error: str | None = Field(None, description="Why the last poll failed, if it did.")
+
+
+class WatchList(BaseModel):
+    watches: list[WatchOut]
+
+
+class TrendShare(BaseModel):
+    label: str
+    count: int
+    pct: float
+    pct_low: float = Field(description="95 % Wilson interval, lower end.")
+    pct_high: float
+
+
+class TrendBucket(BaseModel):
+    start: float = Field(description="Bucket start, unix seconds (UTC multiples of the bucket size).")
+    posts: dict[str, int] = Field(description="Posts with a label, per task.")
+    shares: dict[str, list[TrendShare]] = Field(
+        description="Per task, each label's share of the bucket's posts."
+    )
+
+
+class TrendsResponse(BaseModel):
+    keyword: str
+    bucket_s: int
+    since: float
+    buckets: list[TrendBucket] = Field(description="Oldest first; buckets without posts are left out.")
+
+
+class AlertOut(BaseModel):
+    alert_id: str
+    keyword: str
+    task: str
+    label: str
+    bucket_start: float
+    bucket_s: int
+    share: float = Field(description="The bucket's share of the label, %.")
+    baseline: float = Field(description="Its share over the trailing baseline buckets, %.")
+    z: float = Field(description="One-sided two-proportion z statistic.")
+    posts: int
+    baseline_posts: int
+    created_at: float
+    delivery: Literal["none", "pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None = None
+    delivered_at: float | None = None
+
+
+class AlertsResponse(BaseModel):
+    alerts: list[AlertOut]

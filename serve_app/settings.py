@@ -91,6 +91,20 @@ class Settings(BaseSettings):
     warmer_refresh_below_s: int = Field(300, ge=0)
     warmer_seeds_file: Path = Path("scripts/keywords.txt")
 
+    # Watchlists: the keyword monitor and its spike alerts (an alert: a bucket's share of
+    # anger or of negative posts above the trailing baseline, one-sided two-proportion z-test)
+    monitor: bool = True
+    monitor_interval_s: float = Field(15.0, gt=0, description="how often due watches are looked for")
+    monitor_cpu_threshold: float = Field(50.0, gt=0, le=100)
+    alert_bucket_s: int = Field(3600, ge=60, description="trend bucket the spike test compares")
+    alert_z: float = Field(3.0, gt=0, description="z at or above which a rise is a spike")
+    alert_min_posts: int = Field(20, ge=1, description="posts needed in the bucket and in the baseline")
+    alert_baseline_buckets: int = Field(24, ge=1, description="trailing buckets pooled into the baseline")
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="POST each alert here as JSON (may hold a token)"
+    )
+    alert_webhook_attempts: int = Field(8, ge=1, le=1000, description="delivery attempts before `failed`")
+
     # Experiment tracking for training runs (MLflow): any tracking URI (an MLflow server,
     # a database); by default a local SQLite store under runs/, read by `mlflow ui`.
     mlflow_tracking_uri: str = "sqlite:///runs/mlflow.db"

@@ -14,6 +14,7 @@ import redis
 
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
+from tests.webhook_receiver import WebhookReceiver
 
 TEST_REDIS_URL = os.environ.get("EMOTION_MONITOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -37,12 +38,19 @@ def reddit_server() -> Iterator[RedditTestServer]:
 
 
 @pytest.fixture(scope="session")
+def webhook() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@pytest.fixture(scope="session")
 def serve_url(
     serve_http: str,
     redis_client: redis.Redis,
     reddit_server: RedditTestServer,
     app_pg_url: str,
     tmp_path_factory: pytest.TempPathFactory,
+    webhook: WebhookReceiver,
 ) -> Iterator[str]:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"no model at {MODEL_DIR}")
@@ -69,6 +77,10 @@ def serve_url(
         # must not ration the test server.
         reddit_public_per_min=6000,
         reddit_burst=1000,
+        # The monitor's passes are forced by the tests (run_once(force=True)).
+        monitor_interval_s=3600,
+        alert_webhook_url=webhook.url,
+        alert_webhook_attempts=3,
     )
     args = AppArgs(
         model_dir=str(MODEL_DIR),

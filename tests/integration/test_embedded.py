@@ -34,6 +34,7 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             "0003_strongly_negative",
             "0004_neutral_and_intervals",
             "0005_partial_and_hygiene",
+            "0006_watchlists",
         ]
         rec = make_record(
             "embedded",

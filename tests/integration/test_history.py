@@ -84,6 +84,7 @@ def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
             "0003_strongly_negative",
             "0004_neutral_and_intervals",
             "0005_partial_and_hygiene",
+            "0006_watchlists",
         ]
 
 

@@ -1,0 +1,236 @@
+"""Watchlists, trends and alerts in PostgreSQL (tables from migration 0006).
+
+Plain functions over a DSN, called from the ingress (in a thread) and the monitor actor.
+Errors reaching PostgreSQL raise `HistoryUnavailable`; the ingress answers 503.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from serve_app.errors import EmotionMonitorError
+from serve_app.preprocess import normalize_keyword
+from serve_app.trends import Bucket, Spike, buckets_from_rows
+
+
+class HistoryUnavailable(EmotionMonitorError):
+    """PostgreSQL could not be reached or refused the statement."""
+
+    def __init__(self, detail: str) -> None:
+        self.message = f"history database unavailable: {detail}"
+        super().__init__(self.message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.message.removeprefix("history database unavailable: "),))
+
+
+@dataclass(frozen=True)
+class Watch:
+    keyword: str
+    every_s: int
+    source: str
+    tasks: tuple[str, ...]
+    limit: int
+    created_at: float | None = None
+    last_run_at: float | None = None
+    last_error: str | None = None
+
+    @property
+    def keyword_norm(self) -> str:
+        return normalize_keyword(self.keyword)
+
+    def due(self, now: float) -> bool:
+        return self.last_run_at is None or now - self.last_run_at >= self.every_s
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(dsn, connect_timeout=3, autocommit=True)
+    except psycopg.Error as exc:
+        raise HistoryUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def ensure_schema(dsn: str) -> None:
+    """Apply pending migrations (idempotent): the ingress may answer before the sync ran them."""
+    from serve_app.history import migrate
+
+    try:
+        migrate(dsn)
+    except psycopg.Error as exc:
+        raise HistoryUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _epoch(value: dt.datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+_WATCH_COLS = "keyword, every_s, source, tasks, post_limit, created_at, last_run_at, last_error"
+
+
+def _watch(row: Sequence[Any]) -> Watch:
+    return Watch(row[0], row[1], row[2], tuple(row[3]), row[4], _epoch(row[5]), _epoch(row[6]), row[7])
+
+
+def add_watch(dsn: str, w: Watch) -> Watch:
+    """Create or update (same keyword, any case or spacing) a watch; returns it as stored."""
+    with _connect(dsn) as c:
+        try:
+            row = c.execute(
+                "INSERT INTO watches (keyword_norm, keyword, every_s, source, tasks, post_limit)"
+                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (keyword_norm) DO UPDATE SET"
+                " keyword = EXCLUDED.keyword, every_s = EXCLUDED.every_s, source = EXCLUDED.source,"
+                f" tasks = EXCLUDED.tasks, post_limit = EXCLUDED.post_limit RETURNING {_WATCH_COLS}",
+                (w.keyword_norm, w.keyword, w.every_s, w.source, list(w.tasks), w.limit),
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+    assert row is not None
+    return _watch(row)
+
+
+def list_watches(dsn: str) -> list[Watch]:
+    with _connect(dsn) as c:
+        try:
+            rows = c.execute(f"SELECT {_WATCH_COLS} FROM watches ORDER BY keyword_norm").fetchall()
+        except psycopg.Error as exc:
+            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+    return [_watch(r) for r in rows]
+
+
+def remove_watch(dsn: str, keyword: str) -> bool:
+    with _connect(dsn) as c:
+        try:
+            cur = c.execute("DELETE FROM watches WHERE keyword_norm = %s", (normalize_keyword(keyword),))
+        except psycopg.Error as exc:
+            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        return cur.rowcount > 0
+
+
+def mark_run(dsn: str, keyword: str, error: str | None, at: float | None = None) -> None:
+    with _connect(dsn) as c:
+        c.execute(
+            "UPDATE watches SET last_run_at = %s, last_error = %s WHERE keyword_norm = %s",
+            (dt.datetime.fromtimestamp(at or time.time(), dt.UTC), error, normalize_keyword(keyword)),
+        )
+
+
+# The latest label of every post analysed for the keyword, counted per bucket of the post's
+# own creation time. Bucket starts are whole multiples of the bucket size (UTC).
+_TREND_SQL = """
+WITH latest AS (
+    SELECT DISTINCT ON (p.task, p.source, p.post_id)
+           p.task, p.label, extract(epoch FROM po.created_utc) AS t
+    FROM predictions p
+    JOIN queries q USING (query_id)
+    JOIN posts po ON po.source = p.source AND po.post_id = p.post_id
+    WHERE q.keyword_norm = %(kw)s AND po.created_utc >= %(since)s
+    ORDER BY p.task, p.source, p.post_id, q.created_at DESC
+)
+SELECT floor(t / %(bucket)s) * %(bucket)s AS start, task, label, count(*)
+FROM latest GROUP BY 1, 2, 3 ORDER BY 1
+"""
+
+
+def trend_buckets(dsn: str, keyword: str, bucket_s: int, since: float) -> list[Bucket]:
+    with _connect(dsn) as c:
+        try:
+            rows = c.execute(
+                _TREND_SQL,
+                {
+                    "kw": normalize_keyword(keyword),
+                    "since": dt.datetime.fromtimestamp(since, dt.UTC),
+                    "bucket": bucket_s,
+                },
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+    return buckets_from_rows((float(r[0]), r[1], r[2], int(r[3])) for r in rows)
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert_id: str
+    keyword: str
+    task: str
+    label: str
+    bucket_start: float
+    bucket_s: int
+    share: float
+    baseline: float
+    z: float
+    posts: int
+    baseline_posts: int
+    created_at: float
+    delivery: str
+    attempts: int
+    last_error: str | None
+    delivered_at: float | None
+
+
+_ALERT_COLS = (
+    "alert_id, keyword_norm, task, label, bucket_start, bucket_s, share, baseline, z, posts,"
+    " baseline_posts, created_at, delivery, attempts, last_error, delivered_at"
+)
+
+
+def _alert(r: Sequence[Any]) -> AlertRow:
+    return AlertRow(
+        r[0], r[1], r[2], r[3], r[4].timestamp(), r[5], r[6], r[7], r[8], r[9], r[10], r[11].timestamp(),
+        r[12], r[13], r[14], _epoch(r[15]),
+    )  # fmt: skip
+
+
+def record_alert(dsn: str, spike: Spike, webhook: bool) -> bool:
+    """Record a spike once (by its id); whether it was new."""
+    with _connect(dsn) as c:
+        cur = c.execute(
+            "INSERT INTO alerts (alert_id, keyword_norm, task, label, bucket_start, bucket_s, share,"
+            " baseline, z, posts, baseline_posts, delivery) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+            " ON CONFLICT (alert_id) DO NOTHING",
+            (
+                spike.alert_id, spike.keyword, spike.task, spike.label,
+                dt.datetime.fromtimestamp(spike.bucket_start, dt.UTC), spike.bucket_s, spike.share,
+                spike.baseline, spike.z, spike.posts, spike.baseline_posts, "pending" if webhook else "none",
+            ),
+        )  # fmt: skip
+        return cur.rowcount > 0
+
+
+def list_alerts(dsn: str, keyword: str | None = None, limit: int = 100) -> list[AlertRow]:
+    where, args = ("WHERE keyword_norm = %s", [normalize_keyword(keyword)]) if keyword else ("", [])
+    with _connect(dsn) as c:
+        try:
+            rows = c.execute(
+                f"SELECT {_ALERT_COLS} FROM alerts {where} ORDER BY created_at DESC, alert_id LIMIT %s",
+                (*args, limit),
+            ).fetchall()
+        except psycopg.Error as exc:
+            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+    return [_alert(r) for r in rows]
+
+
+def pending_alerts(dsn: str) -> list[AlertRow]:
+    with _connect(dsn) as c:
+        rows = c.execute(
+            f"SELECT {_ALERT_COLS} FROM alerts WHERE delivery = 'pending' ORDER BY created_at"
+        ).fetchall()
+    return [_alert(r) for r in rows]
+
+
+def mark_delivery(dsn: str, alert_id: str, delivered: bool, error: str | None, max_attempts: int) -> None:
+    """One delivery attempt's outcome; past `max_attempts` failures the alert is `failed`."""
+    with _connect(dsn) as c:
+        c.execute(
+            "UPDATE alerts SET attempts = attempts + 1, last_attempt_at = now(), last_error = %s,"
+            " delivered_at = CASE WHEN %s THEN now() ELSE delivered_at END,"
+            " delivery = CASE WHEN %s THEN 'delivered'"
+            " WHEN attempts + 1 >= %s THEN 'failed' ELSE delivery END"
+            " WHERE alert_id = %s AND delivery = 'pending'",
+            (error, delivered, delivered, max_attempts, alert_id),
+        )
