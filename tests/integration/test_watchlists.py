@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -156,3 +157,34 @@ def test_a_spike_raises_one_alert_delivered_when_the_webhook_comes_back(
     assert len(delivered) == 1 and keyword in delivered[0]["text"]
     monitor_pass()
     assert len([a for a in webhook.received if a["alert_id"] == alert["alert_id"]]) == 1
+
+
+def test_cli_watch_and_trends(serve_url: str, no_watches: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tooling.cli import app
+
+    cli = CliRunner()
+    added = cli.invoke(
+        app, ["watch", "add", "Tea Time", "--every", "120", "--source", "jsonl", "--url", serve_url]
+    )
+    assert added.exit_code == 0, added.output
+    assert "Tea Time" in added.output and "every    120 s" in added.output
+    listed = cli.invoke(app, ["watch", "list", "--url", serve_url])
+    assert "Tea Time" in listed.output and "last poll never" in listed.output
+    bad = cli.invoke(app, ["watch", "add", "tea", "--every", "5", "--url", serve_url])
+    assert bad.exit_code == 1 and "422" in bad.output and "every_s" in bad.output
+    spike_history(no_watches, "tea time", time.time())
+    chart = tmp_path / "trend.png"
+    shown = cli.invoke(
+        app,
+        ["trends", "tea time", "--bucket", "1h", "--days", "2", "--chart", str(chart), "--url", serve_url],
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "emotion trend of 'tea time'" in shown.output
+    rows = [line.split() for line in shown.output.splitlines()]
+    # The spike hour: 30 posts, anger at 50 % (the fourth emotion column).
+    assert any(r[2:3] == ["30"] and r[6:7] == ["50.0%"] for r in rows), shown.output
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    removed = cli.invoke(app, ["watch", "rm", "tea time", "--url", serve_url])
+    assert removed.exit_code == 0 and "no longer watched" in removed.output
