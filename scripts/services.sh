@@ -22,6 +22,12 @@ if ! pg_up; then
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$ver" main start 2>/dev/null || $SUDO pg_ctlcluster "$ver" main start
   for _ in $(seq 100); do pg_up && break; sleep 0.1; done
 fi
+# A real browser for the dashboard's page test (tests/integration/test_dashboard.py).
+if ! command -v chromedriver >/dev/null; then
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver; } \
+    >/dev/null 2>&1 && echo "services: chromium + chromedriver installed" \
+    || echo "services: chromium not installed; the dashboard page test will skip" >&2
+fi
 redis_up && echo "services: redis up on 127.0.0.1:6379" || echo "services: redis NOT up" >&2
 pg_up && echo "services: postgres up on 127.0.0.1:5432" || echo "services: postgres NOT up" >&2
 redis_up && pg_up

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import redis
 from fastapi import Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -23,6 +23,7 @@ from deployments.aggregator import Counting, strongly_negative
 from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
 from serve_app import metrics
 from serve_app.cache import AnalysisCache
+from serve_app.dashboard import dashboard_html
 from serve_app.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.held_records import HeldRecords
@@ -488,6 +489,11 @@ class Ingress:
             since=start,
             buckets=[TrendBucket(**dataclasses.asdict(b)) for b in buckets],
         )
+
+    @api.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
+    async def dashboard(self) -> HTMLResponse:
+        """The watchlist dashboard (a static page; its data calls need the API key, if one is set)."""
+        return HTMLResponse(dashboard_html())
 
     @api.get("/alerts", response_model=AlertsResponse, responses=ERRORS, dependencies=AUTH)
     async def alerts(

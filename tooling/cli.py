@@ -423,7 +423,6 @@ def format_trends(data: dict[str, Any], task: str, labels: list[str] | None = No
 
 def save_trend_chart(data: dict[str, Any], task: str, path: Path) -> None:
     """Each label's share over time with its 95 % interval band, in the registry's colours."""
-    import datetime as dt
 
     import matplotlib
 

@@ -1,0 +1,115 @@
+"""The watchlist dashboard in a real browser (headless Debian chromium through chromedriver),
+against the running app: add a watch, see it listed, its trend drawn, the alerts, a clear
+message for bad input, and remove it."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from serve_app.tasks import TASKS
+from tests.integration.test_watchlists import monitor_pass, spike_history
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if not chrome or not driver_path:
+        pytest.skip(
+            "no chromium/chromedriver (scripts/services.sh installs Debian's chromium and chromium-driver)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chrome
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def wait_until(fn: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+        except Exception:  # the DOM is being replaced under us: look again
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError("the page did not get there in time")
+        time.sleep(0.2)
+
+
+def test_dashboard_in_a_real_browser(
+    browser: Any, serve_url: str, app_pg_url: str, clean_cache: redis.Redis
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    client = httpx.Client(base_url=serve_url, timeout=60)
+    for w in client.get("/watch").json()["watches"]:
+        client.delete(f"/watch/{w['keyword']}")
+    with psycopg.connect(app_pg_url, autocommit=True) as c:
+        c.execute("TRUNCATE alerts")
+    spike_history(app_pg_url, "tea time", time.time())
+
+    browser.get(serve_url + "/dashboard")
+    assert "watchlists" in browser.title
+    wait_until(lambda: browser.find_element(By.ID, "no-watches").is_displayed())
+
+    # Bad input: the API's own message appears, nothing is added.
+    browser.find_element(By.ID, "watch-keyword").send_keys("tea time")
+    every = browser.find_element(By.ID, "watch-every")
+    every.clear()
+    every.send_keys("30")
+    browser.find_element(By.ID, "watch-add").click()
+    error = wait_until(lambda: browser.find_element(By.ID, "watch-error").text)
+    assert "422" in error and "every_s" in error
+
+    every.clear()
+    every.send_keys("120")
+    browser.find_element(By.ID, "watch-add").click()
+    row = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, '#watches tr[data-keyword="tea time"]'))
+    assert "120 s" in row[0].text and "never" in row[0].text
+
+    # The trend of the selected keyword: a line per emotion label, in the registry's order.
+    lines = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#trend-chart polyline"))
+    assert [ln.get_attribute("data-label") for ln in lines] == list(TASKS["emotion"].labels)
+    assert "posts in" in browser.find_element(By.ID, "trend-summary").text
+
+    # The monitor raises the spike; the page shows it on its next refresh.
+    monitor_pass()
+    browser.refresh()
+    alert = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts tr[data-alert]"))
+    assert "tea time" in alert[0].text and "anger (emotion)" in alert[0].text and "50.0%" in alert[0].text
+
+    # Sentiment trend on demand.
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.ID, "trend-task")).select_by_value("sentiment")
+    wait_until(lambda: "(sentiment)" in browser.find_element(By.ID, "trend-title").text)
+
+    browser.find_element(By.CSS_SELECTOR, '[data-remove="tea time"]').click()
+    wait_until(lambda: not browser.find_elements(By.CSS_SELECTOR, '#watches tr[data-keyword="tea time"]'))
+    assert client.get("/watch").json()["watches"] == []
