@@ -404,3 +404,62 @@ def test_kill_9_of_the_ingress_while_redis_is_down_loses_nothing(
     assert replaced, "Serve did not replace the killed ingress replica"
     assert synced, counts
     assert counts["queries"] == made and counts["distinct"] == made
+
+
+def test_monitor_polls_through_a_redis_outage_and_an_actor_kill_lose_nothing(
+    clean: str, private_redis: PrivateRedis, private_pg: PrivatePostgres, report: Report
+) -> None:
+    # A watched keyword polled while Redis is down: the poll's record is fsynced in the
+    # ingress's journal. The monitor actor is then killed (SIGKILL) and Ray restarts it; after
+    # Redis returns, every poll is in PostgreSQL exactly once.
+    import os
+    import signal
+
+    import ray
+    from ray.util.state import list_actors
+
+    from deployments.background import get_actor, monitor_actor_name
+
+    def poll() -> int:
+        return int(ray.get(get_actor(monitor_actor_name(APP)).run_once.remote(True), timeout=120))
+
+    r = httpx.post(
+        clean + "/watch", json={"keyword": "coffee", "every_s": 60, "source": "jsonl", "limit": 30}
+    )
+    assert r.status_code == 201, r.text
+    try:
+        polls = poll()
+        private_redis.kill()
+        try:
+            polls += poll()  # answered; its record waits in the journal
+            (actor,) = [
+                a
+                for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+                if a.name == monitor_actor_name(APP)
+            ]
+            os.kill(int(actor.pid), signal.SIGKILL)
+            t0 = time.monotonic()
+            restarted = wait_for(lambda: poll() == 1, timeout=60, step=2)  # the restarted actor polls
+            polls += 1
+        finally:
+            private_redis.start()
+        synced = wait_for(
+            lambda: drained(clean) and pg_counts(private_pg.url)["queries"] == polls, timeout=90, step=2
+        )
+        recovery = time.monotonic() - t0
+        counts = pg_counts(private_pg.url)
+    finally:
+        httpx.delete(clean + "/watch/coffee")
+    report.add(
+        "Keyword monitor: Redis down during a poll, the monitor actor `kill -9`ed, Redis back",
+        "a watched keyword, 3 forced polls",
+        polls,
+        1.0,
+        polls - counts["queries"],
+        recovery,
+        "the poll made while Redis was down waited in the ingress journal; Ray restarted the actor, "
+        "which polled again; every poll synced exactly once",
+    )
+    assert restarted and synced, counts
+    assert counts["queries"] == polls and counts["distinct"] == polls
+    assert counts["predictions"] == counts["posts_expected"]
