@@ -30,11 +30,9 @@ def sentiment(predictor: OnnxPredictor) -> OnnxPredictor:
 
 
 # The targets for the committed INT8 model, measured here (not read from the card).
-# (task, data file, {figure: (minimum or maximum, bound)}). Two are not met yet; their
-# bounds are floors just under what minilm-l6-mt-v2 measures, so a regression still fails:
-# - CARER test accuracy, target 0.920: 0.916 (an emotion-only model at the same data
-#   budget measured 0.9155 too: CARER is 0.4 of an epoch's draw, not the shared encoder);
-# - TweetEval test macro-recall, target 0.69: 0.668 (sqrt weights and a Reddit-heavy mix;
+# (task, data file, {figure: (minimum or maximum, bound)}). One is not met yet; its bound is
+# a floor just under what minilm-l6-mt-v3 measures, so a regression still fails:
+# - TweetEval test macro-recall, target 0.69: 0.684 (sqrt weights and a Reddit-heavy mix;
 #   TweetEval's test split has twice train's share of negatives).
 TARGETS = {
     "reddit_emotion7_validation": (
@@ -42,13 +40,13 @@ TARGETS = {
         "reddit_emotion7/validation.jsonl",
         {"macro_f1": (">=", 0.65), "breakdown_tvd_served": ("<=", 0.08), "neutral_given_other": ("<=", 0.30)},
     ),
-    "emotion_test": ("emotion", "emotion/test.jsonl", {"accuracy": (">=", 0.912), "macro_f1": (">=", 0.875)}),
+    "emotion_test": ("emotion", "emotion/test.jsonl", {"accuracy": (">=", 0.92), "macro_f1": (">=", 0.875)}),
     "reddit_sentiment_validation": (
         "sentiment",
         "reddit_sentiment/validation.jsonl",
         {"macro_f1": (">=", 0.72), "breakdown_tvd_served": ("<=", 0.06)},
     ),
-    "tweeteval_test": ("sentiment", "sentiment_en/test.jsonl", {"macro_recall": (">=", 0.66)}),
+    "tweeteval_test": ("sentiment", "sentiment_en/test.jsonl", {"macro_recall": (">=", 0.68)}),
 }
 
 
