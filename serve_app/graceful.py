@@ -10,7 +10,9 @@ child (a second SIGINT would abort the child's shutdown), and waits at most
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -20,10 +22,18 @@ from types import FrameType
 log = logging.getLogger("emotion_monitor.graceful")
 
 
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_gracefully(cmd: Sequence[str], stop_timeout_s: float = 60.0) -> int:
     """Run `cmd`; 0 after a stop that finished within the bound, 1 if it had to be killed,
     else the child's own exit status."""
-    child = subprocess.Popen(list(cmd), start_new_session=True)
+    # SIGINT back to its default in the child: a shell starting us in the background (`&`
+    # without job control) sets it to "ignored", which exec keeps, and Python then never
+    # raises KeyboardInterrupt, so `serve run` would not stop.
+    child = subprocess.Popen(list(cmd), start_new_session=True, preexec_fn=_default_signals)
     asked_at: float | None = None
 
     def stop(signum: int, _frame: FrameType | None) -> None:
@@ -44,7 +54,9 @@ def run_gracefully(cmd: Sequence[str], stop_timeout_s: float = 60.0) -> int:
             except subprocess.TimeoutExpired:
                 if asked_at is not None and time.monotonic() - asked_at > stop_timeout_s:
                     log.error("not stopped within %.0f s: killing it", stop_timeout_s)
-                    child.kill()
+                    # Its whole session: the local Ray processes `serve run` started too.
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)
                     child.wait()
                     return 1
     finally:

@@ -13,20 +13,17 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-# Stands in for `serve run`: shuts down on KeyboardInterrupt (as serve run does), taking
-# `shutdown_s`, and records every SIGINT it gets.
+# Stands in for `serve run`: Python's own KeyboardInterrupt (no handler of its own, as serve
+# run), a shutdown taking `shutdown_s`, and a record of every SIGINT it gets.
 CHILD = """
 import signal, sys, time
 from pathlib import Path
 log = Path(sys.argv[1]); shutdown_s = float(sys.argv[2])
-def on_int(signum, frame):
-    with log.open("a") as fh: fh.write("SIGINT\\n")
-    raise KeyboardInterrupt
-signal.signal(signal.SIGINT, on_int)
 log.write_text("ready\\n")
 try:
     while True: time.sleep(0.05)
 except KeyboardInterrupt:
+    with log.open("a") as fh: fh.write("SIGINT\\n")
     signal.signal(signal.SIGINT, lambda s, f: open(sys.argv[1], "a").write("SIGINT again\\n"))
     time.sleep(shutdown_s)
     with log.open("a") as fh: fh.write("drained\\n")
@@ -40,11 +37,17 @@ sys.exit(run_gracefully([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.arg
 """
 
 
-def start(tmp_path: Path, shutdown_s: float, bound: float) -> tuple[subprocess.Popen[bytes], Path]:
+def start(
+    tmp_path: Path, shutdown_s: float, bound: float, sigint_ignored: bool = False
+) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp_path / "child.log"
     root = Path(__file__).resolve().parents[2]
+    # A shell starting a job in the background without job control ignores SIGINT for it.
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, CHILD, str(log), str(shutdown_s), str(bound)], cwd=root
+        [sys.executable, "-c", WRAPPER, CHILD, str(log), str(shutdown_s), str(bound)],
+        cwd=root,
+        preexec_fn=ignore,
     )
     deadline = time.monotonic() + 20
     while not (log.exists() and "ready" in log.read_text()):
@@ -53,8 +56,9 @@ def start(tmp_path: Path, shutdown_s: float, bound: float) -> tuple[subprocess.P
     return proc, log
 
 
-def test_sigterm_drains_and_exits_0(tmp_path: Path) -> None:
-    proc, log = start(tmp_path, shutdown_s=1.0, bound=10)
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "started-in-background"])
+def test_sigterm_drains_and_exits_0(tmp_path: Path, sigint_ignored: bool) -> None:
+    proc, log = start(tmp_path, shutdown_s=1.0, bound=10, sigint_ignored=sigint_ignored)
     os.kill(proc.pid, signal.SIGTERM)
     os.kill(proc.pid, signal.SIGTERM)  # impatient process managers send it twice
     assert proc.wait(timeout=15) == 0
