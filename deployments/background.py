@@ -218,17 +218,13 @@ def warm_candidates(
     return out
 
 
-class GatedLoop:
-    """Scheduling and CPU gating shared by the background workers that call the service
-    (the warmer, the keyword monitor): every `cfg.interval_s`, if the machine's CPU is below
-    `cfg.cpu_threshold`, one `run_once()`; `busy()` lets a pass stop between items."""
+class LoopActor:
+    """A background actor's life: `configure` pushes a new config, `start` runs `_run` once
+    (a second call while it runs does nothing)."""
 
     cfg: Any
 
     def __init__(self) -> None:
-        self.cpu: float | None = None
-        self.paused_reason: str | None = "starting"
-        self.last_pass: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def configure(self, cfg: Any) -> None:
@@ -239,6 +235,21 @@ class GatedLoop:
             self._task = asyncio.get_running_loop().create_task(self._run())
             return True
         return False
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class GatedLoop(LoopActor):
+    """Scheduling and CPU gating shared by the background workers that call the service
+    (the warmer, the keyword monitor): every `cfg.interval_s`, if the machine's CPU is below
+    `cfg.cpu_threshold`, one `run_once()`; `busy()` lets a pass stop between items."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu: float | None = None
+        self.paused_reason: str | None = "starting"
+        self.last_pass: float | None = None
 
     async def busy(self, window_s: float = 0.5) -> bool:
         self.cpu = await asyncio.to_thread(cpu_percent, window_s)
@@ -435,7 +446,7 @@ class MonitorActor(GatedLoop):
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
-class SupervisorActor:
+class SupervisorActor(LoopActor):
     """Restarts the embedded Redis and PostgreSQL when they die (same data, same socket).
 
     Only servers the app started itself are watched (`SupervisedServers`); configured
@@ -444,20 +455,11 @@ class SupervisorActor:
     """
 
     def __init__(self, cfg: SupervisedServers) -> None:
+        super().__init__()
         self.cfg = cfg
         self.restarts: dict[str, int] = {}
         self.last_error: str | None = None
         self.last_check: float | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def configure(self, cfg: SupervisedServers) -> None:
-        self.cfg = cfg
-
-    async def start(self) -> bool:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
-            return True
-        return False
 
     async def check_now(self) -> list[str]:
         from serve_app.embedded import revive

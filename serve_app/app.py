@@ -19,7 +19,13 @@ from ray.serve import Application
 from ray.serve.deployment import Deployment
 
 from deployments.aggregator import Aggregator
-from deployments.background import BackgroundConfigs, MonitorConfig, SyncConfig, WarmerConfig
+from deployments.background import (
+    BackgroundConfigs,
+    MonitorConfig,
+    SyncConfig,
+    WarmerConfig,
+    start_background,
+)
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
@@ -310,7 +316,6 @@ def make_app(
         analyze_rate_per_min=s.analyze_rate_per_min,
         analyze_burst=s.analyze_burst,
         replicas=args.ingress_replicas,
-        background=background_configs(s, infra, default_source, app_name) if run_background else None,
         app_name=app_name,
         max_inflight=args.max_inflight,
         negative_threshold=s.negative_threshold,
@@ -318,6 +323,13 @@ def make_app(
         inline_threads=args.inline_threads,
         inline_batch_size=args.max_batch_size,
     )
+    if run_background:
+        # Started here, by the app's builder (once per deploy, wherever Serve builds it), not
+        # by each ingress replica: detached actors, found again by name on a redeploy.
+        try:
+            start_background(background_configs(s, infra, default_source, app_name), app_name=app_name)
+        except Exception as exc:  # the API works without them; /sync/status says so
+            log.error("background actors not started: %r", exc)
     # Requests beyond our own admission limit (cache hits, health) still need room, and
     # the queue in front of the ingress must be bounded too, or overload grows memory.
     ongoing = max(256, 2 * args.max_inflight)

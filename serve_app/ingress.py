@@ -4,16 +4,15 @@
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import redis
-from fastapi import Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, ReplicaUnavailableError
@@ -23,7 +22,6 @@ from deployments.aggregator import Counting, strongly_negative
 from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
 from serve_app import metrics
 from serve_app.cache import AnalysisCache
-from serve_app.dashboard import dashboard_html
 from serve_app.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
 from serve_app.errors import SourceConfigError, SourceError
 from serve_app.held_records import HeldRecords
@@ -43,9 +41,6 @@ from serve_app.preprocess import post_text
 from serve_app.question import Question
 from serve_app.request_budget import Priority
 from serve_app.schemas import (
-    MAX_KEYWORD_CHARS,
-    AlertOut,
-    AlertsResponse,
     AnalyzeRequest,
     AnalyzeResponse,
     ErrorResponse,
@@ -54,26 +49,11 @@ from serve_app.schemas import (
     PredictRequest,
     PredictResponse,
     SyncStatus,
-    TrendBucket,
-    TrendsResponse,
-    WatchList,
-    WatchOut,
-    WatchRequest,
 )
 from serve_app.score_cache import ScoreCache
 from serve_app.security import RateLimiter, replica_share
 from serve_app.single_flight import SingleFlight
-from serve_app.trends import parse_bucket
-from serve_app.watchlists import (
-    HistoryUnavailable,
-    Watch,
-    add_watch,
-    ensure_schema,
-    list_alerts,
-    list_watches,
-    remove_watch,
-    trend_buckets,
-)
+from serve_app.watch_api import WatchDesk
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.ingress")
@@ -116,7 +96,6 @@ class IngressConfig:
     single_flight_s: float = 90.0
     score_ttl_s: int = 7 * 86_400  # per-post scores kept this long (0: no per-post cache)
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
-    background: Any = field(default=None, compare=False)  # BackgroundConfigs, or None
     app_name: str = "emotion-monitor"
     # Short /predict calls classified in the ingress itself (see serve_app.inline).
     predict_in_ingress: bool = False
@@ -130,10 +109,6 @@ def tasks_info(info: dict[str, Any]) -> dict[str, Any]:
     Classifier describes one task at the top level)."""
     by_task: dict[str, Any] = info.get("tasks", {info.get("default_task", "emotion"): info})
     return by_task
-
-
-def _watch_out(w: Watch) -> WatchOut:
-    return WatchOut(**{**dataclasses.asdict(w), "tasks": list(w.tasks)})
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -173,7 +148,10 @@ class Ingress:
         )
         self.flights = SingleFlight(self.cache, cfg.single_flight_s)
         self.scores = ScoreCache(self.cache, cfg.score_ttl_s)
-        self._schema_ready = False
+        # The watch routes (serve_app.watch_api) run in this process and ask it two things.
+        api.state.watch = WatchDesk(
+            cfg.postgres_url, cfg.default_source, self._served_tasks, self._rate_limit
+        )
         self._info: dict[str, Any] | None = None
         self._info_at = 0.0
         self._inflight = 0
@@ -182,13 +160,6 @@ class Ingress:
         batcher: Any = self._inline_batch  # @serve.batch adds these setters at run time
         batcher.set_max_batch_size(cfg.inline_batch_size)
         batcher.set_batch_wait_timeout_s(cfg.inline_batch_wait_s)
-        if cfg.background is not None:
-            from deployments.background import start_background
-
-            try:
-                start_background(cfg.background, app_name=cfg.app_name)
-            except Exception as exc:  # the API works without them; /sync/status says so
-                log.error("background actors not started: %r", exc)
 
     async def __del__(self) -> None:
         # Serve awaits this on a graceful shutdown (redeploy, scale-down, `serve delete`).
@@ -418,6 +389,10 @@ class Ingress:
             if wait > 0:
                 raise RateLimited(wait)
 
+    async def _served_tasks(self, tasks: Sequence[str] | None) -> list[str]:
+        chosen, _ = self._plan(await self._model_info(), tasks, None)
+        return chosen
+
     async def watch_run(self, keyword: str, limit: int, source: str, tasks: list[str]) -> dict[str, Any]:
         """For the keyword monitor: a fresh analysis (new posts since the last poll), sharing
         the per-post score cache, single flight, history path and background priority."""
@@ -429,82 +404,6 @@ class Ingress:
             lambda: self._infer(question, info, priority="background"),
         )
         return {k: result.get(k) for k in ("count", "scored", "newly_scored", "partial")}
-
-    async def _pg(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A watchlist/trend/alert query in a thread; 503 when PostgreSQL is not there."""
-        if not self.cfg.postgres_url:
-            raise ServiceUnavailable(
-                "watchlists, trends and alerts need PostgreSQL: set EMOTION_MONITOR_POSTGRES_URL "
-                "(or keep EMOTION_MONITOR_EMBEDDED on)",
-                60,
-            )
-        try:
-            if not self._schema_ready:
-                await asyncio.to_thread(ensure_schema, self.cfg.postgres_url)
-                self._schema_ready = True
-            return await asyncio.to_thread(fn, self.cfg.postgres_url, *args)
-        except HistoryUnavailable as exc:
-            raise ServiceUnavailable(exc.message, 10) from None
-
-    @api.post("/watch", response_model=WatchOut, status_code=201, responses=ERRORS, dependencies=AUTH)
-    async def watch_add(self, req: WatchRequest, request: Request) -> WatchOut:
-        """Watch a keyword: poll it every `every_s` seconds, keep its trend, raise spike alerts."""
-        self._rate_limit(request)
-        info = await self._model_info()
-        tasks, _ = self._plan(info, req.tasks, None)
-        watch = Watch(
-            req.keyword, req.every_s, req.source or self.cfg.default_source, tuple(tasks), req.limit
-        )
-        return _watch_out(await self._pg(add_watch, watch))
-
-    @api.get("/watch", response_model=WatchList, responses=ERRORS, dependencies=AUTH)
-    async def watch_list(self, request: Request) -> WatchList:
-        """Every watched keyword, with its last poll."""
-        return WatchList(watches=[_watch_out(w) for w in await self._pg(list_watches)])
-
-    @api.delete("/watch/{keyword}", status_code=204, responses=ERRORS | {404: {"model": ErrorResponse}},
-                dependencies=AUTH)  # fmt: skip
-    async def watch_remove(self, keyword: str, request: Request) -> Response:
-        """Stop watching a keyword (its history and alerts stay)."""
-        if not await self._pg(remove_watch, keyword):
-            return JSONResponse({"detail": f"{keyword!r} is not watched"}, status_code=404)
-        return Response(status_code=204)
-
-    @api.get("/trends", response_model=TrendsResponse, responses=ERRORS, dependencies=AUTH)
-    async def trends(
-        self,
-        request: Request,
-        keyword: str = Query(..., min_length=1, max_length=MAX_KEYWORD_CHARS),
-        bucket: Literal["15m", "1h", "6h", "1d"] = Query("1h", description="Bucket size."),
-        since: float | None = Query(None, ge=0, description="Unix seconds (default: 7 days ago)."),
-    ) -> TrendsResponse:
-        """Per time bucket of the posts' own creation time: posts and each label's share with
-        its 95 % interval, for every task; a post seen by several analyses counts once."""
-        start = since if since is not None else time.time() - 7 * 86_400
-        size = parse_bucket(bucket)
-        buckets = await self._pg(trend_buckets, keyword, size, start)
-        return TrendsResponse(
-            keyword=" ".join(keyword.split()),
-            bucket_s=size,
-            since=start,
-            buckets=[TrendBucket(**dataclasses.asdict(b)) for b in buckets],
-        )
-
-    @api.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-    async def dashboard(self) -> HTMLResponse:
-        """The watchlist dashboard (a static page; its data calls need the API key, if one is set)."""
-        return HTMLResponse(dashboard_html())
-
-    @api.get("/alerts", response_model=AlertsResponse, responses=ERRORS, dependencies=AUTH)
-    async def alerts(
-        self,
-        request: Request,
-        keyword: str | None = Query(None, min_length=1, max_length=MAX_KEYWORD_CHARS),
-        limit: int = Query(100, ge=1, le=1000),
-    ) -> AlertsResponse:
-        """Spike alerts, newest first, with their webhook delivery state."""
-        rows = await self._pg(list_alerts, keyword, limit)
-        return AlertsResponse(alerts=[AlertOut(**dataclasses.asdict(a)) for a in rows])
 
     async def _score(
         self, source: str, ids: list[str], texts: list[str], tasks: list[str], info: dict[str, Any]

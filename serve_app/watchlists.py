@@ -154,23 +154,14 @@ def trend_buckets(dsn: str, keyword: str, bucket_s: int, since: float) -> list[B
 
 
 @dataclass(frozen=True)
-class AlertRow:
-    alert_id: str
-    keyword: str
-    task: str
-    label: str
-    bucket_start: float
-    bucket_s: int
-    share: float
-    baseline: float
-    z: float
-    posts: int
-    baseline_posts: int
-    created_at: float
-    delivery: str
-    attempts: int
-    last_error: str | None
-    delivered_at: float | None
+class AlertRow(Spike):
+    """A recorded spike and its webhook delivery state."""
+
+    created_at: float = 0.0
+    delivery: str = "none"  # none | pending | delivered | failed
+    attempts: int = 0
+    last_error: str | None = None
+    delivered_at: float | None = None
 
 
 _ALERT_COLS = (
@@ -180,9 +171,11 @@ _ALERT_COLS = (
 
 
 def _alert(r: Sequence[Any]) -> AlertRow:
+    # alert_id (r[0]) is derived from the keyword, label and bucket again by Spike.
     return AlertRow(
-        r[0], r[1], r[2], r[3], r[4].timestamp(), r[5], r[6], r[7], r[8], r[9], r[10], r[11].timestamp(),
-        r[12], r[13], r[14], _epoch(r[15]),
+        keyword=r[1], task=r[2], label=r[3], bucket_start=r[4].timestamp(), bucket_s=r[5], share=r[6],
+        baseline=r[7], z=r[8], posts=r[9], baseline_posts=r[10], created_at=r[11].timestamp(),
+        delivery=r[12], attempts=r[13], last_error=r[14], delivered_at=_epoch(r[15]),
     )  # fmt: skip
 
 

@@ -23,8 +23,9 @@ import yaml
 
 from serve_app.app import derive_serve_config
 from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
+from tooling.bench import haproxy_available
 from tooling.local_cluster import LocalCluster
-from tooling.net import free_port, haproxy_available
+from tooling.net import free_port
 
 pytestmark = pytest.mark.cluster
 
