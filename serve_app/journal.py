@@ -51,6 +51,7 @@ class Journal:
         self._fh = self.path.open("ab")
         fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.pending = 0
+        self._handed = 0  # records at the head of the file already handed over (a replay cut short)
 
     def append(self, rec: Record) -> None:
         """Write one record and fsync it; raises `JournalError` if it is not on disk."""
@@ -63,19 +64,26 @@ class Journal:
             raise JournalError(f"history journal {self.path} not writable: {exc}") from exc
         self.pending += 1
 
-    async def replay(self, push: Callable[[list[Record]], Awaitable[None]]) -> int:
-        """Hand this process's records to `push` (all at once), then empty the journal.
+    async def replay(self, push: Callable[[list[Record]], Awaitable[None]], chunk: int = 1) -> int:
+        """Hand this process's records to `push`, a few at a time, then empty the journal.
 
-        If `push` raises, the journal is left as it was and the exception propagates.
+        One record per MULTI by default: one MULTI of many records (each up to ~130 KB) can
+        outlast the client's socket timeout on a busy machine, fail, and be retried whole
+        forever, while every new record queues behind it. If `push` raises, the
+        records not handed over stay (and the exception propagates); the ones handed over are
+        not offered again by this process (offering one twice would be harmless anyway).
         """
         if not self.pending:
             return 0
         records = list(_read(self.path))
-        await push(records)
+        while self._handed < len(records):
+            await push(records[self._handed : self._handed + chunk])
+            self._handed = min(len(records), self._handed + chunk)
         self._fh.truncate(0)
         self._fh.seek(0)
         os.fsync(self._fh.fileno())
         self.pending = 0
+        self._handed = 0
         return len(records)
 
     async def replay_orphans(self, push: Callable[[list[Record]], Awaitable[None]]) -> int:
@@ -96,8 +104,9 @@ class Journal:
                 if not path.exists():
                     continue  # replayed and deleted between our listing and our lock
                 records = list(_read(path))
+                for rec in records:  # one per MULTI (see `replay`)
+                    await push([rec])
                 if records:
-                    await push(records)
                     log.warning(
                         "handed %d history records from %s (a stopped process) to Redis",
                         len(records),

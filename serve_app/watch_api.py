@@ -40,6 +40,8 @@ from serve_app.watchlists import (
     trend_buckets,
 )
 
+MAX_UNIX_TIME = 4_102_444_800  # 2100-01-01: later `since` values are mistakes, not trends
+
 
 @dataclasses.dataclass
 class WatchDesk:
@@ -110,7 +112,9 @@ async def trends(
     request: Request,
     keyword: str = Query(..., min_length=1, max_length=MAX_KEYWORD_CHARS),
     bucket: Literal["15m", "1h", "6h", "1d"] = Query("1h", description="Bucket size."),
-    since: float | None = Query(None, ge=0, description="Unix seconds (default: 7 days ago)."),
+    since: float | None = Query(
+        None, ge=0, le=MAX_UNIX_TIME, description="Unix seconds (default: 7 days ago)."
+    ),
 ) -> TrendsResponse:
     """Per time bucket of the posts' own creation time: posts and each label's share with its
     95 % interval, for every task; a post seen by several analyses counts once."""

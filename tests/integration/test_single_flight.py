@@ -16,7 +16,10 @@ pytestmark = pytest.mark.integration
 
 
 def replicas(n: int, url: str | None = TEST_REDIS_URL) -> list[SingleFlight]:
-    return [SingleFlight(AnalysisCache(url, 60), wait_s=10, poll_s=0.05) for _ in range(n)]
+    # Each stands for an ingress replica: its own process, so its own lock owner name.
+    return [
+        SingleFlight(AnalysisCache(url, 60), wait_s=10, poll_s=0.05, owner=f"replica{i}") for i in range(n)
+    ]
 
 
 def test_concurrent_askers_in_two_replicas_share_one_computation(redis_client: redis.Redis) -> None:
@@ -83,3 +86,47 @@ def test_without_redis_each_replica_computes_but_one_replica_still_coalesces() -
 
     asyncio.run(main())
     assert calls == 1
+
+
+def test_a_lock_left_by_a_lost_release_does_not_hold_this_replica(redis_client: redis.Redis) -> None:
+    """Redis went down while a computation ran, so its lock's release was lost (and an AOF
+    restore brings the lock back): this process sees the lock is its own, with nothing
+    computing it, and computes instead of waiting for the lock to expire."""
+
+    async def main() -> tuple[dict[str, Any], bool]:
+        (flight,) = replicas(1)
+        redis_client.set("em:flight:em:test:flight:stale", f"{flight._owner}:lost", px=15_000)
+
+        async def compute() -> dict[str, Any]:
+            return {"fresh": True}
+
+        return await asyncio.wait_for(flight.run("em:test:flight:stale", compute), timeout=3)
+
+    redis_client.delete("em:test:flight:stale")
+    assert asyncio.run(main()) == ({"fresh": True}, True)
+    redis_client.delete("em:flight:em:test:flight:stale")
+
+
+def test_the_lock_outlives_its_ttl_while_the_computation_runs(redis_client: redis.Redis) -> None:
+    from serve_app import single_flight
+
+    async def main() -> int:
+        (flight,) = replicas(1)
+
+        async def slow() -> dict[str, Any]:
+            await asyncio.sleep(1.5)
+            return {"ok": True}
+
+        old = single_flight.LOCK_TTL_S
+        single_flight.LOCK_TTL_S = 0.6
+        try:
+            task = asyncio.create_task(flight.run("em:test:flight:long", slow))
+            await asyncio.sleep(1.2)  # twice the TTL: kept alive by the leader
+            ttl = int(redis_client.pttl("em:flight:em:test:flight:long"))
+            await task
+            return ttl
+        finally:
+            single_flight.LOCK_TTL_S = old
+
+    assert asyncio.run(main()) > 0
+    assert not redis_client.exists("em:flight:em:test:flight:long")  # released at the end

@@ -188,3 +188,8 @@ def test_cli_watch_and_trends(serve_url: str, no_watches: str, tmp_path: Path) -
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     removed = cli.invoke(app, ["watch", "rm", "tea time", "--url", serve_url])
     assert removed.exit_code == 0 and "no longer watched" in removed.output
+
+
+def test_trends_refuse_a_since_past_2100(client: httpx.Client) -> None:
+    r = client.get("/trends", params={"keyword": "x", "since": 8.4e117})
+    assert r.status_code == 422 and "since" in r.text

@@ -85,3 +85,26 @@ def test_a_killed_process_journal_is_adopted_by_another(tmp_path: Path) -> None:
     assert [r["query_id"] for r in got] == [f"q{i}" for i in range(5)]
     assert not list(tmp_path.glob("killed-*"))
     other.close()
+
+
+def test_a_replay_cut_short_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """One record per push: a long backlog never becomes one MULTI too big to get through,
+    and records handed over before a failure are not offered again."""
+    j = Journal(tmp_path)
+    for i in range(5):
+        j.append(rec(i))
+    pushed: list[str] = []
+
+    async def flaky(records: list[dict[str, Any]]) -> None:
+        assert len(records) == 1
+        if len(pushed) == 3 and not getattr(flaky, "failed", False):
+            flaky.failed = True  # type: ignore[attr-defined]
+            raise ConnectionError("timeout")
+        pushed.extend(r["query_id"] for r in records)
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(j.replay(flaky))
+    assert pushed == ["q0", "q1", "q2"] and j.pending == 5
+    assert asyncio.run(j.replay(flaky)) == 5
+    assert pushed == [f"q{i}" for i in range(5)] and j.pending == 0
+    j.close()
