@@ -13,6 +13,7 @@ import numpy as np
 from ray import serve
 
 from serve_app.breakdown import breakdown
+from serve_app.records import PredictionRow, ShareRow
 from serve_app.tasks import TASK_NAMES, TASKS, TaskSpec
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -47,7 +48,7 @@ def _rows(
     counts: Sequence[int],
     conf_sum: Sequence[float],
     n: int,
-) -> list[dict[str, Any]]:
+) -> list[ShareRow]:
     pcts = round_to_total([100.0 * float(x) for x in shares]) if n else [0.0] * len(labels)
     return [
         {
@@ -64,8 +65,8 @@ def _rows(
 
 
 def aggregate(
-    predictions: Sequence[dict[str, Any]], task: TaskSpec, counting: Counting = Counting()
-) -> dict[str, list[dict[str, Any]]]:
+    predictions: Sequence[PredictionRow], task: TaskSpec, counting: Counting = Counting()
+) -> dict[str, list[ShareRow]]:
     """Every label with its share of the posts (%, summing to 100, with a 95 % interval),
     the posts whose top label it is (`count`) and their mean confidence (`avg_score`).
 
@@ -103,7 +104,7 @@ def aggregate(
 
 
 def strongly_negative(
-    post_ids: Sequence[str], predictions: Sequence[dict[str, Any]], threshold: float
+    post_ids: Sequence[str], predictions: Sequence[PredictionRow], threshold: float
 ) -> dict[str, Any]:
     """Posts the sentiment model calls negative with at least `threshold` confidence."""
     hits = sorted(
@@ -123,7 +124,7 @@ def strongly_negative(
     }
 
 
-def _bars(ax: Any, agg: Sequence[dict[str, Any]], task: TaskSpec, title: str) -> None:
+def _bars(ax: Any, agg: Sequence[ShareRow], task: TaskSpec, title: str) -> None:
     """Bars sorted by share, each with its 95 % interval; the rest label (no clear
     emotion) is drawn apart, in grey, below a line."""
     rest = [r for r in agg if r["label"] == task.rest_label]
@@ -160,7 +161,7 @@ def _bars(ax: Any, agg: Sequence[dict[str, Any]], task: TaskSpec, title: str) ->
 
 
 def render_chart(
-    breakdowns: Mapping[str, Sequence[dict[str, Any]]], keyword: str, count: int, title_suffix: str = ""
+    breakdowns: Mapping[str, Sequence[ShareRow]], keyword: str, count: int, title_suffix: str = ""
 ) -> bytes:
     """Horizontal bar charts of the breakdowns (a panel per task, registry order), with %,
     95 % interval and mean confidence."""
@@ -192,7 +193,7 @@ class Aggregator:
     def summarize(
         self,
         keyword: str,
-        predictions: dict[str, list[dict[str, Any]]],
+        predictions: dict[str, list[PredictionRow]],
         return_plot: bool,
         counting: dict[str, Counting] | None = None,
         partial: bool = False,

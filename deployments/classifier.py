@@ -19,6 +19,7 @@ from ray import serve
 from serve_app import metrics
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.predictor import OnnxPredictor
+from serve_app.records import PredictionRow
 from serve_app.registry import RegistrySpec, resolve_version
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -41,8 +42,8 @@ def replica_threads(num_cpus: float | None, requested: int | None) -> int:
     return max(1, int(num_cpus or 1))
 
 
-def probs_to_rows(probs: np.ndarray, labels: Sequence[str]) -> list[dict[str, Any]]:
-    rows = []
+def probs_to_rows(probs: np.ndarray, labels: Sequence[str]) -> list[PredictionRow]:
+    rows: list[PredictionRow] = []
     for p in probs:
         best = int(p.argmax())
         rows.append(
@@ -266,7 +267,7 @@ class Classifier:
 
     async def classify_tasks(
         self, texts: list[str], tasks: list[str]
-    ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    ) -> dict[str, tuple[str, list[PredictionRow]]]:
         """Per task: (model version that produced them, rows of label, confidence and all
         scores per text). Tasks served by one artifact cost one encoder pass together."""
         self._ensure_loaded()
@@ -281,12 +282,12 @@ class Classifier:
 
     async def classify_versioned(
         self, texts: list[str], task: str | None = None
-    ) -> tuple[str, list[dict[str, Any]]]:
+    ) -> tuple[str, list[PredictionRow]]:
         """(model version that produced them, rows): label, confidence and all scores per text."""
         task = task or self.default_task
         return (await self.classify_tasks(texts, [task]))[task]
 
-    async def classify(self, texts: list[str], task: str | None = None) -> list[dict[str, Any]]:
+    async def classify(self, texts: list[str], task: str | None = None) -> list[PredictionRow]:
         """Label, confidence and all scores for each text, in order, from the task's model."""
         return (await self.classify_versioned(texts, task))[1]
 

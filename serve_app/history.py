@@ -27,6 +27,7 @@ import redis
 from psycopg.types.json import Jsonb
 
 from serve_app.preprocess import normalize_keyword
+from serve_app.records import PredictionRow, ShareRow
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.history")
@@ -41,7 +42,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pred(p: dict[str, Any] | None) -> dict[str, Any] | None:
+def _pred(p: PredictionRow | None) -> dict[str, Any] | None:
     if p is None:
         return None
     return {"label": p["label"], "confidence": float(p["confidence"]), "scores": p["scores"]}
@@ -53,15 +54,15 @@ def make_record(
     limit: int,
     lang: str,
     model_version: str,
-    agg: Sequence[dict[str, Any]],
+    agg: Sequence[ShareRow],
     posts: Sequence[dict[str, Any]],
-    predictions: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]],
+    predictions: Sequence[PredictionRow] | Mapping[str, Sequence[PredictionRow]],
     created_at: float | None = None,
     kept: Sequence[int] | None = None,
-    sentiment_agg: Sequence[dict[str, Any]] | None = None,
+    sentiment_agg: Sequence[ShareRow] | None = None,
     model_versions: Mapping[str, str] | None = None,
     strongly_negative: Mapping[str, Any] | None = None,
-    emotional_agg: Sequence[dict[str, Any]] | None = None,
+    emotional_agg: Sequence[ShareRow] | None = None,
     breakdown_methods: Mapping[str, str] | None = None,
     partial_reason: str | None = None,
     excluded: Mapping[str, int] | None = None,
@@ -74,7 +75,7 @@ def make_record(
     """
     by_task = {"emotion": predictions} if not isinstance(predictions, Mapping) else dict(predictions)
     kept = list(range(len(posts))) if kept is None else list(kept)
-    per_post: dict[int, dict[str, dict[str, Any]]] = {i: {} for i in kept}
+    per_post: dict[int, dict[str, PredictionRow]] = {i: {} for i in kept}
     for task, preds in by_task.items():
         for i, pr in zip(kept, preds, strict=True):
             per_post[i][task] = pr

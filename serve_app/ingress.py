@@ -39,6 +39,7 @@ from serve_app.language import UNDETERMINED, count_languages, is_supported, read
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
 from serve_app.question import Question
+from serve_app.records import PredictionRow
 from serve_app.request_budget import Priority
 from serve_app.schemas import (
     AnalyzeRequest,
@@ -407,7 +408,7 @@ class Ingress:
 
     async def _score(
         self, source: str, ids: list[str], texts: list[str], tasks: list[str], info: dict[str, Any]
-    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str], int]:
+    ) -> tuple[dict[str, list[PredictionRow]], dict[str, str], int]:
         """Rows per task for these posts, the model versions, and how many posts the models ran on.
 
         Posts scored before under the served versions come from the per-post score cache;
@@ -417,9 +418,9 @@ class Ingress:
         known = await self.scores.get(source, ids, expected)
         todo = [j for j, pid in enumerate(ids) if any(pid not in known[t] for t in tasks)]
         versions = expected
-        fresh: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in tasks}
+        fresh: dict[str, dict[str, PredictionRow]] = {t: {} for t in tasks}
         if todo:
-            answers: dict[str, tuple[str, list[dict[str, Any]]]] = await self._call(
+            answers: dict[str, tuple[str, list[PredictionRow]]] = await self._call(
                 "classifier",
                 lambda: self.classifier.classify_tasks.remote([texts[j] for j in todo], tasks),
                 self.cfg.classify_timeout_s,

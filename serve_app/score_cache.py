@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import redis
 
 from serve_app.cache import AnalysisCache
+from serve_app.records import PredictionRow
 
 PREFIX = "em:score:"
-Row = dict[str, Any]
+Row = PredictionRow
 
 
 def score_key(task: str, version: str, source: str, post_id: str) -> str:

@@ -349,6 +349,7 @@ def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict
 
     from serve_app.history import make_record
     from serve_app.labels import EMOTION_LABELS
+    from serve_app.records import PredictionRow, ShareRow
 
     rng = random.Random(seed)
     out = []
@@ -365,14 +366,15 @@ def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict
             }
             for j in range(posts_per_record)
         ]
-        preds = []
+        preds: list[PredictionRow] = []
         for _ in posts:
             lab = rng.choice(EMOTION_LABELS)
             preds.append(
                 {"label": lab, "confidence": 0.9, "scores": dict.fromkeys(EMOTION_LABELS, 0.02) | {lab: 0.9}}
             )
-        agg = [
-            {"label": x, "pct": 100 / len(EMOTION_LABELS), "count": 1, "avg_score": 0.9}
+        share = 100 / len(EMOTION_LABELS)
+        agg: list[ShareRow] = [
+            {"label": x, "pct": share, "pct_low": share, "pct_high": share, "count": 1, "avg_score": 0.9}
             for x in EMOTION_LABELS
         ]
         out.append(make_record(f"bench {i}", "jsonl", posts_per_record, "en", "bench", agg, posts, preds))
