@@ -84,6 +84,18 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
+def _feed_budget(budget: RequestBudget | None, status: int, headers: Any) -> None:
+    """Tell the shared budget what Reddit said: its rate-limit headers, or a 429, after which
+    every process backs off (not only this one)."""
+    if budget is None:
+        return
+    limits = _ratelimit(headers)
+    if status == 429:
+        budget.observe(0, _retry_after(headers) or (limits[1] if limits else 1.0))
+    elif limits is not None:
+        budget.observe(*limits)
+
+
 class _Pages:
     """The stop rules and the hygiene of one paginated search, shared by both clients."""
 
@@ -177,13 +189,7 @@ class RedditPublicClient:
             metrics.record_reddit_request(self.access, "error")
             raise
         metrics.record_reddit_request(self.access, resp.status_code)
-        if self.budget is not None:
-            limits = _ratelimit(resp.headers)
-            if resp.status_code == 429:
-                # Every process backs off, not only this one.
-                self.budget.observe(0, _retry_after(resp.headers) or (limits[1] if limits else 1.0))
-            elif limits is not None:
-                self.budget.observe(*limits)
+        _feed_budget(self.budget, resp.status_code, resp.headers)
         return resp
 
     def _get(self, params: dict[str, Any], deadline: float, priority: Priority) -> httpx.Response:
@@ -307,12 +313,7 @@ def _budgeted_requestor(budget: RequestBudget | None) -> type:
                 metrics.record_reddit_request("oauth", "error")
                 raise
             metrics.record_reddit_request("oauth", resp.status_code)
-            if budget is not None:
-                limits = _ratelimit(resp.headers)
-                if resp.status_code == 429:
-                    budget.observe(0, _retry_after(resp.headers) or (limits[1] if limits else 1.0))
-                elif limits is not None:
-                    budget.observe(*limits)
+            _feed_budget(budget, resp.status_code, resp.headers)
             return resp
 
     return BudgetedRequestor

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +50,18 @@ class Watch:
         return self.last_run_at is None or now - self.last_run_at >= self.every_s
 
 
-def _connect(dsn: str) -> psycopg.Connection[Any]:
+def _reason(exc: psycopg.Error) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+@contextmanager
+def _connect(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection; any PostgreSQL error, connecting or after, is HistoryUnavailable."""
     try:
-        return psycopg.connect(dsn, connect_timeout=3, autocommit=True)
+        with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
+            yield conn
     except psycopg.Error as exc:
-        raise HistoryUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise HistoryUnavailable(_reason(exc)) from None
 
 
 def ensure_schema(dsn: str) -> None:
@@ -63,7 +71,7 @@ def ensure_schema(dsn: str) -> None:
     try:
         migrate(dsn)
     except psycopg.Error as exc:
-        raise HistoryUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        raise HistoryUnavailable(_reason(exc)) from None
 
 
 def _epoch(value: dt.datetime | None) -> float | None:
@@ -80,35 +88,26 @@ def _watch(row: Sequence[Any]) -> Watch:
 def add_watch(dsn: str, w: Watch) -> Watch:
     """Create or update (same keyword, any case or spacing) a watch; returns it as stored."""
     with _connect(dsn) as c:
-        try:
-            row = c.execute(
-                "INSERT INTO watches (keyword_norm, keyword, every_s, source, tasks, post_limit)"
-                " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (keyword_norm) DO UPDATE SET"
-                " keyword = EXCLUDED.keyword, every_s = EXCLUDED.every_s, source = EXCLUDED.source,"
-                f" tasks = EXCLUDED.tasks, post_limit = EXCLUDED.post_limit RETURNING {_WATCH_COLS}",
-                (w.keyword_norm, w.keyword, w.every_s, w.source, list(w.tasks), w.limit),
-            ).fetchone()
-        except psycopg.Error as exc:
-            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        row = c.execute(
+            "INSERT INTO watches (keyword_norm, keyword, every_s, source, tasks, post_limit)"
+            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (keyword_norm) DO UPDATE SET"
+            " keyword = EXCLUDED.keyword, every_s = EXCLUDED.every_s, source = EXCLUDED.source,"
+            f" tasks = EXCLUDED.tasks, post_limit = EXCLUDED.post_limit RETURNING {_WATCH_COLS}",
+            (w.keyword_norm, w.keyword, w.every_s, w.source, list(w.tasks), w.limit),
+        ).fetchone()
     assert row is not None
     return _watch(row)
 
 
 def list_watches(dsn: str) -> list[Watch]:
     with _connect(dsn) as c:
-        try:
-            rows = c.execute(f"SELECT {_WATCH_COLS} FROM watches ORDER BY keyword_norm").fetchall()
-        except psycopg.Error as exc:
-            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        rows = c.execute(f"SELECT {_WATCH_COLS} FROM watches ORDER BY keyword_norm").fetchall()
     return [_watch(r) for r in rows]
 
 
 def remove_watch(dsn: str, keyword: str) -> bool:
     with _connect(dsn) as c:
-        try:
-            cur = c.execute("DELETE FROM watches WHERE keyword_norm = %s", (normalize_keyword(keyword),))
-        except psycopg.Error as exc:
-            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        cur = c.execute("DELETE FROM watches WHERE keyword_norm = %s", (normalize_keyword(keyword),))
         return cur.rowcount > 0
 
 
@@ -139,17 +138,14 @@ FROM latest GROUP BY 1, 2, 3 ORDER BY 1
 
 def trend_buckets(dsn: str, keyword: str, bucket_s: int, since: float) -> list[Bucket]:
     with _connect(dsn) as c:
-        try:
-            rows = c.execute(
-                _TREND_SQL,
-                {
-                    "kw": normalize_keyword(keyword),
-                    "since": dt.datetime.fromtimestamp(since, dt.UTC),
-                    "bucket": bucket_s,
-                },
-            ).fetchall()
-        except psycopg.Error as exc:
-            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        rows = c.execute(
+            _TREND_SQL,
+            {
+                "kw": normalize_keyword(keyword),
+                "since": dt.datetime.fromtimestamp(since, dt.UTC),
+                "bucket": bucket_s,
+            },
+        ).fetchall()
     return buckets_from_rows((float(r[0]), r[1], r[2], int(r[3])) for r in rows)
 
 
@@ -198,13 +194,10 @@ def record_alert(dsn: str, spike: Spike, webhook: bool) -> bool:
 def list_alerts(dsn: str, keyword: str | None = None, limit: int = 100) -> list[AlertRow]:
     where, args = ("WHERE keyword_norm = %s", [normalize_keyword(keyword)]) if keyword else ("", [])
     with _connect(dsn) as c:
-        try:
-            rows = c.execute(
-                f"SELECT {_ALERT_COLS} FROM alerts {where} ORDER BY created_at DESC, alert_id LIMIT %s",
-                (*args, limit),
-            ).fetchall()
-        except psycopg.Error as exc:
-            raise HistoryUnavailable(str(exc).splitlines()[0]) from None
+        rows = c.execute(
+            f"SELECT {_ALERT_COLS} FROM alerts {where} ORDER BY created_at DESC, alert_id LIMIT %s",
+            (*args, limit),
+        ).fetchall()
     return [_alert(r) for r in rows]
 
 
