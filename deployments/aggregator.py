@@ -13,7 +13,7 @@ import numpy as np
 from ray import serve
 
 from serve_app.breakdown import breakdown
-from serve_app.records import PredictionRow, ShareRow
+from serve_app.records import PredictionRow, ShareRow, StronglyNegativeRow, Summary
 from serve_app.tasks import TASK_NAMES, TASKS, TaskSpec
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -104,14 +104,14 @@ def aggregate(
 
 
 def strongly_negative(
-    post_ids: Sequence[str], predictions: Sequence[PredictionRow], threshold: float
-) -> dict[str, Any]:
-    """Posts the sentiment model calls negative with at least `threshold` confidence."""
+    post_ids: Sequence[str], predictions: Sequence[PredictionRow], threshold: float, label: str = "negative"
+) -> StronglyNegativeRow:
+    """Posts the triage task (sentiment) calls `label` with at least `threshold` confidence."""
     hits = sorted(
         (
             (float(p["confidence"]), pid)
             for pid, p in zip(post_ids, predictions, strict=True)
-            if p["label"] == "negative" and float(p["confidence"]) >= threshold
+            if p["label"] == label and float(p["confidence"]) >= threshold
         ),
         reverse=True,
     )
@@ -197,21 +197,28 @@ class Aggregator:
         return_plot: bool,
         counting: dict[str, Counting] | None = None,
         partial: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Summary:
         """The breakdowns of every task in `predictions`, by response field, and the chart.
 
         `partial`: the source stopped early; the chart's titles say so.
         """
-        counting = counting or {}
-        out: dict[str, Any] = {}
-        for task, preds in predictions.items():
-            out.update(aggregate(preds, TASKS[task], counting.get(task, Counting())))
-        log.debug("summarized %s for %r (plot=%s)", ",".join(predictions), keyword, return_plot)
-        out["plot_base64"] = None
-        if return_plot:
-            n = max((len(p) for p in predictions.values()), default=0)
-            shown = {t: out[TASKS[t].response_field] for t in predictions}
-            out["plot_base64"] = base64.b64encode(
-                render_chart(shown, keyword, n, " (partial)" if partial else "")
-            ).decode("ascii")
-        return out
+        return summarize(keyword, predictions, return_plot, counting or {}, partial)
+
+
+def summarize(
+    keyword: str,
+    predictions: Mapping[str, Sequence[PredictionRow]],
+    return_plot: bool,
+    counting: Mapping[str, Counting],
+    partial: bool = False,
+) -> Summary:
+    breakdowns: dict[str, list[ShareRow]] = {}
+    for task, preds in predictions.items():
+        breakdowns.update(aggregate(preds, TASKS[task], counting.get(task, Counting())))
+    log.debug("summarized %s for %r (plot=%s)", ",".join(predictions), keyword, return_plot)
+    if not return_plot:
+        return Summary(breakdowns)
+    n = max((len(p) for p in predictions.values()), default=0)
+    shown = {t: breakdowns[TASKS[t].response_field] for t in predictions}
+    chart = render_chart(shown, keyword, n, " (partial)" if partial else "")
+    return Summary(breakdowns, base64.b64encode(chart).decode("ascii"))

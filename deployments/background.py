@@ -19,9 +19,10 @@ import psutil
 import ray
 
 from serve_app import metrics
+from serve_app.analysis import BackgroundOutcome, BackgroundRun
 from serve_app.embedded import SupervisedServers
 from serve_app.preprocess import normalize_keyword
-from serve_app.trends import SpikeRule
+from serve_app.trends import SpikeRule, spike_rules
 
 log = logging.getLogger("emotion_monitor.background")
 
@@ -306,8 +307,9 @@ class WarmerActor(GatedLoop):
                 break
             if not force and await self.busy():
                 break
-            did = await ingress.refresh.remote(kw, limit, source, self.cfg.refresh_below_s)
-            refreshed += int(bool(did))
+            run = BackgroundRun(kw, limit, source, refresh_below_s=self.cfg.refresh_below_s)
+            outcome: BackgroundOutcome = await ingress.run_background.remote(run)
+            refreshed += int(outcome.computed)
         self.refreshed_total += refreshed
         metrics.record_warmer(refreshed)
         self.last_pass = time.time()
@@ -332,7 +334,7 @@ class MonitorConfig:
     interval_s: float = 15.0  # how often due watches are looked for
     bucket_s: int = 3600  # trend bucket the spike test compares
     window_s: int = 7 * 86_400  # history read for the baseline
-    rules: tuple[SpikeRule, ...] = (SpikeRule("emotion", "anger"), SpikeRule("sentiment", "negative"))
+    rules: tuple[SpikeRule, ...] = field(default_factory=spike_rules)
     webhook_url: str | None = field(default=None, repr=False)
     webhook_attempts: int = 8  # delivery attempts (each with in-pass retries) before `failed`
     webhook_timeout_s: float = 5.0
@@ -373,7 +375,9 @@ class MonitorActor(GatedLoop):
                 break
             error = None
             try:
-                await ingress.watch_run.remote(w.keyword, w.limit, w.source, list(w.tasks))
+                await ingress.run_background.remote(
+                    BackgroundRun(w.keyword, w.limit, w.source, tuple(w.tasks))
+                )
             except Exception as exc:  # recorded on the watch; the next poll tries again
                 error = f"{type(exc).__name__}: {str(exc)[:300]}"
             await asyncio.to_thread(wl.mark_run, dsn, w.keyword, error)

@@ -19,8 +19,9 @@ from ray import serve
 from serve_app import metrics
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.predictor import OnnxPredictor
-from serve_app.records import PredictionRow
+from serve_app.records import PredictionRow, ServedModels, TaskModel
 from serve_app.registry import RegistrySpec, resolve_version
+from serve_app.tasks import DEFAULT_TASK
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.classifier")
@@ -185,7 +186,7 @@ class Classifier:
         self.registry, self.cache_dir = registry, Path(cache_dir or ".emotion-monitor/models")
         self.predictors: dict[str, OnnxPredictor] = {}
         self.languages: dict[str, list[str]] = {}
-        self.default_task = "emotion" if "emotion" in self.dirs else next(iter(self.dirs))
+        self.default_task = DEFAULT_TASK if DEFAULT_TASK in self.dirs else next(iter(self.dirs))
         # Models load in reconfigure(), which Serve calls before the replica takes traffic,
         # so a replica told to serve a registry version never loads the args' model first.
 
@@ -243,23 +244,22 @@ class Classifier:
         # In a thread: this replica keeps answering with the old model while the new loads.
         await asyncio.to_thread(self.apply_versions, wanted)
 
-    def info(self) -> dict[str, Any]:
-        """The default task's model at the top level (as before), every task under `tasks`."""
+    def info(self) -> ServedModels:
+        """The model serving each task, and the default task."""
         self._ensure_loaded()
         tasks = {
-            task: {
-                "version": p.version,
-                "labels": list(p.labels),
-                "languages": self.languages[task],
-                "max_length": p.max_length,
-                "model_dir": str(p.model_dir),
-                # How the artifact says its breakdown is counted (serve_app.breakdown).
-                "breakdown_method": p.head.breakdown_method,
-                "adjustment": p.head.adjustment,
-            }
+            task: TaskModel(
+                version=p.version,
+                labels=tuple(p.labels),
+                languages=tuple(self.languages[task]),
+                max_length=p.max_length,
+                model_dir=str(p.model_dir),
+                breakdown_method=p.head.breakdown_method,
+                adjustment=p.head.adjustment,
+            )
             for task, p in self.predictors.items()
         }
-        return {**tasks[self.default_task], "default_task": self.default_task, "tasks": tasks}
+        return ServedModels(self.default_task, tasks)
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)  # reconfigure() sets them
     async def _classify(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:

@@ -12,7 +12,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 import logging
 import math
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from ray.serve import Application
@@ -28,14 +28,15 @@ from deployments.background import (
 )
 from deployments.classifier import Classifier
 from deployments.fetcher import Fetcher, FetcherConfig
+from serve_app.analysis import FlowConfig
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.embedded import Infrastructure, resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
 from serve_app.settings import Settings, Source, get_settings, reddit_user_agent, secret
-from serve_app.tasks import TaskName, check_head
-from serve_app.trends import SpikeRule
+from serve_app.tasks import TASK_NAMES, TaskName, check_head
+from serve_app.trends import spike_rules
 
 log = logging.getLogger("emotion_monitor.app")
 
@@ -54,7 +55,7 @@ class AppArgs(BaseModel):
         "model_dir's sentiment head)",
     )
     tasks: list[TaskName] = Field(
-        list(get_args(TaskName)),
+        list(TASK_NAMES),
         min_length=1,
         description="Models to serve; sentiment is skipped (with a warning) if its artifact is absent and it "
         "was not asked for explicitly",
@@ -213,10 +214,7 @@ def background_configs(
             cpu_threshold=s.monitor_cpu_threshold,
             interval_s=s.monitor_interval_s,
             bucket_s=s.alert_bucket_s,
-            rules=tuple(
-                SpikeRule(task, label, s.alert_z, s.alert_min_posts, s.alert_baseline_buckets)
-                for task, label in (("emotion", "anger"), ("sentiment", "negative"))
-            ),
+            rules=spike_rules(s.alert_z, s.alert_min_posts, s.alert_baseline_buckets),
             webhook_url=secret(s.alert_webhook_url),
             webhook_attempts=s.alert_webhook_attempts,
         )
@@ -304,10 +302,13 @@ def make_app(
     default_source = args.default_source or s.default_source
     run_background = s.background if args.background is None else args.background
     ingress_cfg = IngressConfig(
-        default_source=default_source,
+        flow=FlowConfig(
+            default_source=default_source,
+            negative_threshold=s.negative_threshold,
+            history=args.history and infra.postgres_url is not None,
+        ),
         redis_url=infra.redis_url,
         cache=args.cache,
-        history=args.history and infra.postgres_url is not None,
         journal_dir=_abs(s.data_dir / "journal"),
         postgres_url=infra.postgres_url,
         cache_ttl_s=s.cache_ttl_s,
@@ -318,7 +319,6 @@ def make_app(
         replicas=args.ingress_replicas,
         app_name=app_name,
         max_inflight=args.max_inflight,
-        negative_threshold=s.negative_threshold,
         predict_in_ingress=args.predict_in_ingress,
         inline_threads=args.inline_threads,
         inline_batch_size=args.max_batch_size,

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from serve_app.defaults import CACHE_TTL_S
 from serve_app.preprocess import normalize_keyword
+from serve_app.tasks import TRIAGE_TASK
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.cache")
@@ -41,9 +42,9 @@ def analysis_key(
     include_other_languages: bool = False,
 ) -> str:
     """The cache key of one /analyze: every model version asked for, and every option that
-    changes the answer (the threshold only matters when sentiment runs)."""
+    changes the answer (the threshold only matters when the triage task runs)."""
     model = ";".join(f"{t}={v}" for t, v in sorted(versions.items()))
-    if "sentiment" in versions and negative_threshold is not None:
+    if TRIAGE_TASK in versions and negative_threshold is not None:
         model += f";neg>={negative_threshold:g}"
     if include_other_languages:
         model += ";all-languages"

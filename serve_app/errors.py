@@ -33,3 +33,20 @@ class SourceConfigError(EmotionMonitorError):
         super().__init__(message)
         # str() of Ray's wrapper around a replica's exception is a traceback: keep ours.
         self.message = message
+
+
+class ServiceUnavailable(EmotionMonitorError):
+    """A part of the service (named in `detail`) cannot answer now; retry after `retry_after` s."""
+
+    def __init__(self, detail: str, retry_after: float = 5.0) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+class TaskNotServed(EmotionMonitorError):
+    """A task was asked for that this deployment does not serve."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

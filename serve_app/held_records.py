@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis
 from serve_app.cache import AnalysisCache
 from serve_app.history import queue_record
 from serve_app.journal import Journal, JournalError
+from serve_app.records import HistoryRecord
 
 log = logging.getLogger("ray.serve.emotion_monitor.held_records")
 
@@ -38,7 +40,7 @@ class HeldRecords:
         self.retry_s = retry_s
         self.shutdown_s = shutdown_s
         self.max_memory = max_memory
-        self._unsaved: collections.deque[dict[str, Any]] = collections.deque()
+        self._unsaved: collections.deque[HistoryRecord] = collections.deque()
         self.journal = Journal(Path(journal_dir)) if journal_dir else None
         self._orphans_checked = self.journal is None
         self._flush_lock = asyncio.Lock()
@@ -49,7 +51,7 @@ class HeldRecords:
         """Records not yet in Redis: in the journal, or in memory if it could not be written."""
         return len(self._unsaved) + (self.journal.pending if self.journal else 0)
 
-    async def _push(self, records: list[dict[str, Any]]) -> None:
+    async def _push(self, records: Sequence[Mapping[str, Any]]) -> None:
         """Hand records to Redis in one MULTI; raises if Redis does not take them."""
         assert self.store.client is not None
         pipe = self.store.client.pipeline(transaction=True)
@@ -76,7 +78,7 @@ class HeldRecords:
                 await self._push([self._unsaved[0]])
                 self._unsaved.popleft()
 
-    async def save(self, rec: dict[str, Any] | None) -> None:
+    async def save(self, rec: HistoryRecord | None) -> None:
         """Hand a record to Redis for the sync; while Redis is down, make it durable first.
 
         Returns only once the record is in Redis or fsynced in the journal: the caller
@@ -95,7 +97,7 @@ class HeldRecords:
         self._trim_unsaved()
         self._keep_offering()
 
-    def _hold(self, rec: dict[str, Any]) -> None:
+    def _hold(self, rec: HistoryRecord) -> None:
         if self.journal is not None:
             try:
                 self.journal.append(rec)

@@ -17,17 +17,24 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import redis
 from psycopg.types.json import Jsonb
 
+from serve_app.posts import Post
 from serve_app.preprocess import normalize_keyword
-from serve_app.records import PredictionRow, ShareRow
+from serve_app.question import Question
+from serve_app.records import RECORD_FORMAT, HistoryRecord, PredictionRow, RecordPost
+from serve_app.tasks import TASKS
+
+if TYPE_CHECKING:
+    from serve_app.schemas import Analysis
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.history")
@@ -42,106 +49,115 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _pred(p: PredictionRow | None) -> dict[str, Any] | None:
-    if p is None:
-        return None
-    return {"label": p["label"], "confidence": float(p["confidence"]), "scores": p["scores"]}
-
-
 def make_record(
-    keyword: str,
-    source: str,
-    limit: int,
-    lang: str,
-    model_version: str,
-    agg: Sequence[ShareRow],
-    posts: Sequence[dict[str, Any]],
-    predictions: Sequence[PredictionRow] | Mapping[str, Sequence[PredictionRow]],
-    created_at: float | None = None,
+    question: Question,
+    analysis: Analysis,
+    posts: Sequence[Post],
+    predictions: Mapping[str, Sequence[PredictionRow]],
     kept: Sequence[int] | None = None,
-    sentiment_agg: Sequence[ShareRow] | None = None,
-    model_versions: Mapping[str, str] | None = None,
-    strongly_negative: Mapping[str, Any] | None = None,
-    emotional_agg: Sequence[ShareRow] | None = None,
-    breakdown_methods: Mapping[str, str] | None = None,
-    partial_reason: str | None = None,
-    excluded: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
+    created_at: float | None = None,
+) -> HistoryRecord:
     """One analysis as a self-contained, JSON-serialisable record with a stable id.
 
-    `predictions` is one list per task (or a bare list: emotion), aligned with `kept`, the
-    indices of the posts that were scored (all of them by default); the others were left
-    out for their language and carry no prediction.
+    `predictions` holds one list per task, aligned with `kept`, the indices of the posts
+    that were scored (all of them by default); the others were left out for their
+    language and carry no prediction.
     """
-    by_task = {"emotion": predictions} if not isinstance(predictions, Mapping) else dict(predictions)
     kept = list(range(len(posts))) if kept is None else list(kept)
     per_post: dict[int, dict[str, PredictionRow]] = {i: {} for i in kept}
-    for task, preds in by_task.items():
-        for i, pr in zip(kept, preds, strict=True):
-            per_post[i][task] = pr
-    created = created_at if created_at is not None else time.time()
-    items = []
-    for i, p in enumerate(posts):
-        got = per_post.get(i, {})
-        emo = got.get("emotion")
-        items.append(
-            {
-                "id": str(p["id"]),
-                "title": p.get("title", ""),
-                "body": p.get("body", ""),
-                "subreddit": p.get("subreddit", ""),
-                "created_utc": p.get("created_utc"),
-                "score": p.get("score"),
-                "url": p.get("url", ""),
-                "lang": p.get("lang"),
-                "lang_confidence": p.get("lang_confidence"),
-                # Emotion stays at the top level (the record format before tasks existed).
-                "label": emo["label"] if emo else None,
-                "confidence": float(emo["confidence"]) if emo else None,
-                "scores": emo["scores"] if emo else None,
-                "sentiment": _pred(got.get("sentiment")),
+    for task, preds in predictions.items():
+        for i, row in zip(kept, preds, strict=True):
+            per_post[i][task] = {
+                "label": row["label"],
+                "confidence": float(row["confidence"]),
+                "scores": row["scores"],
             }
-        )
-    langs: dict[str, int] = {}
-    for p in posts:
-        key = str(p.get("lang") or "und")
-        langs[key] = langs.get(key, 0) + 1
-    rec = {
-        "keyword": keyword,
-        "keyword_norm": normalize_keyword(keyword),
-        "source": source,
-        "limit": int(limit),
-        "lang": lang,
-        "model_version": model_version,
-        "model_versions": dict(model_versions or {"emotion": model_version}),
-        "tasks": list(by_task),
-        "created_at": created,
-        "agg": list(agg),
-        "sentiment_agg": list(sentiment_agg) if sentiment_agg is not None else None,
-        "emotional_agg": list(emotional_agg) if emotional_agg is not None else None,
-        "breakdown_methods": dict(breakdown_methods or {}),
-        "n_scored": len(kept),
-        "strongly_negative": dict(strongly_negative) if strongly_negative is not None else None,
-        "languages": langs,
-        "posts": items,
+    answer = analysis.model_dump()  # its breakdown fields come from the task registry
+    breakdowns = {task: answer[TASKS[task].response_field] or [] for task in predictions}
+    among = {
+        task: answer[field]
+        for task in predictions
+        if (field := TASKS[task].among_field) and answer.get(field) is not None
     }
-    # Only when set: records of complete answers keep the ids they always had.
-    if partial_reason:
-        rec["partial_reason"] = partial_reason
-    if excluded:
-        rec["excluded"] = dict(excluded)
+    rec: HistoryRecord = {
+        "format": RECORD_FORMAT,
+        "query_id": "",
+        "keyword": question.keyword,
+        "keyword_norm": normalize_keyword(question.keyword),
+        "source": question.source,
+        "limit": int(question.limit),
+        "lang": question.lang,
+        "model_version": analysis.model_version,
+        "model_versions": dict(analysis.model_versions),
+        "tasks": list(predictions),
+        "created_at": created_at if created_at is not None else time.time(),
+        "breakdowns": breakdowns,
+        "among": among,
+        "breakdown_methods": dict(analysis.breakdown_methods),
+        "n_scored": len(kept),
+        "strongly_negative": answer["strongly_negative"],
+        "languages": dict(Counter(p.lang or "und" for p in posts)),
+        "partial_reason": analysis.partial_reason,
+        "excluded": dict(analysis.excluded_reasons),
+        "posts": [
+            {
+                "id": p.id,
+                "title": p.title,
+                "body": p.body,
+                "subreddit": p.subreddit,
+                "created_utc": p.created_utc,
+                "score": p.score,
+                "url": p.url,
+                "lang": p.lang,
+                "lang_confidence": p.lang_confidence,
+                "predictions": per_post.get(i, {}),
+            }
+            for i, p in enumerate(posts)
+        ],
+    }
     rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
     return rec
 
 
-def queue_record(pipe: Any, rec: dict[str, Any]) -> Any:
+def current_format(rec: Mapping[str, Any]) -> HistoryRecord:
+    """A record as this version writes it. Records written before `format` 2 (emotion at the
+    top level of each post, a breakdown field per task) may still wait in Redis or in a
+    replica's journal after an upgrade; they keep their query id."""
+    if rec.get("format") == RECORD_FORMAT:
+        return rec  # type: ignore[return-value]
+    tasks = list(rec.get("tasks") or ["emotion"])
+    posts = []
+    for p in rec["posts"]:
+        preds = {}
+        if p.get("label") is not None:
+            preds["emotion"] = {"label": p["label"], "confidence": p["confidence"], "scores": p["scores"]}
+        if p.get("sentiment"):
+            preds["sentiment"] = p["sentiment"]
+        posts.append({**{k: v for k, v in p.items() if k not in _OLD_POST_KEYS}, "predictions": preds})
+    breakdowns = {"emotion": rec.get("agg") or [], "sentiment": rec.get("sentiment_agg") or []}
+    return {
+        **{k: v for k, v in rec.items() if k not in _OLD_RECORD_KEYS},  # type: ignore[typeddict-item]
+        "format": RECORD_FORMAT,
+        "tasks": tasks,
+        "model_versions": rec.get("model_versions") or {"emotion": rec["model_version"]},
+        "breakdowns": {t: rows for t, rows in breakdowns.items() if rows},
+        "among": {"emotion": rec["emotional_agg"]} if rec.get("emotional_agg") else {},
+        "posts": posts,
+    }
+
+
+_OLD_POST_KEYS = frozenset({"label", "confidence", "scores", "sentiment"})
+_OLD_RECORD_KEYS = frozenset({"agg", "sentiment_agg", "emotional_agg"})
+
+
+def queue_record(pipe: Any, rec: Mapping[str, Any]) -> Any:
     """Queue on a (sync or asyncio) MULTI pipeline: write the record and mark it pending."""
     pipe.set(REC_PREFIX + rec["query_id"], json.dumps(rec, separators=(",", ":")))
     pipe.sadd(PENDING, rec["query_id"])
     return pipe
 
 
-def store_record(r: redis.Redis, rec: dict[str, Any]) -> None:
+def store_record(r: redis.Redis, rec: Mapping[str, Any]) -> None:
     """Write a record and mark it pending, atomically (MULTI/EXEC)."""
     queue_record(r.pipeline(transaction=True), rec).execute()
 
@@ -217,114 +233,113 @@ def _ts(value: Any) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(float(value), tz=dt.UTC)
 
 
-def insert_records(conn: psycopg.Connection, records: Sequence[dict[str, Any]]) -> None:
+def insert_records(conn: psycopg.Connection, records: Sequence[Mapping[str, Any]]) -> None:
     """Insert records in the caller's transaction; idempotent by primary keys."""
     with conn.cursor() as cur:
-        for rec in records:
-            qid = rec["query_id"]
-            posts = rec["posts"]
-            versions = rec.get("model_versions") or {"emotion": rec["model_version"]}
-            negatives = threshold = None
-            if rec.get("strongly_negative") is not None:
-                negatives = rec["strongly_negative"]["count"]
-                threshold = rec["strongly_negative"].get("threshold")
-            cur.execute(
-                "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
-                " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
-                " n_strongly_negative, languages, negative_threshold, breakdown_methods, partial_reason,"
-                " excluded) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (query_id) DO NOTHING",
-                (
-                    qid,
-                    rec["keyword"],
-                    rec["keyword_norm"],
-                    rec["source"],
-                    rec["limit"],
-                    rec["lang"],
-                    rec["model_version"],
-                    _ts(rec["created_at"]),
-                    len(posts),
-                    list(rec.get("tasks") or ["emotion"]),
-                    Jsonb(versions),
-                    rec.get("n_scored", len(posts)),
-                    negatives,
-                    Jsonb(rec["languages"]) if rec.get("languages") is not None else None,
-                    threshold,
-                    Jsonb(rec["breakdown_methods"]) if rec.get("breakdown_methods") else None,
-                    rec.get("partial_reason"),
-                    Jsonb(rec["excluded"]) if rec.get("excluded") else None,
-                ),
+        for rec in map(current_format, records):
+            cur.execute(_INSERT_QUERY, _query_row(rec))
+            cur.executemany(_INSERT_POST, [_post_row(rec["source"], p) for p in rec["posts"]])
+            cur.executemany(_INSERT_PREDICTION, list(_prediction_rows(rec)))
+            cur.executemany(_INSERT_AGGREGATE, list(_aggregate_rows(rec)))
+
+
+_INSERT_QUERY = (
+    "INSERT INTO queries (query_id, keyword, keyword_norm, source, post_limit, lang,"
+    " model_version, created_at, n_posts, tasks, model_versions, n_scored,"
+    " n_strongly_negative, languages, negative_threshold, breakdown_methods, partial_reason,"
+    " excluded) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    " ON CONFLICT (query_id) DO NOTHING"
+)
+_INSERT_POST = (
+    "INSERT INTO posts (source, post_id, title, body, subreddit, created_utc, score, url,"
+    " lang, lang_confidence) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
+    " ON CONFLICT (source, post_id) DO NOTHING"
+)
+_INSERT_PREDICTION = (
+    "INSERT INTO predictions (query_id, source, post_id, task, model_version, label, confidence, scores)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+)
+_INSERT_AGGREGATE = (
+    "INSERT INTO query_aggregates (query_id, task, label, pct, n, avg_score, pct_low, pct_high,"
+    " pct_among, pct_among_low, pct_among_high)"
+    " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+)
+
+
+def _query_row(rec: HistoryRecord) -> tuple[Any, ...]:
+    negative = rec["strongly_negative"]
+    return (
+        rec["query_id"],
+        rec["keyword"],
+        rec["keyword_norm"],
+        rec["source"],
+        rec["limit"],
+        rec["lang"],
+        rec["model_version"],
+        _ts(rec["created_at"]),
+        len(rec["posts"]),
+        rec["tasks"],
+        Jsonb(rec["model_versions"]),
+        rec["n_scored"],
+        negative["count"] if negative else None,
+        Jsonb(rec["languages"]),
+        negative["threshold"] if negative else None,
+        Jsonb(rec["breakdown_methods"]) if rec["breakdown_methods"] else None,
+        rec.get("partial_reason"),
+        Jsonb(rec["excluded"]) if rec.get("excluded") else None,
+    )
+
+
+def _post_row(source: str, p: RecordPost) -> tuple[Any, ...]:
+    return (
+        source,
+        p["id"],
+        p["title"],
+        p["body"],
+        p["subreddit"],
+        _ts(p["created_utc"]),
+        p["score"],
+        p["url"],
+        p.get("lang"),
+        p.get("lang_confidence"),
+    )
+
+
+def _prediction_rows(rec: HistoryRecord) -> Iterator[tuple[Any, ...]]:
+    for p in rec["posts"]:
+        for task, row in p["predictions"].items():
+            yield (
+                rec["query_id"],
+                rec["source"],
+                p["id"],
+                task,
+                rec["model_versions"].get(task, ""),
+                row["label"],
+                min(1.0, max(0.0, float(row["confidence"]))),
+                Jsonb(row["scores"]),
             )
-            cur.executemany(
-                "INSERT INTO posts (source, post_id, title, body, subreddit, created_utc, score, url,"
-                " lang, lang_confidence) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-                " ON CONFLICT (source, post_id) DO NOTHING",
-                [
-                    (
-                        rec["source"],
-                        p["id"],
-                        p["title"],
-                        p["body"],
-                        p["subreddit"],
-                        _ts(p["created_utc"]),
-                        p["score"],
-                        p["url"],
-                        p.get("lang"),
-                        p.get("lang_confidence"),
-                    )
-                    for p in posts
-                ],
-            )
-            rows = []
-            for p in posts:
-                if p.get("label") is not None:
-                    rows.append(("emotion", versions.get("emotion", rec["model_version"]), p))
-                if p.get("sentiment"):
-                    rows.append(("sentiment", versions.get("sentiment", ""), {**p, **p["sentiment"]}))
-            cur.executemany(
-                "INSERT INTO predictions"
-                " (query_id, source, post_id, task, model_version, label, confidence, scores)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        qid,
-                        rec["source"],
-                        p["id"],
-                        task,
-                        version,
-                        p["label"],
-                        min(1.0, max(0.0, p["confidence"])),
-                        Jsonb(p["scores"]),
-                    )
-                    for task, version, p in rows
-                ],
-            )
-            aggs = [("emotion", a) for a in rec["agg"]]
-            aggs += [("sentiment", a) for a in rec.get("sentiment_agg") or []]
-            among = {a["label"]: a for a in rec.get("emotional_agg") or []}
-            cur.executemany(
-                "INSERT INTO query_aggregates (query_id, task, label, pct, n, avg_score, pct_low, pct_high,"
-                " pct_among, pct_among_low, pct_among_high)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        qid,
-                        t,
-                        a["label"],
-                        a["pct"],
-                        a.get("count", 0),
-                        a["avg_score"],
-                        a.get("pct_low"),
-                        a.get("pct_high"),
-                        *_among(among.get(a["label"]) if t == "emotion" else None),
-                    )
-                    for t, a in aggs
-                ],
+
+
+def _aggregate_rows(rec: HistoryRecord) -> Iterator[tuple[Any, ...]]:
+    for task, rows in rec["breakdowns"].items():
+        among = {a["label"]: a for a in rec["among"].get(task, [])}
+        for a in rows:
+            yield (
+                rec["query_id"],
+                task,
+                a["label"],
+                a["pct"],
+                a.get("count", 0),
+                a["avg_score"],
+                a.get("pct_low"),
+                a.get("pct_high"),
+                *_among(among.get(a["label"])),
             )
 
 
 def _among(row: Mapping[str, Any] | None) -> tuple[Any, Any, Any]:
-    """A label's share among emotional posts, with its interval (NULLs where there is none)."""
+    """A label's share among the posts with another label than the rest label, with its
+    interval (NULLs where there is none)."""
     if row is None:
         return (None, None, None)
     return (row["pct"], row.get("pct_low"), row.get("pct_high"))

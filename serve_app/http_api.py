@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serve_app import __version__
-from serve_app.errors import SourceConfigError, SourceError
+from serve_app.errors import ServiceUnavailable, SourceConfigError, SourceError, TaskNotServed
 from serve_app.schemas import MAX_BODY_BYTES, ErrorResponse
 from serve_app.security import key_matches
 
@@ -94,13 +94,6 @@ async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
     )
 
 
-class ServiceUnavailable(Exception):
-    def __init__(self, detail: str, retry_after: float = 5.0) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
-
-
 @api.exception_handler(SourceError)
 async def _source_error(_: Request, exc: SourceError) -> JSONResponse:
     status = {"timeout": 504, "rate_limited": 503}.get(exc.kind, 502)
@@ -118,12 +111,6 @@ async def _unavailable(_: Request, exc: ServiceUnavailable) -> JSONResponse:
     return JSONResponse(
         {"detail": exc.detail}, status_code=503, headers={"Retry-After": str(int(exc.retry_after))}
     )
-
-
-class TaskNotServed(Exception):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
 
 
 @api.exception_handler(TaskNotServed)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from serve_app.tasks import DEFAULT_TASK
+
 
 def read_texts(path: Path, field: str = "text") -> Iterator[dict[str, Any]]:
     with path.open(encoding="utf-8") as fh:
@@ -31,8 +33,10 @@ def score_file(
     chunk: int = 64,
     field: str = "text",
     in_flight: int = 8,
+    task: str = DEFAULT_TASK,
 ) -> int:
-    """Classify every row's `field` and write the row back with `emotion` added."""
+    """Classify every row's `field` and write the row back with the `task`'s prediction added
+    under the task's name."""
     import ray
     from ray import serve
 
@@ -43,7 +47,7 @@ def score_file(
     pending: list[tuple[int, Any]] = []
     results: list[list[dict[str, Any]]] = [[] for _ in range(0, len(rows), chunk)]
     for n, start in enumerate(range(0, len(rows), chunk)):
-        pending.append((n, handle.classify.remote([r[field] for r in rows[start : start + chunk]])))
+        pending.append((n, handle.classify.remote([r[field] for r in rows[start : start + chunk]], task)))
         if len(pending) >= in_flight:  # bounded: never queue the whole file at once
             i, resp = pending.pop(0)
             results[i] = resp.result()
@@ -52,5 +56,5 @@ def score_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", encoding="utf-8") as out:
         for row, pred in zip(rows, (p for part in results for p in part), strict=True):
-            out.write(json.dumps({**row, "emotion": pred}, ensure_ascii=False) + "\n")
+            out.write(json.dumps({**row, task: pred}, ensure_ascii=False) + "\n")
     return len(rows)

@@ -19,13 +19,13 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("ray.serve.emotion_monitor.journal")
 
-Record = dict[str, Any]
+Record = Mapping[str, Any]  # a history record (serve_app.records), any format
 
 
 class JournalError(RuntimeError):

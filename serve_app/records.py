@@ -4,6 +4,8 @@ responses), typed here so every producer and consumer agrees on their keys."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypedDict
 
 
@@ -24,3 +26,117 @@ class ShareRow(TypedDict):
     pct_high: float
     count: int  # posts whose top label it is
     avg_score: float  # their mean confidence
+
+
+class StronglyNegativeRow(TypedDict):
+    """The posts to triage: negative at or above `threshold` confidence (the API's `StronglyNegative`)."""
+
+    threshold: float
+    count: int
+    pct: float
+    ids: list[str]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The Aggregator's answer: each breakdown under its response field (the task registry's
+    `response_field` and `among_field`), and the chart."""
+
+    breakdowns: dict[str, list[ShareRow]]
+    plot_base64: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskModel:
+    """One task's served model, as the Classifier describes it."""
+
+    version: str
+    labels: tuple[str, ...]
+    languages: tuple[str, ...]
+    max_length: int
+    model_dir: str
+    breakdown_method: str = "cc"  # how the artifact says its breakdown is counted
+    adjustment: tuple[tuple[float, ...], ...] | None = None
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """What the Classifier serves: a model per task, and the task `/predict` defaults to."""
+
+    default_task: str
+    tasks: dict[str, TaskModel]
+
+    @property
+    def default(self) -> TaskModel:
+        return self.tasks[self.default_task]
+
+    def versions(self, tasks: Sequence[str]) -> dict[str, str]:
+        return {t: self.tasks[t].version for t in tasks}
+
+
+class AnalysisResult(TypedDict):
+    """One analysis as it is cached: the `/analyze` answer without `source` and `time`.
+
+    Each breakdown sits under its task's response field (`agg`, `emotional_agg`,
+    `sentiment_agg`, ...), so the keys beyond these come from the task registry."""
+
+    keyword: str
+    count: int
+    breakdown_methods: dict[str, str]
+    strongly_negative: StronglyNegativeRow | None
+    tasks: list[str]
+    scored: int
+    languages: dict[str, int]
+    excluded: int
+    excluded_reasons: dict[str, int]
+    newly_scored: int
+    partial: bool
+    partial_reason: str | None
+    model_versions: dict[str, str]
+    plot_base64: str | None
+    post_source: str
+    model_version: str
+
+
+RECORD_FORMAT = 2  # history records before 2 kept emotion at the top level of each post
+
+
+class RecordPost(TypedDict):
+    """One fetched post in a history record, with its prediction per scored task (none
+    when it was left out for its language)."""
+
+    id: str
+    title: str
+    body: str
+    subreddit: str
+    created_utc: float
+    score: int
+    url: str
+    lang: str
+    lang_confidence: float
+    predictions: dict[str, PredictionRow]
+
+
+class HistoryRecord(TypedDict):
+    """One analysis as it travels to PostgreSQL: Redis, the replica's journal, the sync."""
+
+    format: int
+    query_id: str  # a hash of the rest: the same analysis recorded twice has one id
+    keyword: str
+    keyword_norm: str
+    source: str
+    limit: int
+    lang: str
+    model_version: str
+    model_versions: dict[str, str]
+    tasks: list[str]
+    created_at: float
+    breakdowns: dict[str, list[ShareRow]]  # per task, over all scored posts
+    among: dict[str, list[ShareRow]]  # per task with a rest label: shares among the others
+    breakdown_methods: dict[str, str]
+    n_scored: int
+    strongly_negative: StronglyNegativeRow | None
+    languages: dict[str, int]
+    partial_reason: str | None
+    excluded: dict[str, int]
+    posts: list[RecordPost]

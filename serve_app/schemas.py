@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from serve_app.settings import Source
-from serve_app.tasks import TaskName
+from serve_app.tasks import TASKS, TaskName
 
 MAX_KEYWORD_CHARS = 100
 MAX_TEXT_CHARS = 20_000
@@ -84,23 +84,17 @@ class StronglyNegative(BaseModel):
     ids: list[str] = Field(description="Their post ids, most confident first: triage these first.")
 
 
-class AnalyzeResponse(BaseModel):
+class AnalysisBase(BaseModel):
+    """An analysis's answer without the breakdowns (`Analysis` adds one field per task)."""
+
     keyword: str
     count: int = Field(description="Posts fetched.")
-    agg: list[LabelAgg] = Field(
-        description="Emotion breakdown over all scored posts: six emotions and `neutral` (no clear emotion); "
-        "empty when emotion was not asked for."
-    )
-    emotional_agg: list[LabelAgg] | None = Field(
-        None, description="The six emotions' shares among the posts that carry one (neutral left out)."
-    )
     breakdown_methods: dict[str, str] = Field(
         default_factory=dict,
         description="How each task's shares are counted: cc (top labels counted), pcc (mean probability) "
         "or pacc (mean probability adjusted by the model's validation confusion); chosen per model on "
         "validation.",
     )
-    sentiment_agg: list[LabelAgg] | None = Field(None, description="Sentiment breakdown, when asked for.")
     strongly_negative: StronglyNegative | None = None
     tasks: list[str] = Field(default_factory=lambda: ["emotion"], description="Breakdowns computed.")
     scored: int | None = Field(None, description="Posts the models judged (the breakdowns' base).")
@@ -125,10 +119,52 @@ class AnalyzeResponse(BaseModel):
     partial_reason: str | None = Field(None, description="Why the answer is partial.")
     model_versions: dict[str, str] = Field(default_factory=dict, description="Model version per task.")
     plot_base64: str | None = None
-    source: Literal["cache", "inference"]
     post_source: str = Field(description="Where the posts came from (reddit or jsonl).")
-    time: float = Field(description="Seconds spent answering this request.")
     model_version: str
+
+
+def _breakdown_fields() -> dict[str, Any]:
+    """One response field per task (and one for the shares among a rest label's others),
+    from the task registry: a new task gets its field without touching this module."""
+    fields: dict[str, Any] = {}
+    for spec in TASKS.values():
+        if spec.response_field == "agg":
+            # `agg` predates tasks: the seed clients read it as a list, empty when not asked for.
+            fields["agg"] = (
+                list[LabelAgg],
+                Field(
+                    default_factory=list,
+                    description=f"{spec.title} breakdown over all scored posts ({spec.description}); empty "
+                    f"when {spec.name} was not asked for.",
+                ),
+            )
+        else:
+            fields[spec.response_field] = (
+                list[LabelAgg] | None,
+                Field(
+                    None,
+                    description=f"{spec.title} breakdown over all scored posts ({spec.description}), "
+                    "when asked for.",
+                ),
+            )
+        if spec.among_field:
+            fields[spec.among_field] = (
+                list[LabelAgg] | None,
+                Field(None, description=f"Shares among the posts whose label is not `{spec.rest_label}`."),
+            )
+    return fields
+
+
+# The cached answer: what `/analyze` returns, less `source` and `time`.
+if TYPE_CHECKING:
+    Analysis = AnalysisBase
+else:
+    Analysis = create_model("Analysis", __base__=AnalysisBase, **_breakdown_fields())
+
+
+class AnalyzeResponse(Analysis):
+    source: Literal["cache", "inference"]
+    time: float = Field(description="Seconds spent answering this request.")
 
 
 class PredictRequest(BaseModel):

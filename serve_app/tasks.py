@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 
 class TaskError(ValueError):
@@ -29,6 +29,11 @@ class TaskSpec:
     # The response field that holds this task's breakdown (`agg` predates the registry).
     field: str = ""
     description: str = ""
+    # Posts with this label at or above the request's confidence threshold are listed for
+    # triage (`strongly_negative`); at most one task has one.
+    triage_label: str | None = None
+    # A jump in this label's share raises a spike alert for a watched keyword.
+    alert_label: str | None = None
 
     @property
     def response_field(self) -> str:
@@ -66,6 +71,7 @@ TASKS: dict[str, TaskSpec] = {
             among_field="emotional_agg",
             field="agg",
             description="six emotions, or neutral (no clear emotion)",
+            alert_label="anger",
         ),
         TaskSpec(
             name="sentiment",
@@ -73,13 +79,23 @@ TASKS: dict[str, TaskSpec] = {
             title="Sentiment",
             colours={"negative": "#D62728", "neutral": NEUTRAL_GREY, "positive": "#2CA02C"},
             description="negative, neutral or positive",
+            triage_label="negative",
+            alert_label="negative",
         ),
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)
-# The task names as a type, for request schemas and app args (validation and OpenAPI).
-# A Literal cannot be built from TASKS for the type checker; a unit test keeps them equal.
-TaskName = Literal["emotion", "sentiment"]
+# The first task: what /predict classifies by default, and the model the single
+# `model_version` field of older responses names.
+DEFAULT_TASK = TASK_NAMES[0]
+# The task whose confident `triage_label` posts are listed for triage, if one is declared.
+TRIAGE_TASK: str | None = next((t.name for t in TASKS.values() if t.triage_label), None)
+# The task names as a type, for request schemas and app args (validation and the OpenAPI
+# enum), built from TASKS at run time; the type checker sees a plain str.
+if TYPE_CHECKING:
+    TaskName = str
+else:
+    TaskName = Literal[TASK_NAMES]
 
 
 def get_task(name: str) -> TaskSpec:

@@ -93,6 +93,15 @@ class SpikeRule:
     baseline_buckets: int = 24  # trailing buckets pooled into the baseline
 
 
+def spike_rules(z: float = 3.0, min_posts: int = 20, baseline_buckets: int = 24) -> tuple[SpikeRule, ...]:
+    """A rule per task that declares an alert label (the task registry)."""
+    return tuple(
+        SpikeRule(t.name, t.alert_label, z, min_posts, baseline_buckets)
+        for t in TASKS.values()
+        if t.alert_label
+    )
+
+
 @dataclass(frozen=True)
 class Spike:
     keyword: str

@@ -16,7 +16,8 @@ from fastapi import Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from serve_app.dashboard import dashboard_html
-from serve_app.http_api import AUTH, ERRORS, ServiceUnavailable, api
+from serve_app.errors import ServiceUnavailable
+from serve_app.http_api import AUTH, ERRORS, api
 from serve_app.schemas import (
     MAX_KEYWORD_CHARS,
     AlertOut,

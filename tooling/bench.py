@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tooling.net import free_port
+
+if TYPE_CHECKING:
+    from serve_app.records import HistoryRecord
 
 
 def cpu_model() -> str:
@@ -344,26 +347,31 @@ async def load_predict(url: str, texts: Sequence[str], users: int, seconds: floa
     }
 
 
-def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict[str, Any]]:
+def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[HistoryRecord]:
+    """Records of analyses of random posts, built as the service builds them."""
     import random
 
+    from deployments.aggregator import summarize
     from serve_app.history import make_record
     from serve_app.labels import EMOTION_LABELS
-    from serve_app.records import PredictionRow, ShareRow
+    from serve_app.posts import Post
+    from serve_app.question import Question
+    from serve_app.records import PredictionRow
+    from serve_app.schemas import Analysis
 
     rng = random.Random(seed)
     out = []
     for i in range(n):
         posts = [
-            {
-                "id": f"b{i}_{j}",
-                "title": f"title {i} {j}",
-                "body": "body " * rng.randint(5, 80),
-                "subreddit": "bench",
-                "created_utc": 1.7e9 + j,
-                "score": j,
-                "url": f"https://x/{i}/{j}",
-            }
+            Post(
+                f"b{i}_{j}",
+                f"title {i} {j}",
+                "body " * rng.randint(5, 80),
+                "bench",
+                1.7e9 + j,
+                j,
+                f"https://x/{i}/{j}",
+            )
             for j in range(posts_per_record)
         ]
         preds: list[PredictionRow] = []
@@ -372,12 +380,20 @@ def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[dict
             preds.append(
                 {"label": lab, "confidence": 0.9, "scores": dict.fromkeys(EMOTION_LABELS, 0.02) | {lab: 0.9}}
             )
-        share = 100 / len(EMOTION_LABELS)
-        agg: list[ShareRow] = [
-            {"label": x, "pct": share, "pct_low": share, "pct_high": share, "count": 1, "avg_score": 0.9}
-            for x in EMOTION_LABELS
-        ]
-        out.append(make_record(f"bench {i}", "jsonl", posts_per_record, "en", "bench", agg, posts, preds))
+        summary = summarize(f"bench {i}", {"emotion": preds}, False, {})
+        analysis = Analysis.model_validate(
+            {
+                **summary.breakdowns,
+                "keyword": f"bench {i}",
+                "count": len(posts),
+                "tasks": ["emotion"],
+                "model_versions": {"emotion": "bench"},
+                "model_version": "bench",
+                "post_source": "jsonl",
+            }
+        )
+        question = Question(f"bench {i}", posts_per_record, "jsonl", ("emotion",), 0.8)
+        out.append(make_record(question, analysis, posts, {"emotion": preds}))
     return out
 
 

@@ -9,6 +9,8 @@ from typing import Annotated, Any, get_args
 
 import typer
 
+from serve_app.tasks import DEFAULT_TASK
+
 app = typer.Typer(
     help="emotion-monitor: train, evaluate and serve an emotion classifier for public posts.",
     no_args_is_help=True,
@@ -211,11 +213,11 @@ def evaluate(
 @app.command()
 def predict(
     texts: Annotated[list[str], typer.Argument(help="Text(s) to classify.")],
-    task: Annotated[str, typer.Option(help="emotion or sentiment: which head answers.")] = "emotion",
+    task: Annotated[str, typer.Option(help="Which task's head answers (emotion, sentiment).")] = DEFAULT_TASK,
     model: Annotated[Path, typer.Option(help="Artifact directory.")] = Path("models/multitask"),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Classify texts and print the label and the score of every class (emotion or sentiment)."""
+    """Classify texts and print the label and the score of every class."""
     from serve_app.predictor import OnnxPredictor
     from serve_app.schemas import Task
 
@@ -336,7 +338,9 @@ def _call(method: str, url: str, path: str, timeout: float = 60.0, **kwargs: Any
     """One API call with the API key (EMOTION_MONITOR_API_KEY) if set; exits with the error."""
     import httpx
 
-    headers = {"X-API-Key": key} if (key := os.environ.get("EMOTION_MONITOR_API_KEY")) else {}
+    from serve_app.settings import get_settings, secret
+
+    headers = {"X-API-Key": key} if (key := secret(get_settings().api_key)) else {}
     try:
         r = httpx.request(method, f"{url.rstrip('/')}{path}", headers=headers, timeout=timeout, **kwargs)
     except httpx.HTTPError as exc:
@@ -525,15 +529,18 @@ def loadtest(
 @app.command("score-file")
 def score_file_cmd(
     input: Annotated[Path, typer.Option(help="JSONL with a text field per line.")],
-    output: Annotated[Path, typer.Option(help="Where to write the rows with their emotion.")],
+    output: Annotated[Path, typer.Option(help="Where to write the rows, each with its prediction.")],
     app_name: Annotated[str, typer.Option(help="Serve application name.")] = "emotion-monitor",
     field: Annotated[str, typer.Option(help="Name of the text field.")] = "text",
     chunk: Annotated[int, typer.Option(help="Texts per handle call.")] = 64,
+    task: Annotated[str, typer.Option(help="Task to classify by; the prediction goes under its name.")] = (
+        DEFAULT_TASK
+    ),
 ) -> None:
     """Score a JSONL file through a running Serve app by DeploymentHandle (a Ray job)."""
     from serve_app.jobs import score_file
 
-    n = score_file(input, output, app_name=app_name, chunk=chunk, field=field)
+    n = score_file(input, output, app_name=app_name, chunk=chunk, field=field, task=task)
     typer.echo(f"scored {n} rows -> {output}")
 
 

@@ -9,8 +9,9 @@ import pytest
 import redis
 
 from serve_app.embedded import _KEEP, resolve_infrastructure, stop_embedded
-from serve_app.history import HistorySync, make_record, migrate, store_record
+from serve_app.history import HistorySync, migrate, store_record
 from serve_app.settings import Settings
+from tests.records import history_record
 
 pytestmark = pytest.mark.integration
 
@@ -36,13 +37,8 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             "0005_partial_and_hygiene",
             "0006_watchlists",
         ]
-        rec = make_record(
+        rec = history_record(
             "embedded",
-            "jsonl",
-            10,
-            "en",
-            "v",
-            [{"label": "joy", "pct": 100.0, "count": 1, "avg_score": 0.9}],
             [
                 {
                     "id": "p1",
@@ -54,7 +50,9 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
                     "url": "",
                 }
             ],
-            [{"label": "joy", "confidence": 0.9, "scores": {"joy": 0.9}}],
+            {"emotion": [{"label": "joy", "confidence": 0.9, "scores": {"joy": 0.9}}]},
+            limit=10,
+            breakdowns={"agg": [{"label": "joy", "pct": 100.0, "count": 1, "avg_score": 0.9}]},
         )
         store_record(r, rec)
         sync = HistorySync(r, infra.postgres_url or "")

@@ -15,7 +15,6 @@ from serve_app.history import (
     HistorySync,
     hot_keywords,
     insert_records,
-    make_record,
     migrate,
     store_record,
     track_keyword,
@@ -23,6 +22,7 @@ from serve_app.history import (
 from serve_app.labels import EMOTION_LABELS
 from tests.conftest import wait_for
 from tests.integration.conftest import CpuLoad
+from tests.records import history_record
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,9 @@ def record(keyword: str, labels: list[str], t: float = T0, offset: int = 0, sour
         {"label": x, "pct": 100.0 * labels.count(x) / len(labels), "count": labels.count(x), "avg_score": 0.6}
         for x in EMOTION_LABELS
     ]
-    return make_record(keyword, source, 250, "en", "test-v1", agg, posts, preds, created_at=t)
+    return history_record(
+        keyword, posts, {"emotion": preds}, source=source, created_at=t, breakdowns={"agg": agg}
+    )
 
 
 def counts(url: str) -> dict[str, int]:
@@ -312,14 +314,14 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
         {"label": "negative", "pct": 66.67, "count": 2, "avg_score": 0.78},
         {"label": "positive", "pct": 33.33, "count": 1, "avg_score": 0.7},
     ]
-    rec = make_record(
-        "Mixed", "jsonl", 4, "en", "emo-v1", agg, posts, {"emotion": emo, "sentiment": sen},
-        created_at=T0, kept=kept, sentiment_agg=sagg,
+    rec = history_record(
+        "Mixed", posts, {"emotion": emo, "sentiment": sen}, limit=4,
+        created_at=T0, kept=kept, breakdowns={"agg": agg, "sentiment_agg": sagg},
         model_versions={"emotion": "emo-v1", "sentiment": "sen-v1"},
         strongly_negative={"threshold": 0.8, "count": 1, "pct": 33.33, "ids": ["m0"]},
         partial_reason="page 2 failed (HTTP 500)", excluded={"language": 1, "duplicate": 2},
     )  # fmt: skip
-    assert rec["posts"][2]["label"] is None and rec["posts"][2]["sentiment"] is None
+    assert rec["posts"][2]["predictions"] == {}  # left out for its language: no prediction
     store_record(r, rec)
     assert drain(HistorySync(r, url)) == 1
     with psycopg.connect(url) as c:

@@ -6,15 +6,16 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 import redis
 
-from serve_app.history import insert_records, make_record
+from serve_app.analysis import BackgroundRun
+from serve_app.history import insert_records
 from serve_app.tasks import TASKS
+from tests.records import history_record
 from tests.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -96,8 +97,10 @@ def test_the_monitor_polls_scores_new_posts_only_and_feeds_trends(
             assert all(s["pct_low"] <= s["pct"] <= s["pct_high"] for s in shares)
     # A second poll finds the same posts: the per-post score cache answers, the models do not run.
     ingress = serve.get_deployment_handle("Ingress", app_name=APP)
-    again: dict[str, Any] = ingress.watch_run.remote("coffee", 60, "jsonl", ["emotion", "sentiment"]).result()
-    assert again["newly_scored"] == 0 and again["scored"] > 0
+    again = ingress.run_background.remote(
+        BackgroundRun("coffee", 60, "jsonl", ("emotion", "sentiment"))
+    ).result()
+    assert again.computed and again.newly_scored == 0 and again.scored > 0
     # Trends count each post once however often it was analysed.
     trends2 = client.get("/trends", params={"keyword": "coffee", "bucket": "1d", "since": 0}).json()
     assert sum(b["posts"]["emotion"] for b in trends2["buckets"]) == posts
@@ -118,7 +121,9 @@ def spike_history(pg_url: str, keyword: str, now: float) -> None:
         preds = [{"label": lab, "confidence": 0.9, "scores": {lab: 0.9}} for lab in labels]
         agg = [{"label": "anger", "pct": 100 * share / 30, "count": share, "avg_score": 0.9}]
         records.append(
-            make_record(keyword, "jsonl", 30, "en", "v", agg, posts, preds, created_at=start + 1800)
+            history_record(
+                keyword, posts, {"emotion": preds}, limit=30, created_at=start + 1800, breakdowns={"agg": agg}
+            )
         )
     with psycopg.connect(pg_url) as conn:
         insert_records(conn, records)

@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from deployments.classifier import run_batch
 from serve_app.inline import InlineModels, matches
 from serve_app.predictor import OnnxPredictor
+from serve_app.records import TaskModel
+from serve_app.tasks import TASKS
 
 pytestmark = pytest.mark.model
 
 TEXTS = ["i am so happy today", "this makes me furious"]
+EMOTION = TASKS["emotion"].labels
 
 
-def _spec(model_dir: Path, version: str, max_length: int = 64) -> dict[str, Any]:
-    # The shape of one task in Classifier.info()["tasks"].
-    return {"version": version, "model_dir": str(model_dir), "max_length": max_length}
+def _spec(model_dir: Path, version: str, max_length: int = 64) -> TaskModel:
+    # One task of Classifier.info().
+    return TaskModel(version, EMOTION, ("en",), max_length, str(model_dir))
 
 
 def test_follows_the_classifier_and_answers_like_it(model_dir: Path, tmp_path: Path) -> None:

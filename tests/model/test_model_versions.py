@@ -46,11 +46,11 @@ def test_versions_swap_in_place_and_answers_say_which(model_dir: Path, tmp_path:
 
     assert clf.apply_versions({}) == ["emotion"]
     base_version, base_labels = _classify(clf)
-    assert base_version != "emo-a" and clf.info()["model_dir"] == str(model_dir)
+    assert base_version != "emo-a" and clf.info().default.model_dir == str(model_dir)
 
     assert clf.apply_versions({"emotion": "emo-a"}) == ["emotion"]
     assert _classify(clf) == ("emo-a", base_labels)  # same weights, new name
-    assert clf.info()["tasks"]["emotion"]["version"] == "emo-a"
+    assert clf.info().tasks["emotion"].version == "emo-a"
 
     old = clf.predictors["emotion"]
     clf.apply_versions({"emotion": "latest"})
