@@ -346,3 +346,50 @@ def test_two_tasks_and_excluded_languages_land_in_their_tables(
     # Only m0 is negative at >= 0.8 (m3 is negative at 0.6): the triage view lists it alone.
     assert [(u[0], round(u[1], 2), round(u[2], 2), u[3]) for u in urgent] == [("m0", 0.95, 0.8, "t0")]
     assert stored_langs["m2"] == "es"
+
+
+def test_a_record_written_before_format_2_still_syncs(clean_history: tuple[str, redis.Redis]) -> None:
+    """Records an older version left pending in Redis (or in a journal) across an upgrade:
+    emotion at the top level of each post, a breakdown field per task."""
+    url, r = clean_history
+    old = {
+        "query_id": "old-format-1",
+        "keyword": "Upgrade", "keyword_norm": "upgrade", "source": "jsonl", "limit": 2, "lang": "en",
+        "model_version": "emo-0", "model_versions": {"emotion": "emo-0", "sentiment": "sen-0"},
+        "tasks": ["emotion", "sentiment"], "created_at": T0,
+        "agg": [{"label": "joy", "pct": 50.0, "count": 1, "avg_score": 0.9},
+                {"label": "neutral", "pct": 50.0, "count": 1, "avg_score": 0.8}],
+        "emotional_agg": [{"label": "joy", "pct": 100.0, "count": 1, "avg_score": 0.9}],
+        "sentiment_agg": [{"label": "positive", "pct": 100.0, "count": 2, "avg_score": 0.7}],
+        "breakdown_methods": {"emotion": "cc"}, "n_scored": 2, "strongly_negative": None,
+        "languages": {"en": 2},
+        "posts": [
+            {"id": f"u{i}", "title": "t", "body": "", "subreddit": "s", "created_utc": T0, "score": 1,
+             "url": "", "lang": "en", "lang_confidence": 0.9, "label": lab, "confidence": c,
+             "scores": {lab: c},
+             "sentiment": {"label": "positive", "confidence": 0.7, "scores": {"positive": 0.7}}}
+            for i, (lab, c) in enumerate([("joy", 0.9), ("neutral", 0.8)])
+        ],
+    }  # fmt: skip
+    store_record(r, old)
+    assert drain(HistorySync(r, url)) == 1
+    with psycopg.connect(url) as c:
+        preds = c.execute(
+            "SELECT post_id, task, model_version, label FROM predictions ORDER BY post_id, task"
+        ).fetchall()
+        aggs = c.execute(
+            "SELECT task, label, pct, pct_among FROM query_aggregates ORDER BY task, label"
+        ).fetchall()
+        (qid,) = c.execute("SELECT query_id FROM queries").fetchone()  # type: ignore[misc]
+    assert qid == "old-format-1"
+    assert preds == [
+        ("u0", "emotion", "emo-0", "joy"),
+        ("u0", "sentiment", "sen-0", "positive"),
+        ("u1", "emotion", "emo-0", "neutral"),
+        ("u1", "sentiment", "sen-0", "positive"),
+    ]
+    assert aggs == [
+        ("emotion", "joy", 50.0, 100.0),
+        ("emotion", "neutral", 50.0, None),
+        ("sentiment", "positive", 100.0, None),
+    ]
