@@ -249,8 +249,38 @@ def make_app(
 ) -> Application:
     s = settings or get_settings()
     infra = resolve_infrastructure(s)
-    models = model_dirs(args, s)
-    fetcher_cfg = FetcherConfig(
+    default_source = args.default_source or s.default_source
+    if default_source == "reddit" and not (s.reddit_contact or s.reddit_user_agent):
+        log.warning("EMOTION_MONITOR_REDDIT_CONTACT is not set: Reddit asks every client to name a contact")
+    logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
+    classifier = classifier_deployment(args, s, logs)
+    if s.background if args.background is None else args.background:
+        # Started here, by the app's builder (once per deploy, wherever Serve builds it), not
+        # by each ingress replica: detached actors, found again by name on a redeploy.
+        try:
+            start_background(background_configs(s, infra, default_source, app_name), app_name=app_name)
+        except Exception as exc:  # the API works without them; /sync/status says so
+            log.error("background actors not started: %r", exc)
+    # Requests beyond our own admission limit (cache hits, health) still need room, and
+    # the queue in front of the ingress must be bounded too, or overload grows memory.
+    ongoing = max(256, 2 * args.max_inflight)
+    front = args.frontend_resources
+    ingress = placed(Ingress, front).options(
+        num_replicas=args.ingress_replicas,
+        max_ongoing_requests=ongoing,
+        max_queued_requests=2 * ongoing,
+        logging_config=logs,
+    )
+    return ingress.bind(
+        placed(Fetcher, front).options(logging_config=logs).bind(fetcher_config(args, s, infra)),
+        classifier,
+        placed(Aggregator, front).options(logging_config=logs).bind(),
+        ingress_config(args, s, infra, default_source, app_name),
+    )
+
+
+def fetcher_config(args: AppArgs, s: Settings, infra: Infrastructure) -> FetcherConfig:
+    return FetcherConfig(
         jsonl_path=_abs(args.jsonl_path or s.jsonl_path),
         reddit_client_id=s.reddit_client_id,
         reddit_client_secret=secret(s.reddit_client_secret),
@@ -269,12 +299,12 @@ def make_app(
         reddit_burst=s.reddit_burst,
         reddit_background_reserve=s.reddit_background_reserve,
     )
-    if (args.default_source or s.default_source) == "reddit" and not (
-        s.reddit_contact or s.reddit_user_agent
-    ):
-        log.warning("EMOTION_MONITOR_REDDIT_CONTACT is not set: Reddit asks every client to name a contact")
-    logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
-    classifier = (
+
+
+def classifier_deployment(args: AppArgs, s: Settings, logs: dict[str, Any]) -> Application:
+    """The Classifier, bound to the checked artifact per task; batching and the served
+    versions in its user_config, which `serve deploy` changes without a restart."""
+    return (
         deployment(Classifier)
         .options(
             logging_config=logs,
@@ -292,16 +322,19 @@ def make_app(
             },
         )
         .bind(
-            models,
+            model_dirs(args, s),
             args.ort_threads or s.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
             args.max_length,
             registry=registry_spec(s),
             cache_dir=_abs(s.data_dir / "models"),
         )
     )
-    default_source = args.default_source or s.default_source
-    run_background = s.background if args.background is None else args.background
-    ingress_cfg = IngressConfig(
+
+
+def ingress_config(
+    args: AppArgs, s: Settings, infra: Infrastructure, default_source: str, app_name: str
+) -> IngressConfig:
+    return IngressConfig(
         flow=FlowConfig(
             default_source=default_source,
             negative_threshold=s.negative_threshold,
@@ -322,29 +355,6 @@ def make_app(
         predict_in_ingress=args.predict_in_ingress,
         inline_threads=args.inline_threads,
         inline_batch_size=args.max_batch_size,
-    )
-    if run_background:
-        # Started here, by the app's builder (once per deploy, wherever Serve builds it), not
-        # by each ingress replica: detached actors, found again by name on a redeploy.
-        try:
-            start_background(background_configs(s, infra, default_source, app_name), app_name=app_name)
-        except Exception as exc:  # the API works without them; /sync/status says so
-            log.error("background actors not started: %r", exc)
-    # Requests beyond our own admission limit (cache hits, health) still need room, and
-    # the queue in front of the ingress must be bounded too, or overload grows memory.
-    ongoing = max(256, 2 * args.max_inflight)
-    front = args.frontend_resources
-    ingress = placed(Ingress, front).options(
-        num_replicas=args.ingress_replicas,
-        max_ongoing_requests=ongoing,
-        max_queued_requests=2 * ongoing,
-        logging_config=logs,
-    )
-    return ingress.bind(
-        placed(Fetcher, front).options(logging_config=logs).bind(fetcher_cfg),
-        classifier,
-        placed(Aggregator, front).options(logging_config=logs).bind(),
-        ingress_cfg,
     )
 
 

