@@ -99,24 +99,25 @@ def make_record(
         "languages": dict(Counter(p.lang or "und" for p in posts)),
         "partial_reason": analysis.partial_reason,
         "excluded": dict(analysis.excluded_reasons),
-        "posts": [
-            {
-                "id": p.id,
-                "title": p.title,
-                "body": p.body,
-                "subreddit": p.subreddit,
-                "created_utc": p.created_utc,
-                "score": p.score,
-                "url": p.url,
-                "lang": p.lang,
-                "lang_confidence": p.lang_confidence,
-                "predictions": per_post.get(i, {}),
-            }
-            for i, p in enumerate(posts)
-        ],
+        "posts": [_record_post(p, per_post.get(i, {})) for i, p in enumerate(posts)],
     }
     rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
     return rec
+
+
+def _record_post(p: Post, predictions: dict[str, PredictionRow]) -> RecordPost:
+    return {
+        "id": p.id,
+        "title": p.title,
+        "body": p.body,
+        "subreddit": p.subreddit,
+        "created_utc": p.created_utc,
+        "score": p.score,
+        "url": p.url,
+        "lang": p.lang,
+        "lang_confidence": p.lang_confidence,
+        "predictions": predictions,
+    }
 
 
 def current_format(rec: Mapping[str, Any]) -> HistoryRecord:

@@ -192,22 +192,28 @@ def evaluate(
         typer.echo(json.dumps(reports, indent=2))
         return
     for name, r in reports.items():
-        bd = r["breakdown"]
-        ngo = r.get("neutral_given_other")
-        typer.echo(
-            f"{name} ({r['task']}): n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
-            f"macro_recall={r['macro_recall']:.4f} breakdown TVD={bd['tvd']:.4f} "
-            f"(served: {bd['served_method']}; "
-            + ", ".join(f"{m} {v['tvd']:.4f}" for m, v in bd["methods"].items())
-            + ")"
-            + ("" if ngo is None else f" neutral_given_other={ngo:.3f}")
+        typer.echo("\n".join(format_evaluation(name, r)))
+
+
+def format_evaluation(name: str, r: dict[str, Any]) -> list[str]:
+    """One evaluation report as text: the headline figures, then one line per class."""
+    bd = r["breakdown"]
+    ngo = r.get("neutral_given_other")
+    lines = [
+        f"{name} ({r['task']}): n={r['n']} accuracy={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} "
+        f"macro_recall={r['macro_recall']:.4f} breakdown TVD={bd['tvd']:.4f} "
+        f"(served: {bd['served_method']}; "
+        + ", ".join(f"{m} {v['tvd']:.4f}" for m, v in bd["methods"].items())
+        + ")"
+        + ("" if ngo is None else f" neutral_given_other={ngo:.3f}")
+    ]
+    shares = bd["methods"][bd["served_method"]]["shares"]
+    for lab, m in r["per_class"].items():
+        lines.append(
+            f"  {lab:<9} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} n={m['support']}"
+            f"  true {100 * bd['true'][lab]:.1f}% estimated {100 * shares[lab]:.1f}%"
         )
-        shares = bd["methods"][bd["served_method"]]["shares"]
-        for lab, m in r["per_class"].items():
-            typer.echo(
-                f"  {lab:<9} P={m['precision']:.3f} R={m['recall']:.3f} F1={m['f1']:.3f} n={m['support']}"
-                f"  true {100 * bd['true'][lab]:.1f}% estimated {100 * shares[lab]:.1f}%"
-            )
+    return lines
 
 
 @app.command()

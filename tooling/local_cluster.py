@@ -83,6 +83,64 @@ def _node_env() -> dict[str, str]:
     return env
 
 
+class RayDashboard:
+    """What a running Ray cluster says through its dashboard's HTTP API: its nodes and its
+    Serve applications; and `serve deploy` to it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """The GCS's view: one dict per node (state ALIVE/DEAD, node_id, resources_total)."""
+        r = httpx.get(f"{self.url}/api/v0/nodes", params={"limit": 100}, timeout=10)
+        r.raise_for_status()
+        return list(r.json()["data"]["result"]["result"])
+
+    def alive_nodes(self) -> list[dict[str, Any]]:
+        try:
+            return [n for n in self.nodes() if n.get("state") == "ALIVE"]
+        except (httpx.HTTPError, KeyError):
+            return []
+
+    def serve_apps(self) -> dict[str, Any]:
+        r = httpx.get(f"{self.url}/api/serve/applications/", timeout=10)
+        r.raise_for_status()
+        return dict(r.json().get("applications") or {})
+
+    def replicas(self, app: str, deployment: str) -> list[dict[str, Any]]:
+        """The deployment's replicas as Serve reports them (state, node_id, actor_name)."""
+        dep = self.serve_apps().get(app, {}).get("deployments", {}).get(deployment, {})
+        return list(dep.get("replicas", []))
+
+    def deploy(self, config: Path, timeout_s: float = 180.0) -> None:
+        """`serve deploy` a config and wait until the apps run (or fail)."""
+        serve_bin = Path(sys.executable).parent / "serve"
+        exe = str(serve_bin) if serve_bin.is_file() else "serve"
+        out = subprocess.run(
+            [exe, "deploy", str(config), "--address", self.url],
+            capture_output=True,
+            text=True,
+            env=_node_env(),
+            timeout=120,
+        )
+        if out.returncode != 0:
+            raise ClusterError(f"serve deploy failed: {out.stderr[-2000:]}")
+        deadline = time.monotonic() + timeout_s
+        states: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            apps = self.serve_apps()
+            states = {name: a.get("status") for name, a in apps.items()}
+            if apps and all(v == "RUNNING" for v in states.values()):
+                return
+            failed = {
+                n: a.get("message", "")[-1500:] for n, a in apps.items() if a.get("status") == "DEPLOY_FAILED"
+            }
+            if failed:
+                raise ClusterError(f"deploy failed: {failed}")
+            time.sleep(1.0)
+        raise ClusterError(f"apps not running after {timeout_s:.0f} s: {states}")
+
+
 class LocalCluster:
     """Start, inspect, break and stop a head plus workers under `root`."""
 
@@ -217,67 +275,25 @@ class LocalCluster:
         (self.root / STATE_FILE).unlink(missing_ok=True)
         self.state = None
 
-    # -- inspection ----------------------------------------------------------------------
-    def nodes(self) -> list[dict[str, Any]]:
-        """The GCS's view: one dict per node (state ALIVE/DEAD, node_id, resources_total)."""
-        r = httpx.get(f"{self._need_state().dashboard_url}/api/v0/nodes", params={"limit": 100}, timeout=10)
-        r.raise_for_status()
-        return list(r.json()["data"]["result"]["result"])
+    @property
+    def dashboard(self) -> RayDashboard:
+        return RayDashboard(self._need_state().dashboard_url)
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         try:
-            return [n for n in self.nodes() if n.get("state") == "ALIVE"]
-        except (httpx.HTTPError, ClusterError, KeyError):
+            return self.dashboard.alive_nodes()
+        except ClusterError:
             return []
 
     def node_ids(self) -> dict[str, str]:
         """Our node name -> Ray node id, matched by the node's distinct custom resources."""
         out: dict[str, str] = {}
-        for n in self.nodes():
-            if n.get("state") != "ALIVE":
-                continue
+        for n in self.dashboard.alive_nodes():
             total = n.get("resources_total", {})
             for mine in self._need_state().nodes:
                 if total.get(marker(mine.name)):
                     out[mine.name] = n["node_id"]
         return out
-
-    def deploy(self, config: Path, timeout_s: float = 180.0) -> None:
-        """`serve deploy` a config to this cluster and wait until the apps run (or fail)."""
-        serve_bin = Path(sys.executable).parent / "serve"
-        exe = str(serve_bin) if serve_bin.is_file() else "serve"
-        out = subprocess.run(
-            [exe, "deploy", str(config), "--address", self._need_state().dashboard_url],
-            capture_output=True,
-            text=True,
-            env=_node_env(),
-            timeout=120,
-        )
-        if out.returncode != 0:
-            raise ClusterError(f"serve deploy failed: {out.stderr[-2000:]}")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            apps = self.serve_apps()
-            states = {name: a.get("status") for name, a in apps.items()}
-            if apps and all(v == "RUNNING" for v in states.values()):
-                return
-            failed = {
-                n: a.get("message", "")[-1500:] for n, a in apps.items() if a.get("status") == "DEPLOY_FAILED"
-            }
-            if failed:
-                raise ClusterError(f"deploy failed: {failed}")
-            time.sleep(1.0)
-        raise ClusterError(f"apps not running after {timeout_s:.0f} s: {states}")
-
-    def serve_apps(self) -> dict[str, Any]:
-        r = httpx.get(f"{self._need_state().dashboard_url}/api/serve/applications/", timeout=10)
-        r.raise_for_status()
-        return dict(r.json().get("applications") or {})
-
-    def replicas(self, app: str, deployment: str) -> list[dict[str, Any]]:
-        """The deployment's replicas as Serve reports them (state, node_id, actor_name)."""
-        dep = self.serve_apps().get(app, {}).get("deployments", {}).get(deployment, {})
-        return list(dep.get("replicas", []))
 
     def wait_for_nodes(self, alive: int, timeout_s: float) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s

@@ -82,7 +82,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     cluster = LocalCluster(root / "nodes")
     try:
         cluster.up(workers=0, head_cpus=4)
-        cluster.deploy(config_path)
+        cluster.dashboard.deploy(config_path)
         # HAProxy keeps its files in a directory per node.
         (cfg,) = files.glob("*/haproxy.cfg")
         yield Deployed(f"http://127.0.0.1:{port}", cfg)

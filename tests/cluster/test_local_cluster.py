@@ -42,7 +42,7 @@ class Deployed:
             "emotion": model_version
         }
         self.config_path.write_text(yaml.safe_dump(self.config))
-        self.cluster.deploy(self.config_path)
+        self.cluster.dashboard.deploy(self.config_path)
 
 
 @dataclass
@@ -141,14 +141,16 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     config_path.write_text(yaml.safe_dump(config))
     try:
         cluster.up(workers=2)
-        cluster.deploy(config_path)
+        cluster.dashboard.deploy(config_path)
         yield Deployed(cluster, f"http://127.0.0.1:{port}", config, config_path)
     finally:
         cluster.down()
 
 
 def _replica_nodes(d: Deployed, deployment: str) -> list[str]:
-    return [r["node_id"] for r in d.cluster.replicas(APP, deployment) if r.get("state") == "RUNNING"]
+    return [
+        r["node_id"] for r in d.cluster.dashboard.replicas(APP, deployment) if r.get("state") == "RUNNING"
+    ]
 
 
 def test_front_end_on_the_head_and_one_classifier_per_worker(deployed: Deployed) -> None:
@@ -206,7 +208,7 @@ def test_a_worker_node_dies_under_load_and_serve_moves_its_replica(deployed: Dep
                 break
             time.sleep(1.0)
         time.sleep(3)
-    assert recovered_at is not None, deployed.cluster.replicas(APP, "Classifier")
+    assert recovered_at is not None, deployed.cluster.dashboard.replicas(APP, "Classifier")
     after_kill = [r for r in load.results if r[0] >= killed_at]
     failures = load.failures()
     # At most the requests that were in flight on the dead node (one per client); the
