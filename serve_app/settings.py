@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     model_dir: Path = Field(
         Path("models/multitask"), description="INT8 artifact the Classifier loads (a head per task)"
     )
+    data_root: Path = Field(
+        Path("../shared/data"), description="labelled data sets for training and evaluation"
+    )
     sentiment_model_dir: Path | None = Field(
         None, description="a separate INT8 sentiment artifact (default: model_dir's sentiment head)"
     )

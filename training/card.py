@@ -109,7 +109,19 @@ def write_model_card(out_dir: Path, card: dict[str, Any]) -> None:
     for t, spec in tasks.items():
         lines += [f"Per-class F1, {t}:", "", *per_class_table(card["metrics"], t, spec["labels"]), ""]
     lines += breakdown_table(card)
-    lines += [
+    lines += _training_section(card)
+    lines += _export_section(card)
+    if card.get("notes"):
+        lines += ["## What was tried", "", *[f"- {n}" for n in card["notes"]], ""]
+    if card.get("figures"):
+        lines += ["## Confusion matrices (INT8)", ""]
+        lines += [f"![{d}]({f})" for d, f in card["figures"].items()]
+        lines.append("")
+    (out_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+
+
+def _training_section(card: dict[str, Any]) -> list[str]:
+    return [
         "## Training",
         "",
         "Data (sampling ratio per epoch): "
@@ -129,8 +141,12 @@ def write_model_card(out_dir: Path, card: dict[str, Any]) -> None:
         "",
         *history_table(card),
     ]
+
+
+def _export_section(card: dict[str, Any]) -> list[str]:
+    q = card["export"]["quantization"]
     cand_keys = [k for k in q["candidates"][0] if k.endswith(("_agreement", "_macro_f1"))]
-    lines += [
+    lines = [
         "## INT8 scheme (chosen on validation)",
         "",
         "| scheme | size MB | " + " | ".join(cand_keys) + " |",
@@ -154,10 +170,4 @@ def write_model_card(out_dir: Path, card: dict[str, Any]) -> None:
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in card["libraries"].items()),
         "",
     ]
-    if card.get("notes"):
-        lines += ["## What was tried", "", *[f"- {n}" for n in card["notes"]], ""]
-    if card.get("figures"):
-        lines += ["## Confusion matrices (INT8)", ""]
-        lines += [f"![{d}]({f})" for d, f in card["figures"].items()]
-        lines.append("")
-    (out_dir / "MODEL_CARD.md").write_text("\n".join(lines))
+    return lines

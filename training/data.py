@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,9 @@ class TrainExample:
 
 def default_data_root() -> Path:
     """Where the shared data sets live: $EMOTION_MONITOR_DATA_ROOT or ../shared/data."""
-    return Path(os.environ.get("EMOTION_MONITOR_DATA_ROOT", "../shared/data"))
+    from serve_app.settings import get_settings
+
+    return get_settings().data_root
 
 
 def read_jsonl(

@@ -203,11 +203,7 @@ def build_artifact(
         return d
 
     probe_pred = OnnxPredictor(stage("fp32", fp32), threads=threads)
-    val: dict[str, ValidationData] = {}
-    for n, (task, rel) in cfg.validation_sets().items():
-        exs = read_jsonl(data_path(rel, data_root), cfg.tasks[task].labels)
-        texts = [e.text for e in exs]
-        val[n] = ValidationData(task, texts, [e.label for e in exs], probe_pred.for_task(task).logits(texts))
+    val = _validation_data(cfg, data_root, probe_pred)
     torch_onnx_diff = check_onnx_matches_torch(model, probe_pred, next(iter(val.values())).texts[:64])
 
     best, candidates = choose_int8(cfg, fp32, work, stage, val, threads)
@@ -221,26 +217,7 @@ def build_artifact(
     write_artifact_files(out_dir, best["_path"], tok, final, cfg.hparams.max_length, cfg.languages)
     fp32_final = stage("fp32_calibrated", fp32, final)
 
-    # Final report: validation and test, FP32 beside INT8. Nothing above looked at test.
-    eval_sets = {
-        f"{n}_validation": (t, data_path(p, data_root)) for n, (t, p) in cfg.validation_sets().items()
-    }
-    for n, (t, rel) in cfg.test_sets().items():
-        if data_path(rel, data_root).is_file():
-            eval_sets[f"{n}_test"] = (t, data_path(rel, data_root))
-    results = compare_models(
-        {"fp32": OnnxPredictor(fp32_final, threads=threads), "int8": OnnxPredictor(out_dir, threads=threads)},
-        eval_sets,
-    )
-    figures = {}
-    for dname, res in results.items():
-        labels = cfg.tasks[res["task"]].labels
-        title = f"{cfg.version} INT8 {res['task']} on {dname}"
-        png = plot_confusion(
-            res["int8"]["confusion_matrix"], labels, title, out_dir / f"confusion_{dname}.png"
-        )
-        figures[dname] = png.name
-
+    results, figures = _final_report(cfg, data_root, fp32_final, out_dir, threads)
     card = model_card(cfg, data_root, train_result, results, figures)
     card["export"] = {
         "opset": cfg.export.opset,
@@ -260,6 +237,42 @@ def build_artifact(
     card["breakdown"] = counting_report
     write_model_card(out_dir, card)
     return card
+
+
+def _validation_data(cfg: TrainConfig, data_root: Path, fp32: OnnxPredictor) -> dict[str, ValidationData]:
+    """Every validation set with the FP32 graph's logits (quantization and calibration read them)."""
+    val: dict[str, ValidationData] = {}
+    for n, (task, rel) in cfg.validation_sets().items():
+        exs = read_jsonl(data_path(rel, data_root), cfg.tasks[task].labels)
+        texts = [e.text for e in exs]
+        val[n] = ValidationData(task, texts, [e.label for e in exs], fp32.for_task(task).logits(texts))
+    return val
+
+
+def _final_report(
+    cfg: TrainConfig, data_root: Path, fp32_dir: Path, out_dir: Path, threads: int
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validation and test figures, FP32 beside INT8, and the INT8 confusion matrices (PNG
+    files in `out_dir`). Nothing before this looks at a test split."""
+    eval_sets = {
+        f"{n}_validation": (t, data_path(p, data_root)) for n, (t, p) in cfg.validation_sets().items()
+    }
+    for n, (t, rel) in cfg.test_sets().items():
+        if data_path(rel, data_root).is_file():
+            eval_sets[f"{n}_test"] = (t, data_path(rel, data_root))
+    results = compare_models(
+        {"fp32": OnnxPredictor(fp32_dir, threads=threads), "int8": OnnxPredictor(out_dir, threads=threads)},
+        eval_sets,
+    )
+    figures = {}
+    for dname, res in results.items():
+        labels = cfg.tasks[res["task"]].labels
+        title = f"{cfg.version} INT8 {res['task']} on {dname}"
+        png = plot_confusion(
+            res["int8"]["confusion_matrix"], labels, title, out_dir / f"confusion_{dname}.png"
+        )
+        figures[dname] = png.name
+    return results, figures
 
 
 def model_card(

@@ -224,80 +224,35 @@ def train(
 ) -> TrainResult:
     """Fine-tune per `cfg`, writing the best checkpoint and a history to `run_dir`."""
     hp = cfg.hparams
-    data_root = data_root or default_data_root()
     set_seed(hp.seed)
     torch.set_num_threads(hp.threads or max(1, os.cpu_count() or 1))
     run_dir.mkdir(parents=True, exist_ok=True)
     base_dir = resolve_base_model(cfg.base_model)
-    tokenizer = load_tokenizer(base_dir / "tokenizer.json", hp.max_length)
-
-    def encode(texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in tokenizer.encode_batch([normalize_text(t) for t in texts])]
-
-    raw = {src.name: read_source(cfg, src, data_root) for src in cfg.train}
-    sources = {name: join_tasks(per_task, cfg.task_names, name) for name, per_task in raw.items()}
-    enc_train = {
-        name: list(zip(encode([e.text for e in exs]), exs, strict=True)) for name, exs in sources.items()
-    }
-    enc_val = {
-        name: (task, encode([e.text for e in exs]), [e.label for e in exs])
-        for name, (task, exs) in load_validation_sets(cfg, data_root).items()
-    }
-    repeats = {s.name: s.repeat for s in cfg.train}
+    data = _encoded_data(cfg, base_dir, data_root or default_data_root())
     rng = random.Random(hp.seed)
-    loss_fns = _loss_fns(cfg, [ex for exs in sources.values() for ex in exs], repeats)
-    loss_weights = [tc.loss_weight for tc in cfg.tasks.values()]
-
     model = build_model(base_dir, {t: len(tc.labels) for t, tc in cfg.tasks.items()}, hp.pooling, hp.dropout)
     optimizer = _optimizer(model, hp.weight_decay, hp.lr)
-    per_epoch = sum(math.ceil(len(p) * repeats.get(n, 1.0)) for n, p in enc_train.items())
-    steps_per_epoch = math.ceil(per_epoch / hp.batch_size)
-    total_steps = steps_per_epoch * hp.epochs
+    per_epoch = sum(math.ceil(len(p) * data.repeats.get(n, 1.0)) for n, p in data.train.items())
+    total_steps = math.ceil(per_epoch / hp.batch_size) * hp.epochs
     if hp.max_steps is not None:
         total_steps = min(total_steps, hp.max_steps)
-    warmup = int(total_steps * hp.warmup_ratio)
-
-    def lr_lambda(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    scheduler = _warmup_then_linear(optimizer, total_steps, int(total_steps * hp.warmup_ratio))
+    step_fn = _Stepper(
+        model, optimizer, scheduler, data.loss_fns, [tc.loss_weight for tc in cfg.tasks.values()]
+    )
 
     history: list[dict[str, Any]] = []
     best_score, best_epoch = -1.0, -1
     ckpt = run_dir / "best.pt"
-    step = 0
     started = time.monotonic()
     for epoch in range(1, hp.epochs + 1):
-        if step >= total_steps:
+        if step_fn.step >= total_steps:
             break
-        pairs = mix_epoch(enc_train, repeats, rng)
+        pairs = mix_epoch(data.train, data.repeats, rng)
         batches = length_grouped_batches([len(ids) for ids, _ in pairs], hp.batch_size, rng)
-        model.train()
-        running = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{hp.epochs}", unit="batch", dynamic_ncols=True)
-        for bi, batch in enumerate(bar, 1):
-            feats = collate([pairs[i][0] for i in batch])
-            targets = torch.tensor([pairs[i][1].targets for i in batch], dtype=torch.long)
-            loss = torch.zeros(())
-            for col, logits in enumerate(model(**feats)):
-                if (targets[:, col] != NO_LABEL).any():
-                    loss = loss + loss_weights[col] * loss_fns[col](logits, targets[:, col])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += loss.item()
-            step += 1
-            if bi % 20 == 0:
-                bar.set_postfix(loss=f"{running / bi:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-            if step >= total_steps:
-                break
-        bar.close()
-        record: dict[str, Any] = {"epoch": epoch, "step": step, "train_loss": running / max(1, bi)}
-        scores, record["selection_score"] = validate(cfg, model, enc_val)
+        train_loss = step_fn.epoch(pairs, batches, f"epoch {epoch}/{hp.epochs}", total_steps)
+        record: dict[str, Any] = {"epoch": epoch, "step": step_fn.step, "train_loss": train_loss}
+        scores, record["selection_score"] = validate(cfg, model, data.validation)
         record.update(scores)
         record["elapsed_s"] = round(time.monotonic() - started, 1)
         history.append(record)
@@ -306,21 +261,106 @@ def train(
             on_epoch(record)
         if record["selection_score"] > best_score:
             best_score, best_epoch = record["selection_score"], epoch
-            torch.save(
-                {
-                    "state_dict": model.state_dict(),
-                    "config": cfg.to_dict(),
-                    "base_dir": str(base_dir),
-                    "epoch": epoch,
-                },
-                ckpt,
-            )
+            state = {"state_dict": model.state_dict(), "config": cfg.to_dict(), "base_dir": str(base_dir)}
+            torch.save({**state, "epoch": epoch}, ckpt)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-    counts = {
-        src: {task: label_counts(exs, cfg.tasks[task].labels) for task, exs in per_task.items()}
-        for src, per_task in raw.items()
-    }
-    return TrainResult(ckpt, best_epoch, history, counts, time.monotonic() - started)
+    return TrainResult(ckpt, best_epoch, history, data.label_counts, time.monotonic() - started)
+
+
+Pair = tuple[list[int], TrainExample]  # token ids and the example they encode
+
+
+@dataclass
+class EncodedData:
+    train: dict[str, list[Pair]]  # per training source
+    validation: dict[str, tuple[str, list[list[int]], list[int]]]  # set -> (task, ids, labels)
+    repeats: dict[str, float]  # share of each source drawn per epoch
+    loss_fns: Sequence[nn.Module]  # per task, in the config's task order
+    label_counts: dict[str, dict[str, dict[str, int]]]  # source -> task -> label -> examples
+
+
+def _encoded_data(cfg: TrainConfig, base_dir: Path, data_root: Path) -> EncodedData:
+    """Every training source and validation set, read and tokenized once."""
+    tokenizer = load_tokenizer(base_dir / "tokenizer.json", cfg.hparams.max_length)
+
+    def encode(texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in tokenizer.encode_batch([normalize_text(t) for t in texts])]
+
+    raw = {src.name: read_source(cfg, src, data_root) for src in cfg.train}
+    sources = {name: join_tasks(per_task, cfg.task_names, name) for name, per_task in raw.items()}
+    repeats = {s.name: s.repeat for s in cfg.train}
+    return EncodedData(
+        train={
+            name: list(zip(encode([e.text for e in exs]), exs, strict=True)) for name, exs in sources.items()
+        },
+        validation={
+            name: (task, encode([e.text for e in exs]), [e.label for e in exs])
+            for name, (task, exs) in load_validation_sets(cfg, data_root).items()
+        },
+        repeats=repeats,
+        loss_fns=_loss_fns(cfg, [ex for exs in sources.values() for ex in exs], repeats),
+        label_counts={
+            src: {task: label_counts(exs, cfg.tasks[task].labels) for task, exs in per_task.items()}
+            for src, per_task in raw.items()
+        },
+    )
+
+
+def _warmup_then_linear(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    def lr_lambda(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+
+
+class _Stepper:
+    """Optimizer steps over batches of mixed-task examples: each task's loss counts on the
+    examples labelled for it."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+        loss_fns: Sequence[nn.Module],
+        loss_weights: list[float],
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.loss_fns, self.loss_weights = loss_fns, loss_weights
+        self.step = 0
+
+    def epoch(self, pairs: list[Pair], batches: list[list[int]], desc: str, total_steps: int) -> float:
+        """One pass over `batches` (or up to `total_steps`); the mean training loss."""
+        self.model.train()
+        running, done = 0.0, 0
+        bar = tqdm(batches, desc=desc, unit="batch", dynamic_ncols=True)
+        for done, batch in enumerate(bar, 1):
+            running += self._one(pairs, batch)
+            if done % 20 == 0:
+                bar.set_postfix(loss=f"{running / done:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if self.step >= total_steps:
+                break
+        bar.close()
+        return running / max(1, done)
+
+    def _one(self, pairs: list[Pair], batch: list[int]) -> float:
+        feats = collate([pairs[i][0] for i in batch])
+        targets = torch.tensor([pairs[i][1].targets for i in batch], dtype=torch.long)
+        loss = torch.zeros(())
+        for col, logits in enumerate(self.model(**feats)):
+            if (targets[:, col] != NO_LABEL).any():
+                loss = loss + self.loss_weights[col] * self.loss_fns[col](logits, targets[:, col])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(loss.item())
 
 
 def load_checkpoint(path: Path) -> tuple[TextClassifier, dict[str, Any], Path]:
