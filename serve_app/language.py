@@ -60,7 +60,7 @@ def readable_languages(per_model: Iterable[Iterable[str]]) -> set[str]:
     """Languages every requested model was trained for: a post is scored by all the
     requested models or by none, so no model judges a language it never saw (an English
     emotion model beside a multilingual sentiment model reads English posts only; ask for
-    `tasks: ["sentiment"]` alone to score the other languages)."""
+    the multilingual task alone to score the other languages)."""
     sets = [set(langs) for langs in per_model]
     return set.intersection(*sets) if sets else set()
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from serve_app.settings import Source
-from serve_app.tasks import TASKS, TaskName
+from serve_app.tasks import DEFAULT_TASK, TASK_NAMES, TASKS, TaskName
 
 MAX_KEYWORD_CHARS = 100
 MAX_TEXT_CHARS = 20_000
@@ -36,7 +36,7 @@ class AnalyzeRequest(BaseModel):
     tasks: list[Task] | None = Field(
         None,
         min_length=1,
-        description="Breakdowns to compute: emotion, sentiment (default: every task the service serves).",
+        description=f"Breakdowns to compute: {', '.join(TASK_NAMES)} (default: every task served).",
     )
     include_other_languages: bool = Field(
         False,
@@ -96,7 +96,7 @@ class AnalysisBase(BaseModel):
         "validation.",
     )
     strongly_negative: StronglyNegative | None = None
-    tasks: list[str] = Field(default_factory=lambda: ["emotion"], description="Breakdowns computed.")
+    tasks: list[str] = Field(default_factory=lambda: [DEFAULT_TASK], description="Breakdowns computed.")
     scored: int | None = Field(None, description="Posts the models judged (the breakdowns' base).")
     languages: dict[str, int] = Field(
         default_factory=dict, description="Posts per detected language (`und`: too short or unsure to tell)."
@@ -178,7 +178,8 @@ class PredictRequest(BaseModel):
     text: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     texts: list[str] | None = Field(None, min_length=1, max_length=MAX_TEXTS)
     task: Task = Field(
-        "emotion", description="Which head: emotion (six emotions + neutral) or sentiment (3 polarities)."
+        DEFAULT_TASK,
+        description="Which head: " + "; ".join(f"{t.name} ({t.description})" for t in TASKS.values()) + ".",
     )
 
     @field_validator("text")
@@ -217,7 +218,7 @@ class TextPrediction(BaseModel):
 
 class PredictResponse(BaseModel):
     predictions: list[TextPrediction]
-    task: str = "emotion"
+    task: str = DEFAULT_TASK
     model_version: str
     time: float
 
@@ -259,9 +260,7 @@ def _clean_keyword(v: str) -> str:
 class WatchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [{"keyword": "Intel", "every_s": 300, "tasks": ["emotion", "sentiment"]}]
-        },
+        json_schema_extra={"examples": [{"keyword": "Intel", "every_s": 300, "tasks": list(TASK_NAMES)}]},
     )
 
     keyword: str = Field(..., min_length=1, max_length=MAX_KEYWORD_CHARS, description="What to watch.")
