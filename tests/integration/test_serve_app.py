@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -194,22 +195,28 @@ def test_ray_job_scores_a_file_through_the_handle(serve_url: str, ray_session: s
             for i, t in enumerate(["i am thrilled", "i am so scared", "this is outrageous"] * 30)
         )
     )
-    out = tmp_path / "out.jsonl"
     jobs = JobSubmissionClient(ray_session)
-    job = jobs.submit_job(
-        entrypoint=f"{sys.executable} -m tooling.cli score-file --input {src} --output {out}",
-        runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
-    )
     import time
 
-    deadline = time.monotonic() + 180
-    while jobs.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
-        assert time.monotonic() < deadline, "job did not finish"
-        time.sleep(1)
-    assert jobs.get_job_status(job) == JobStatus.SUCCEEDED, jobs.get_job_logs(job)[-2000:]
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    def run(out: Path, *options: str) -> list[dict[str, Any]]:
+        job = jobs.submit_job(
+            entrypoint=f"{sys.executable} -m tooling.cli score-file --input {src} --output {out} "
+            + " ".join(options),
+            runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled"}},
+        )
+        deadline = time.monotonic() + 180
+        while jobs.get_job_status(job) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+            assert time.monotonic() < deadline, "job did not finish"
+            time.sleep(1)
+        assert jobs.get_job_status(job) == JobStatus.SUCCEEDED, jobs.get_job_logs(job)[-2000:]
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    rows = run(tmp_path / "out.jsonl")
     assert len(rows) == 90 and [r["id"] for r in rows] == list(range(90))
     assert all(r["emotion"]["label"] in set(EMOTION_LABELS) for r in rows)
+    rows = run(tmp_path / "sentiment.jsonl", "--task", "sentiment")
+    assert len(rows) == 90 and "emotion" not in rows[0]
+    assert all(r["sentiment"]["label"] in {"negative", "neutral", "positive"} for r in rows)
 
 
 def test_posts_scored_once_are_not_scored_again(client: httpx.Client, clean_cache: redis.Redis) -> None:
