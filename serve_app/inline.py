@@ -48,8 +48,16 @@ class InlineModels:
     fails to load is not tried again.
     """
 
-    def __init__(self, threads: int, batch_size: int = MAX_BATCH_SIZE, batch_wait_s: float = 0.0) -> None:
-        self.threads, self.batch_size = threads, batch_size
+    def __init__(
+        self,
+        threads: int,
+        batch_size: int = MAX_BATCH_SIZE,
+        batch_wait_s: float = 0.0,
+        model_batch_size: int = 32,
+    ) -> None:
+        """`batch_size`, `batch_wait_s`: the dynamic batch of calls; `model_batch_size`: texts
+        per ONNX Runtime run within it."""
+        self.threads, self.model_batch_size = threads, model_batch_size
         self.predictors: dict[str, OnnxPredictor] = {}
         self._loading: dict[str, asyncio.Task[None]] = {}
         self._failed: set[tuple[str, str]] = set()
@@ -97,7 +105,7 @@ class InlineModels:
                 model_dir,
                 self.threads,
                 spec.max_length,
-                self.batch_size,
+                self.model_batch_size,
                 version=spec.version,
                 task=task,
             )
