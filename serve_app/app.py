@@ -49,10 +49,10 @@ class AppArgs(BaseModel):
         description="INT8 artifact dir with a head per task (default: settings.model_dir); one encoder pass "
         "answers every task it has a head for",
     )
-    sentiment_model_dir: str | None = Field(
-        None,
-        description="A separate INT8 artifact for sentiment (default: settings.sentiment_model_dir, else "
-        "model_dir's sentiment head)",
+    task_model_dirs: dict[TaskName, str] = Field(
+        default_factory=dict,
+        description="An INT8 artifact per task instead of model_dir's head (default: "
+        "settings.task_model_dirs); tasks on different artifacts cost an encoder pass each",
     )
     tasks: list[TaskName] = Field(
         list(TASK_NAMES),
@@ -225,8 +225,8 @@ def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
     """Task -> artifact directory for the Classifier; every artifact is checked here, not in a
     replica. Tasks that share a directory share one ONNX session and one encoder pass."""
     shared = _abs(args.model_dir or s.model_dir)
-    separate = args.sentiment_model_dir or s.sentiment_model_dir
-    wanted = {"emotion": shared, "sentiment": _abs(separate) if separate else shared}
+    own = {**{t: str(p) for t, p in s.task_model_dirs.items()}, **args.task_model_dirs}
+    wanted = {t: _abs(own[t]) if t in own else shared for t in args.tasks}
     explicit = "tasks" in args.model_fields_set
     out: dict[str, str] = {}
     for task in args.tasks:
@@ -240,7 +240,7 @@ def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
         check_head(task, info.heads[task].labels, str(path))
         out[task] = str(path)
     if not out:
-        raise ValueError("no model to serve: check model_dir / sentiment_model_dir and tasks")
+        raise ValueError("no model to serve: check model_dir / task_model_dirs and tasks")
     return out
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serve_app.defaults import CACHE_TTL_S, REDDIT_OAUTH_URL, REDDIT_WWW_URL
+from serve_app.tasks import TaskName
 
 Source = Literal["reddit", "jsonl"]  # where posts come from: the one definition
 
@@ -31,8 +32,10 @@ class Settings(BaseSettings):
     data_root: Path = Field(
         Path("../shared/data"), description="labelled data sets for training and evaluation"
     )
-    sentiment_model_dir: Path | None = Field(
-        None, description="a separate INT8 sentiment artifact (default: model_dir's sentiment head)"
+    task_model_dirs: dict[TaskName, Path] = Field(
+        default_factory=dict,
+        description="an INT8 artifact per task instead of model_dir's head, as JSON: "
+        '{"sentiment": "models/sentiment_multi"}',
     )
     ort_threads: int | None = Field(
         None, ge=1, le=64, description="ONNX Runtime threads per session (default: the replica's CPUs)"
