@@ -31,8 +31,8 @@ def sentiment(predictor: OnnxPredictor) -> OnnxPredictor:
 
 # The targets for the committed INT8 model, measured here (not read from the card).
 # (task, data file, {figure: (minimum or maximum, bound)}). One is not met yet; its bound is
-# a floor just under what minilm-l6-mt-v3 measures, so a regression still fails:
-# - TweetEval test macro-recall, target 0.69: 0.684 (sqrt weights and a Reddit-heavy mix;
+# a floor just under what minilm-l6-mt-v4 measures, so a regression still fails:
+# - TweetEval test macro-recall, target 0.69: 0.688 (sqrt weights and a Reddit-heavy mix;
 #   TweetEval's test split has twice train's share of negatives).
 TARGETS = {
     "reddit_emotion7_validation": (
@@ -46,7 +46,7 @@ TARGETS = {
         "reddit_sentiment/validation.jsonl",
         {"macro_f1": (">=", 0.72), "breakdown_tvd_served": ("<=", 0.06)},
     ),
-    "tweeteval_test": ("sentiment", "sentiment_en/test.jsonl", {"macro_recall": (">=", 0.68)}),
+    "tweeteval_test": ("sentiment", "sentiment_en/test.jsonl", {"macro_recall": (">=", 0.685)}),
 }
 
 
