@@ -47,21 +47,34 @@ def per_class_table(metrics: dict[str, dict[str, Any]], task: str, labels: list[
     return lines
 
 
+def _kept(training: dict[str, Any]) -> str:
+    averaged = training.get("averaged_epochs") or []
+    if averaged:
+        return f"the mean weights of epochs {averaged[0]}-{averaged[-1]}"
+    return f"epoch {training['best_epoch']}"
+
+
+def _row_name(h: dict[str, Any]) -> str:
+    averaged = h.get("averaged_epochs")
+    return f"mean of {averaged[0]}-{averaged[-1]}" if averaged else str(h["epoch"])
+
+
 def history_table(card: dict[str, Any]) -> list[str]:
     hist = card["training"].get("history") or []
     if not hist:
         return []
     val_names = [k for k in hist[0] if isinstance(hist[0][k], dict)]
     lines = [
-        "Validation by epoch (checkpoint kept: epoch "
-        f"{card['training']['best_epoch']}, by the mean of each set's selection metric):",
+        f"Validation by epoch (checkpoint kept: {_kept(card['training'])}, "
+        "by the mean of each set's selection metric):",
         "",
         "| epoch | train loss | " + " | ".join(f"{n} acc / macro-F1 / TVD" for n in val_names) + " |",
         "|---:|---:|" + "---:|" * len(val_names),
     ]
     for h in hist:
+        loss = f"{h['train_loss']:.4f}" if h.get("train_loss") is not None else "—"
         lines.append(
-            f"| {h['epoch']} | {h['train_loss']:.4f} | "
+            f"| {_row_name(h)} | {loss} | "
             + " | ".join(
                 f"{_pct(h[n]['accuracy'])} / {h[n]['macro_f1']:.4f} / {h[n].get('tvd', 0):.3f}"
                 for n in val_names

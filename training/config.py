@@ -66,6 +66,9 @@ class HyperParams:
     pooling: str = "mean"  # mean | cls
     dropout: float = 0.1
     max_steps: int | None = None  # stop early (smoke tests)
+    # Also judge the mean weights of the last k epochs (k = 2..epochs) on validation; the
+    # best of those and the single epochs is kept.
+    average_checkpoints: bool = False
     eval_batch_size: int = 64
     threads: int | None = None
 

@@ -317,6 +317,7 @@ def model_card(
         },
         "training": {
             "best_epoch": train_result.best_epoch if train_result else None,
+            "averaged_epochs": train_result.averaged_epochs if train_result else [],
             "seconds": round(train_result.seconds, 1) if train_result else None,
             "history": train_result.history if train_result else None,
         },
@@ -347,7 +348,8 @@ def result_from_run(checkpoint: Path, cfg: TrainConfig, data_root: Path) -> Trai
             if data_path(p, data_root).is_file()
         }
     seconds = float(history[-1].get("elapsed_s", 0.0)) if history else 0.0
-    return TrainResult(checkpoint, int(blob.get("epoch", -1)), history, counts, seconds)
+    averaged = list(blob.get("averaged_epochs", []))
+    return TrainResult(checkpoint, int(blob.get("epoch", -1)), history, counts, seconds, averaged)
 
 
 def run_pipeline(

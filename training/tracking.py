@@ -66,7 +66,11 @@ class Tracker:
         self.mlflow = mlflow
 
     def on_epoch(self, record: Mapping[str, Any]) -> None:
-        self.mlflow.log_metrics(epoch_metrics(record), step=int(record["epoch"]))
+        metrics = epoch_metrics(record)
+        averaged = record.get("averaged_epochs")
+        if averaged:  # a checkpoint-averaging candidate: its own series, at its last epoch
+            metrics = {f"mean_last_{len(averaged)}.{k}": v for k, v in metrics.items()}
+        self.mlflow.log_metrics(metrics, step=int(record["epoch"]))
 
     def finish(self, card: Mapping[str, Any], artifact_dir: Path) -> None:
         final: dict[str, float] = {}

@@ -13,8 +13,8 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     train_counts: dict[str, dict[str, dict[str, int]]]  # source -> task -> label -> count
     seconds: float
+    averaged_epochs: list[int] = field(default_factory=list)  # the kept weights' mean, if one
 
 
 def set_seed(seed: int) -> None:
@@ -242,8 +243,8 @@ def train(
     )
 
     history: list[dict[str, Any]] = []
-    best_score, best_epoch = -1.0, -1
-    ckpt = run_dir / "best.pt"
+    kept = _Kept(run_dir / "best.pt", {"config": cfg.to_dict(), "base_dir": str(base_dir)})
+    epoch_states: list[dict[str, torch.Tensor]] = []
     started = time.monotonic()
     for epoch in range(1, hp.epochs + 1):
         if step_fn.step >= total_steps:
@@ -259,12 +260,54 @@ def train(
         print(json.dumps(record, default=float), flush=True)
         if on_epoch is not None:
             on_epoch(record)
-        if record["selection_score"] > best_score:
-            best_score, best_epoch = record["selection_score"], epoch
-            state = {"state_dict": model.state_dict(), "config": cfg.to_dict(), "base_dir": str(base_dir)}
-            torch.save({**state, "epoch": epoch}, ckpt)
+        kept.offer(model, record)
+        if hp.average_checkpoints:
+            epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    # Weights averaged over the last epochs (checkpoint averaging) often generalise better
+    # than any one of them; each mean is a candidate judged on validation like an epoch.
+    for k in range(2, len(epoch_states) + 1):
+        model.load_state_dict(average_states(epoch_states[-k:]))
+        averaged = list(range(len(epoch_states) - k + 1, len(epoch_states) + 1))
+        record = {"epoch": averaged[-1], "averaged_epochs": averaged, "step": step_fn.step}
+        scores, record["selection_score"] = validate(cfg, model, data.validation)
+        record.update(scores)
+        record["elapsed_s"] = round(time.monotonic() - started, 1)
+        history.append(record)
+        print(json.dumps(record, default=float), flush=True)
+        if on_epoch is not None:
+            on_epoch(record)
+        kept.offer(model, record)
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
-    return TrainResult(ckpt, best_epoch, history, data.label_counts, time.monotonic() - started)
+    return TrainResult(
+        kept.path, kept.epoch, history, data.label_counts, time.monotonic() - started, kept.averaged
+    )
+
+
+def average_states(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts (integer buffers, e.g. position ids, from the last)."""
+    out = {}
+    for key, last in states[-1].items():
+        if torch.is_floating_point(last):
+            out[key] = torch.stack([s[key].float() for s in states]).mean(0).to(last.dtype)
+        else:
+            out[key] = last.clone()
+    return out
+
+
+class _Kept:
+    """The best checkpoint so far (by validation selection score), written to `path`."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+        self.path, self.meta = path, meta
+        self.score, self.epoch, self.averaged = -1.0, -1, list[int]()
+
+    def offer(self, model: nn.Module, record: Mapping[str, Any]) -> None:
+        if record["selection_score"] <= self.score:
+            return
+        self.score, self.epoch = record["selection_score"], int(record["epoch"])
+        self.averaged = list(record.get("averaged_epochs", []))
+        blob = {**self.meta, "state_dict": model.state_dict(), "epoch": self.epoch}
+        torch.save({**blob, "averaged_epochs": self.averaged, "selection_score": self.score}, self.path)
 
 
 Pair = tuple[list[int], TrainExample]  # token ids and the example they encode

