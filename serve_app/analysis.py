@@ -9,9 +9,9 @@ and hand its history record over for PostgreSQL.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import redis
 from ray.serve.handle import DeploymentHandle
@@ -37,6 +37,7 @@ from serve_app.tasks import DEFAULT_TASK, TASKS, TRIAGE_TASK
 log = logging.getLogger("ray.serve.emotion_monitor.analysis")
 
 AnswerSource = Literal["cache", "inference"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ class AnalysisFlow:
         )
         return answers
 
-    async def _call(self, what: str, send: Any, timeout: float) -> Any:
+    async def _call(self, what: str, send: Callable[[], Awaitable[T]], timeout: float) -> T:
         return await call_with_retries(what, send, timeout, self.cfg.call_retries)
 
     async def _track(self, q: Question) -> None:

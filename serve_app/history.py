@@ -72,7 +72,11 @@ def make_record(
                 "confidence": float(row["confidence"]),
                 "scores": row["scores"],
             }
-    answer = analysis.model_dump()  # its breakdown fields come from the task registry
+    # The breakdown fields come from the task registry; only what the record keeps is dumped
+    # (not the chart).
+    fields = {f for t in predictions for f in (TASKS[t].response_field, TASKS[t].among_field) if f}
+    fields.add("strongly_negative")
+    answer = analysis.model_dump(include=fields)
     breakdowns = {task: answer[TASKS[task].response_field] or [] for task in predictions}
     among = {
         task: answer[field]
