@@ -72,7 +72,24 @@ def optimize_fp32(src: Path, dst: Path) -> Path:
     return dst
 
 
-def quantize_int8(src: Path, dst: Path, per_channel: bool, preprocess: bool) -> Path:
+def ffn_output_matmuls(model_path: Path) -> list[str]:
+    """The feed-forward output projections of a BERT graph exported by torch.onnx (one per layer)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and n.name.endswith("/output/dense/MatMul") and "/attention/" not in n.name
+    ]
+
+
+def quantize_int8(
+    src: Path, dst: Path, per_channel: bool, preprocess: bool, fp32_ffn_output: bool = False
+) -> Path:
+    """Dynamic INT8 (QInt8 weights). `fp32_ffn_output` keeps each layer's feed-forward output
+    projection in FP32: its input (after GELU) has outlier activations that a per-tensor
+    activation scale quantizes coarsely (Bondarenko et al., 2021)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -89,18 +106,24 @@ def quantize_int8(src: Path, dst: Path, per_channel: bool, preprocess: bool) -> 
                 quant_pre_process(str(src), str(source), skip_symbolic_shape=True)
             finally:
                 os.chdir(cwd)
+        exclude = ffn_output_matmuls(source) if fp32_ffn_output else []
+        if fp32_ffn_output and not exclude:
+            raise ExportError(f"{src}: no feed-forward output MatMul to keep in FP32 (not a BERT graph?)")
         quantize_dynamic(
             str(source),
             str(dst),
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            nodes_to_exclude=exclude,
         )
     return dst
 
 
 def scheme_name(scheme: dict[str, bool]) -> str:
-    return ("per-channel" if scheme.get("per_channel") else "per-tensor") + (
-        "+preprocess" if scheme.get("preprocess") else ""
+    return (
+        ("per-channel" if scheme.get("per_channel") else "per-tensor")
+        + ("+preprocess" if scheme.get("preprocess") else "")
+        + ("+ffn-out-fp32" if scheme.get("fp32_ffn_output") else "")
     )
 
 
