@@ -136,7 +136,10 @@ def breakdown(
         among0 = None if rest is None else np.zeros(k - 1)
         return Breakdown(zero, zero, zero, among0, among0, among0)
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=samples)  # (samples, n) resample weights
+    # Resample weights (samples, n): how often each post is drawn in each resample. Drawn as
+    # indices and counted, ~10x faster than an n-way multinomial and the same distribution.
+    drawn = rng.integers(0, n, size=(samples, n)) + n * np.arange(samples)[:, None]
+    counts = np.bincount(drawn.ravel(), minlength=samples * n).reshape(samples, n)
     if method == "cc":
         onehot = np.eye(k)[probs.argmax(axis=1)]
         boot = counts @ onehot / n
