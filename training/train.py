@@ -246,13 +246,9 @@ def train(
     kept = _Kept(run_dir / "best.pt", {"config": cfg.to_dict(), "base_dir": str(base_dir)})
     epoch_states: list[dict[str, torch.Tensor]] = []
     started = time.monotonic()
-    for epoch in range(1, hp.epochs + 1):
-        if step_fn.step >= total_steps:
-            break
-        pairs = mix_epoch(data.train, data.repeats, rng)
-        batches = length_grouped_batches([len(ids) for ids, _ in pairs], hp.batch_size, rng)
-        train_loss = step_fn.epoch(pairs, batches, f"epoch {epoch}/{hp.epochs}", total_steps)
-        record: dict[str, Any] = {"epoch": epoch, "step": step_fn.step, "train_loss": train_loss}
+
+    def judge(record: dict[str, Any]) -> None:
+        """Validate the weights as they stand, log the record, keep the weights if best so far."""
         scores, record["selection_score"] = validate(cfg, model, data.validation)
         record.update(scores)
         record["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -261,6 +257,14 @@ def train(
         if on_epoch is not None:
             on_epoch(record)
         kept.offer(model, record)
+
+    for epoch in range(1, hp.epochs + 1):
+        if step_fn.step >= total_steps:
+            break
+        pairs = mix_epoch(data.train, data.repeats, rng)
+        batches = length_grouped_batches([len(ids) for ids, _ in pairs], hp.batch_size, rng)
+        train_loss = step_fn.epoch(pairs, batches, f"epoch {epoch}/{hp.epochs}", total_steps)
+        judge({"epoch": epoch, "step": step_fn.step, "train_loss": train_loss})
         if hp.average_checkpoints:
             epoch_states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     # Weights averaged over the last epochs (checkpoint averaging) often generalise better
@@ -268,15 +272,7 @@ def train(
     for k in range(2, len(epoch_states) + 1):
         model.load_state_dict(average_states(epoch_states[-k:]))
         averaged = list(range(len(epoch_states) - k + 1, len(epoch_states) + 1))
-        record = {"epoch": averaged[-1], "averaged_epochs": averaged, "step": step_fn.step}
-        scores, record["selection_score"] = validate(cfg, model, data.validation)
-        record.update(scores)
-        record["elapsed_s"] = round(time.monotonic() - started, 1)
-        history.append(record)
-        print(json.dumps(record, default=float), flush=True)
-        if on_epoch is not None:
-            on_epoch(record)
-        kept.offer(model, record)
+        judge({"epoch": averaged[-1], "averaged_epochs": averaged, "step": step_fn.step})
     (run_dir / "history.json").write_text(json.dumps(history, indent=2))
     return TrainResult(
         kept.path, kept.epoch, history, data.label_counts, time.monotonic() - started, kept.averaged

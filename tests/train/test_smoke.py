@@ -19,6 +19,14 @@ def head(src: Path, dst: Path, n: int) -> None:
         dst.write_text("".join(islice(fh, n)))
 
 
+def tiny_data(data_root: Path, dst: Path, files: dict[str, list[tuple[str, int]]]) -> Path:
+    """The first rows of each named split, in the data root's layout under `dst`."""
+    for folder, splits in files.items():
+        for name, n in splits:
+            head(data_root / folder / f"{name}.jsonl", dst / folder / f"{name}.jsonl", n)
+    return dst
+
+
 def test_tiny_multitask_run_produces_a_working_int8_artifact_with_both_heads(
     tmp_path: Path, data_root: Path
 ) -> None:
@@ -29,16 +37,16 @@ def test_tiny_multitask_run_produces_a_working_int8_artifact_with_both_heads(
     from training.config import load_config
     from training.pipeline import run_pipeline
 
-    tiny = tmp_path / "data"
-    files = {
-        "emotion": [("train", 120), ("validation", 60), ("test", 60)],
-        "reddit_emotion7": [("train", 120), ("validation", 80)],
-        "reddit_sentiment": [("train", 120), ("validation", 80)],
-        "sentiment_en": [("train", 100), ("validation", 60), ("test", 60)],
-    }
-    for folder, splits in files.items():
-        for name, n in splits:
-            head(data_root / folder / f"{name}.jsonl", tiny / folder / f"{name}.jsonl", n)
+    tiny = tiny_data(
+        data_root,
+        tmp_path / "data",
+        {
+            "emotion": [("train", 120), ("validation", 60), ("test", 60)],
+            "reddit_emotion7": [("train", 120), ("validation", 80)],
+            "reddit_sentiment": [("train", 120), ("validation", 80)],
+            "sentiment_en": [("train", 100), ("validation", 60), ("test", 60)],
+        },
+    )
     cfg = load_config(ROOT / "configs" / "multitask.yaml", {"epochs": 1, "max_steps": 6, "threads": 2})
     cfg.export.quantization = [
         {"per_channel": False, "preprocess": False},
@@ -105,10 +113,7 @@ def test_checkpoint_averaging_is_judged_on_validation_and_the_best_candidate_is_
     from training.config import load_config
     from training.train import load_checkpoint, train
 
-    tiny = tmp_path / "data"
-    for folder, splits in {"emotion": [("train", 64), ("validation", 40)]}.items():
-        for name, n in splits:
-            head(data_root / folder / f"{name}.jsonl", tiny / folder / f"{name}.jsonl", n)
+    tiny = tiny_data(data_root, tmp_path / "data", {"emotion": [("train", 64), ("validation", 40)]})
     cfg = load_config(
         ROOT / "configs" / "emotion.yaml",
         {"epochs": 3, "max_steps": 6, "threads": 2, "average_checkpoints": True},
