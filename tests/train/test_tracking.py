@@ -23,6 +23,7 @@ def test_a_training_run_is_tracked_in_mlflow(tmp_path: Path, data_root: Path) ->
     tiny = tmp_path / "data"
     cfg = yaml.safe_load((ROOT / "configs" / "emotion.yaml").read_text())
     cfg["export"]["quantization"] = [{"per_channel": True, "preprocess": False}]
+    cfg["hparams"]["average_checkpoints"] = True
     config = tmp_path / "emotion.yaml"
     config.write_text(yaml.safe_dump(cfg))
     for rel in ["emotion/train.jsonl", "emotion/validation.jsonl", "emotion/test.jsonl",
@@ -41,9 +42,9 @@ def test_a_training_run_is_tracked_in_mlflow(tmp_path: Path, data_root: Path) ->
             "train",
             *map(str, args),
             "--epochs",
-            "1",
-            "--max-steps",
             "2",
+            "--max-steps",
+            "4",
         ],
         check=True,
         env=env,
@@ -53,12 +54,17 @@ def test_a_training_run_is_tracked_in_mlflow(tmp_path: Path, data_root: Path) ->
 
     mlflow.set_tracking_uri(uri)
     (run,) = mlflow.search_runs(experiment_names=["emotion-monitor"], output_format="list")
-    assert run.data.params["version"] == cfg["version"] and run.data.params["hparams.epochs"] == "1"
+    assert run.data.params["version"] == cfg["version"] and run.data.params["hparams.epochs"] == "2"
     assert run.data.params["tasks.emotion.class_weighting"] == "sqrt_inverse"
     assert len(run.data.tags["data.train.reddit.emotion.sha256"]) == 64
     assert {"reddit_emotion7.macro_f1", "reddit_emotion7.tvd", "final.emotion_test.int8.accuracy"} <= set(
         run.data.metrics
     )
+    # The mean of epochs 1-2 is its own series, logged at its last epoch.
+    client = mlflow.tracking.MlflowClient()
+    (mean,) = client.get_metric_history(run.info.run_id, "mean_last_2.reddit_emotion7.macro_f1")
+    assert mean.step == 2 and 0 <= mean.value <= 1
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "reddit_emotion7.macro_f1")] == [1, 2]
     files = {
         f.path for f in mlflow.artifacts.list_artifacts(run_id=run.info.run_id, artifact_path="artifact")
     }
