@@ -47,16 +47,18 @@ def per_class_table(metrics: dict[str, dict[str, Any]], task: str, labels: list[
     return lines
 
 
+def _span(epochs: list[int]) -> str:
+    return f"{epochs[0]}-{epochs[-1]}"
+
+
 def _kept(training: dict[str, Any]) -> str:
-    averaged = training.get("averaged_epochs") or []
-    if averaged:
-        return f"the mean weights of epochs {averaged[0]}-{averaged[-1]}"
-    return f"epoch {training['best_epoch']}"
+    averaged = training.get("averaged_epochs")
+    return f"the mean weights of epochs {_span(averaged)}" if averaged else f"epoch {training['best_epoch']}"
 
 
 def _row_name(h: dict[str, Any]) -> str:
     averaged = h.get("averaged_epochs")
-    return f"mean of {averaged[0]}-{averaged[-1]}" if averaged else str(h["epoch"])
+    return f"mean of {_span(averaged)}" if averaged else str(h["epoch"])
 
 
 def history_table(card: dict[str, Any]) -> list[str]:

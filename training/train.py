@@ -295,15 +295,24 @@ class _Kept:
 
     def __init__(self, path: Path, meta: dict[str, Any]) -> None:
         self.path, self.meta = path, meta
-        self.score, self.epoch, self.averaged = -1.0, -1, list[int]()
+        self.score, self.epoch = -1.0, -1
+        self.averaged: list[int] = []
 
     def offer(self, model: nn.Module, record: Mapping[str, Any]) -> None:
         if record["selection_score"] <= self.score:
             return
         self.score, self.epoch = record["selection_score"], int(record["epoch"])
         self.averaged = list(record.get("averaged_epochs", []))
-        blob = {**self.meta, "state_dict": model.state_dict(), "epoch": self.epoch}
-        torch.save({**blob, "averaged_epochs": self.averaged, "selection_score": self.score}, self.path)
+        torch.save(
+            {
+                **self.meta,
+                "state_dict": model.state_dict(),
+                "epoch": self.epoch,
+                "averaged_epochs": self.averaged,
+                "selection_score": self.score,
+            },
+            self.path,
+        )
 
 
 Pair = tuple[list[int], TrainExample]  # token ids and the example they encode
