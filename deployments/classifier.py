@@ -18,7 +18,7 @@ from ray import serve
 
 from serve_app import metrics
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
-from serve_app.predictor import OnnxPredictor
+from serve_app.predictor import OnnxPredictor, artifact_digest
 from serve_app.records import PredictionRow, ServedModels, TaskModel
 from serve_app.registry import RegistrySpec, resolve_version
 from serve_app.tasks import DEFAULT_TASK
@@ -199,7 +199,10 @@ class Classifier:
         and swap it in. Returns the tasks whose model changed."""
         check_model_versions(wanted, list(self.dirs), self.registry)
         changed = []
-        loaded: dict[tuple[Path, str | None], OnnxPredictor] = {}
+        # Sessions by content, the ones already serving included: tasks answered by the same
+        # bytes (a multi-task artifact pushed under each task's name, or one task from the
+        # registry and the other from the args' copy) share one session and one encoder pass.
+        loaded = {p.digest: p for p in self.predictors.values()}
         for task, default_dir in self.dirs.items():
             version, path = None, Path(default_dir)
             if wanted.get(task):
@@ -212,15 +215,16 @@ class Classifier:
                 and (version is None or current.version == version)
             ):
                 continue
-            shared = loaded.get((path, version))
+            digest = artifact_digest(path)
+            shared = loaded.get(digest)
             pred = (
-                shared.for_task(task)
+                shared.copy_at(path, task, version)
                 if shared is not None
                 else OnnxPredictor(
                     path, self.n_threads, self.max_length, self.model_batch_size, version=version, task=task
                 )
             )
-            loaded[(path, version)] = pred
+            loaded[digest] = pred
             languages = list(pred.info.languages)
             # One assignment each: a batch already running keeps the predictor it looked up.
             self.languages = {**self.languages, task: languages}

@@ -20,7 +20,7 @@ from ray import serve
 
 from deployments.classifier import ClassifyCall, TaskAnswers, probs_to_rows, run_batch
 from serve_app.defaults import MAX_BATCH_SIZE
-from serve_app.predictor import OnnxPredictor
+from serve_app.predictor import OnnxPredictor, artifact_digest
 from serve_app.records import PredictionRow, TaskModel
 
 log = logging.getLogger("ray.serve.emotion_monitor.inline")
@@ -100,15 +100,7 @@ class InlineModels:
             model_dir = Path(spec.model_dir)
             if not (model_dir / "model.onnx").is_file():
                 raise FileNotFoundError(f"{model_dir}/model.onnx is not on this node")
-            pred = await asyncio.to_thread(
-                OnnxPredictor,
-                model_dir,
-                self.threads,
-                spec.max_length,
-                self.model_batch_size,
-                version=spec.version,
-                task=task,
-            )
+            pred = await asyncio.to_thread(self._open, task, spec, model_dir)
             # One assignment: a batch already running keeps the predictor it looked up.
             self.predictors = {**self.predictors, task: pred}
             log.info("ingress serves short %s calls itself with %s", task, pred.version)
@@ -117,6 +109,16 @@ class InlineModels:
             log.warning("%s model %s not loaded in the ingress (%r): the Classifier answers", task, key, exc)
         finally:
             self._loading.pop(task, None)
+
+    def _open(self, task: str, spec: TaskModel, model_dir: Path) -> OnnxPredictor:
+        """A session already here for the same bytes (both heads of one artifact) is reused."""
+        digest = artifact_digest(model_dir)
+        for here in self.predictors.values():
+            if here.digest == digest and here.max_length == spec.max_length:
+                return here.copy_at(model_dir, task, spec.version)
+        return OnnxPredictor(
+            model_dir, self.threads, spec.max_length, self.model_batch_size, version=spec.version, task=task
+        )
 
     async def wait_loading(self) -> None:
         """Until every load in progress ended (tests)."""

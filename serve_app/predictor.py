@@ -8,6 +8,7 @@ deployment, the CLI and the evaluation all read it through `OnnxPredictor`.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -94,6 +95,21 @@ def read_artifact_info(model_dir: Path) -> ArtifactInfo:
     )
 
 
+# The files that decide an artifact's answers; the model card only describes them.
+ANSWER_FILES = ("model.onnx", "tokenizer.json", "labels.json")
+
+
+def artifact_digest(model_dir: Path) -> str:
+    """sha256 over the files that decide the answers: two directories with the same digest
+    (one artifact pushed under two registry names, or copied) can share one session."""
+    h = hashlib.sha256()
+    for name in ANSWER_FILES:
+        path = model_dir / name
+        h.update(name.encode())
+        h.update(path.read_bytes() if path.is_file() else b"")
+    return h.hexdigest()
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits.astype(np.float64) / temperature
     z -= z.max(axis=-1, keepdims=True)
@@ -170,6 +186,7 @@ class OnnxPredictor:
         if not model_path.is_file():
             raise ModelArtifactError(f"{model_path} is missing; point --model at an artifact dir")
         self.info = read_artifact_info(self.model_dir)
+        self.digest = artifact_digest(self.model_dir)
         if version:  # a registry version's name is what operators ask for and see
             self.info = replace(self.info, version=version)
         self._point_at(task or self.info.tasks[0])
@@ -188,6 +205,18 @@ class OnnxPredictor:
         """A view of the same session answering for another head (no second load)."""
         view = copy.copy(self)
         view._point_at(task)
+        return view
+
+    def copy_at(self, model_dir: Path, task: str, version: str | None = None) -> OnnxPredictor:
+        """This session answering as `model_dir`, a byte-identical copy of this artifact (one
+        artifact pushed under each task's registry name): no second load, but that copy's
+        directory and version (`version`, else its card's)."""
+        model_dir = Path(model_dir)
+        if artifact_digest(model_dir) != self.digest:
+            raise ModelArtifactError(f"{model_dir} is not a copy of {self.model_dir}; load it on its own")
+        view = self.for_task(task)
+        view.model_dir = model_dir
+        view.info = replace(view.info, version=version or read_artifact_info(model_dir).version)
         return view
 
     def _point_at(self, task: str) -> None:

@@ -51,6 +51,15 @@ def test_follows_the_classifier_and_answers_like_it(model_dir: Path, tmp_path: P
         # A different max_length is a different model for our purposes.
         assert inline.lookup("emotion", _spec(rolled, "emotion-v2", max_length=32)) is None
         await inline.wait_loading()
+        assert inline.predictors["emotion"].max_length == 32
+
+        # The other head of the same artifact reuses the session already here.
+        sentiment = TaskModel("emotion-v2", TASKS["sentiment"].labels, ("en",), 32, str(rolled))
+        assert inline.lookup("sentiment", sentiment) is None
+        await inline.wait_loading()
+        emo, sen = inline.predictors["emotion"], inline.predictors["sentiment"]
+        assert sen.session is emo.session and sen.labels == TASKS["sentiment"].labels
+        assert matches(sen, sentiment)
 
     asyncio.run(scenario())
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from deployments.classifier import Classifier, ModelVersionError, parse_user_config, run_batch
+from serve_app.predictor import ModelArtifactError
 from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec
 
 pytestmark = pytest.mark.model
@@ -108,6 +109,49 @@ def test_both_heads_of_one_artifact_share_a_session_and_one_pass(model_dir: Path
     assert out[0]["emotion"][1].shape == (len(TEXTS), 7) and out[1]["sentiment"][1].shape == (1, 3)
 
 
+def test_one_artifact_pushed_under_each_task_name_is_one_session(model_dir: Path, tmp_path: Path) -> None:
+    """The registry is keyed by task, so a multi-task artifact is pushed twice; serving it
+    from both names (or one from the registry, one from the args) must not load it twice
+    nor run the encoder twice per analysis."""
+    reg = LocalRegistry(tmp_path / "reg")
+    reg.push("emotion", "mt-a", model_dir)
+    reg.push("sentiment", "mt-a", model_dir)
+    recalibrated = tmp_path / "recalibrated"
+    shutil.copytree(model_dir, recalibrated)
+    labels = json.loads((recalibrated / "labels.json").read_text())
+    labels["heads"]["sentiment"]["temperature"] = 2.0
+    (recalibrated / "labels.json").write_text(json.dumps(labels))
+    reg.push("sentiment", "mt-b", recalibrated)
+    cls = Classifier.func_or_class  # type: ignore[attr-defined]
+    spec = RegistrySpec(local_dir=str(tmp_path / "reg"))
+    clf = cls({"emotion": str(model_dir), "sentiment": str(model_dir)}, 1, 64, 32, spec, str(tmp_path))
+    clf.apply_versions({})
+    args_session = clf.predictors["emotion"].session
+
+    # One task from the registry, the other still from the args' directory: same bytes.
+    assert clf.apply_versions({"emotion": "mt-a"}) == ["emotion"]
+    emo, sen = clf.predictors["emotion"], clf.predictors["sentiment"]
+    assert emo.session is sen.session is args_session
+    assert emo.version == "mt-a" and sen.version != "mt-a"  # each answer still names its own
+    assert emo.model_dir == reg.path("emotion", "mt-a") and sen.model_dir == model_dir
+
+    # Both from the registry: still one session, and one encoder pass for both tasks.
+    assert clf.apply_versions({"emotion": "mt-a", "sentiment": "mt-a"}) == ["sentiment"]
+    emo, sen = clf.predictors["emotion"], clf.predictors["sentiment"]
+    assert emo.session is sen.session and (emo.version, sen.version) == ("mt-a", "mt-a")
+    (answer,) = run_batch(clf.predictors, [(("emotion", "sentiment"), TEXTS)])
+    assert answer["emotion"][0].version == answer["sentiment"][0].version == "mt-a"
+    assert clf.apply_versions({"emotion": "mt-a", "sentiment": "mt-a"}) == []  # nothing reloads
+
+    # Different answer files (another temperature) are another artifact: a session of its own,
+    # which answers with its own calibration.
+    clf.apply_versions({"emotion": "mt-a", "sentiment": "mt-b"})
+    sen_b = clf.predictors["sentiment"]
+    assert sen_b.session is not clf.predictors["emotion"].session and sen_b.head.temperature == 2.0
+    with pytest.raises(ModelArtifactError, match="not a copy"):
+        clf.predictors["emotion"].copy_at(recalibrated, "sentiment")
+
+
 @pytest.mark.unit
 def test_user_config_is_checked() -> None:
     assert parse_user_config({}) == (32, 0.005, {})
@@ -124,7 +168,6 @@ def test_user_config_is_checked() -> None:
 
 def test_a_task_can_be_served_by_an_artifact_of_its_own(model_dir: Path, tmp_path: Path) -> None:
     from serve_app.app import AppArgs, model_dirs
-    from serve_app.predictor import ModelArtifactError
     from serve_app.settings import Settings
 
     own = _versioned_copy(model_dir, tmp_path / "sentiment-only", "sen-x")
