@@ -36,6 +36,7 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             "0004_neutral_and_intervals",
             "0005_partial_and_hygiene",
             "0006_watchlists",
+            "0007_daily_by_model_version",
         ]
         rec = history_record(
             "embedded",

@@ -32,7 +32,14 @@ ALL_25 = {"queries": 25, "posts": 75, "predictions": 75, "query_aggregates": 25 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-def record(keyword: str, labels: list[str], t: float = T0, offset: int = 0, source: str = "jsonl") -> dict:
+def record(
+    keyword: str,
+    labels: list[str],
+    t: float = T0,
+    offset: int = 0,
+    source: str = "jsonl",
+    model_version: str = "test-v1",
+) -> dict:
     posts = [
         {
             "id": f"{keyword.lower()[:3]}{offset + i}",
@@ -58,7 +65,13 @@ def record(keyword: str, labels: list[str], t: float = T0, offset: int = 0, sour
         for x in EMOTION_LABELS
     ]
     return history_record(
-        keyword, posts, {"emotion": preds}, source=source, created_at=t, breakdowns={"agg": agg}
+        keyword,
+        posts,
+        {"emotion": preds},
+        source=source,
+        created_at=t,
+        breakdowns={"agg": agg},
+        model_versions={"emotion": model_version},
     )
 
 
@@ -87,6 +100,7 @@ def test_migrations_are_recorded_and_idempotent(pg_url: str) -> None:
             "0004_neutral_and_intervals",
             "0005_partial_and_hygiene",
             "0006_watchlists",
+            "0007_daily_by_model_version",
         ]
 
 
@@ -179,33 +193,38 @@ def test_bi_views_return_the_expected_numbers(clean_history: tuple[str, redis.Re
         record("ai", ["joy", "joy", "joy", "fear"], t=T0 + 7200),
         record("AI", ["sadness", "sadness"], t=T0 + DAY + 60, offset=100),
         record("python", ["joy"], t=T0 + 60),
+        # A new model (with "no clear emotion") rolls out on day 2: its shares are its own,
+        # not mixed with the old model's; a post both labelled counts under the later one.
+        record("AI", ["neutral", "neutral", "anger"], t=T0 + DAY + 3600, offset=101, model_version="v7"),
     ]
     for rec in recs:
         store_record(r, rec)
     drain(HistorySync(r, url))
     with psycopg.connect(url) as c:
         rows = c.execute(
-            "SELECT keyword, day::text, label, posts, pct::float FROM v_emotion_daily "
-            "ORDER BY keyword, day, label"
+            "SELECT keyword, day::text, model_version, label, posts, pct::float, pct_of_emotional::float "
+            "FROM v_emotion_daily ORDER BY keyword, day, model_version, label"
         ).fetchall()
         assert rows == [
-            ("ai", "2026-01-01", "fear", 1, 25.0),
-            ("ai", "2026-01-01", "joy", 3, 75.0),
-            ("ai", "2026-01-02", "sadness", 2, 100.0),
-            ("python", "2026-01-01", "joy", 1, 100.0),
+            ("ai", "2026-01-01", "test-v1", "fear", 1, 25.0, 25.0),
+            ("ai", "2026-01-01", "test-v1", "joy", 3, 75.0, 75.0),
+            ("ai", "2026-01-02", "test-v1", "sadness", 1, 100.0, 100.0),
+            ("ai", "2026-01-02", "v7", "anger", 1, 33.33, 100.0),
+            ("ai", "2026-01-02", "v7", "neutral", 2, 66.67, None),
+            ("python", "2026-01-01", "test-v1", "joy", 1, 100.0, 100.0),
         ]
         scatter = c.execute(
             "SELECT label, confidence FROM v_confidence_by_label WHERE keyword='python'"
         ).fetchall()
         assert scatter == [("joy", pytest.approx(0.5))]
         n = c.execute("SELECT count(*) FROM v_confidence_by_label").fetchone()
-        assert n == (11,)
+        assert n == (14,)
         c.execute("UPDATE queries SET created_at = now() - interval '2 hours' WHERE keyword_norm = 'python'")
         c.execute("UPDATE queries SET created_at = now() - interval '10 minutes' WHERE keyword_norm = 'ai'")
         hot = c.execute(
             "SELECT keyword, queries_1h, queries_24h, queries_7d FROM v_hot_keywords ORDER BY keyword"
         ).fetchall()
-        assert hot == [("ai", 3, 3, 3), ("python", 0, 1, 1)]
+        assert hot == [("ai", 4, 4, 4), ("python", 0, 1, 1)]
 
 
 def test_hot_keywords_rank_recent_queries(clean_history: tuple[str, redis.Redis]) -> None:
