@@ -11,7 +11,13 @@ import numpy as np
 from serve_app.breakdown import METHODS, breakdown_tvd, estimate_shares, label_shares, tvd
 from serve_app.predictor import OnnxPredictor
 from training.data import read_jsonl
-from training.metrics import agreement, classification_report, expected_calibration_error, neutral_given_other
+from training.metrics import (
+    agreement,
+    bootstrap_intervals,
+    classification_report,
+    expected_calibration_error,
+    neutral_given_other,
+)
 
 
 def breakdown_report(
@@ -54,6 +60,7 @@ def evaluate_predictor(
     report["data"] = str(data)
     report["task"] = predictor.task
     report["breakdown_tvd"] = breakdown_tvd(y, pred, len(labels))
+    report["intervals"] = bootstrap_intervals(y, pred, len(labels))
     report["breakdown"] = breakdown_report(
         probs, y, labels, predictor.head.breakdown_method, predictor.head.adjustment
     )

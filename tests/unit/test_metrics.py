@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    _figures_from_confusions,
     agreement,
+    bootstrap_intervals,
     classification_report,
     confusion_matrix,
     expected_calibration_error,
@@ -61,3 +63,30 @@ def test_ece_is_zero_for_perfectly_calibrated_one_hot_and_positive_otherwise() -
     assert expected_calibration_error(np.eye(3), y) == pytest.approx(0.0)
     overconfident = np.array([[0.99, 0.005, 0.005]] * 3)
     assert expected_calibration_error(overconfident, y) > 0.5
+
+
+def test_bootstrap_intervals_hold_the_figure_and_shrink_with_the_sample() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 4000)
+    pred = np.where(rng.random(4000) < 0.7, y, rng.integers(0, 3, 4000))
+    report = classification_report(y.tolist(), pred.tolist(), LABELS)
+    ci = bootstrap_intervals(y.tolist(), pred.tolist(), 3)
+    # The figures read off a confusion matrix are the report's own.
+    observed = _figures_from_confusions(np.asarray(report["confusion_matrix"])[None])
+    for key in ("accuracy", "macro_f1", "macro_recall"):
+        assert observed[key][0] == pytest.approx(report[key]), key
+        low, high = ci[key]
+        assert low < report[key] < high, key
+    # Accuracy is a proportion: its bootstrap spread is the binomial one, 1.96 sd each side.
+    acc = report["accuracy"]
+    half = 1.96 * np.sqrt(acc * (1 - acc) / len(y))
+    assert ci["accuracy"][1] - ci["accuracy"][0] == pytest.approx(2 * half, rel=0.1)
+    # A sample a quarter the size: intervals about twice as wide.
+    small = bootstrap_intervals(y[:1000].tolist(), pred[:1000].tolist(), 3)
+    ratio = (small["macro_recall"][1] - small["macro_recall"][0]) / (
+        ci["macro_recall"][1] - ci["macro_recall"][0]
+    )
+    assert 1.6 < ratio < 2.4
+    # A perfect classifier cannot be anything else on a resample; nothing to resample, no interval.
+    assert bootstrap_intervals([0, 1, 2, 1], [0, 1, 2, 1], 3)["macro_f1"] == [1.0, 1.0]
+    assert bootstrap_intervals([], [], 3) == {}
