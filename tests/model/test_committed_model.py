@@ -175,3 +175,23 @@ def test_clear_polarity(sentiment: OnnxPredictor) -> None:
     }
     for label, xs in texts.items():
         assert [p.label for p in sentiment.predict(xs)] == [label] * len(xs), label
+
+
+def test_cli_evaluate_reports_figures_with_intervals(
+    predictor: OnnxPredictor, model_dir: Path, tmp_path: Path
+) -> None:
+    # Some rows labelled wrong on purpose, so the figures are not all 1 and the intervals not points.
+    rows = [(t, lab) for lab, texts in CLEAR.items() for t in texts] * 5 + [(CLEAR["joy"][0], "anger")] * 10
+    data = tmp_path / "clear.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    cmd = [sys.executable, "-m", "tooling.cli", "evaluate", "--model", str(model_dir), "--data", str(data)]
+    report = json.loads(subprocess.run([*cmd, "--json"], check=True, capture_output=True, text=True).stdout)
+    r = report[str(data)]
+    assert r["n"] == len(rows) and r["model_version"] == predictor.version
+    for key in ("accuracy", "macro_f1", "macro_recall", "breakdown_tvd"):
+        low, high = r["intervals"][key]
+        assert low <= r[key] <= high, key
+    assert r["accuracy"] < 1 and r["intervals"]["accuracy"][0] < r["intervals"]["accuracy"][1]
+    text = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    low, high = r["intervals"]["macro_f1"]
+    assert f"macro_f1={r['macro_f1']:.4f} [{low:.4f}, {high:.4f}]" in text
