@@ -218,7 +218,7 @@ class Classifier:
             digest = artifact_digest(path)
             shared = loaded.get(digest)
             pred = (
-                shared.copy_at(path, task, version)
+                shared.copy_at(path, digest, task, version)
                 if shared is not None
                 else OnnxPredictor(
                     path, self.n_threads, self.max_length, self.model_batch_size, version=version, task=task

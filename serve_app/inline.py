@@ -115,7 +115,7 @@ class InlineModels:
         digest = artifact_digest(model_dir)
         for here in self.predictors.values():
             if here.digest == digest and here.max_length == spec.max_length:
-                return here.copy_at(model_dir, task, spec.version)
+                return here.copy_at(model_dir, digest, task, spec.version)
         return OnnxPredictor(
             model_dir, self.threads, spec.max_length, self.model_batch_size, version=spec.version, task=task
         )

@@ -207,12 +207,12 @@ class OnnxPredictor:
         view._point_at(task)
         return view
 
-    def copy_at(self, model_dir: Path, task: str, version: str | None = None) -> OnnxPredictor:
-        """This session answering as `model_dir`, a byte-identical copy of this artifact (one
-        artifact pushed under each task's registry name): no second load, but that copy's
-        directory and version (`version`, else its card's)."""
+    def copy_at(self, model_dir: Path, digest: str, task: str, version: str | None = None) -> OnnxPredictor:
+        """This session answering as `model_dir` (whose `artifact_digest` is `digest`), a
+        byte-identical copy of this artifact (one artifact pushed under each task's registry
+        name): no second load, but that copy's directory and version (`version`, else its card's)."""
         model_dir = Path(model_dir)
-        if artifact_digest(model_dir) != self.digest:
+        if digest != self.digest:
             raise ModelArtifactError(f"{model_dir} is not a copy of {self.model_dir}; load it on its own")
         view = self.for_task(task)
         view.model_dir = model_dir

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from deployments.classifier import Classifier, ModelVersionError, parse_user_config, run_batch
-from serve_app.predictor import ModelArtifactError
+from serve_app.predictor import ModelArtifactError, artifact_digest
 from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec
 
 pytestmark = pytest.mark.model
@@ -149,7 +149,7 @@ def test_one_artifact_pushed_under_each_task_name_is_one_session(model_dir: Path
     sen_b = clf.predictors["sentiment"]
     assert sen_b.session is not clf.predictors["emotion"].session and sen_b.head.temperature == 2.0
     with pytest.raises(ModelArtifactError, match="not a copy"):
-        clf.predictors["emotion"].copy_at(recalibrated, "sentiment")
+        clf.predictors["emotion"].copy_at(recalibrated, artifact_digest(recalibrated), "sentiment")
 
 
 @pytest.mark.unit
