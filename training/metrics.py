@@ -19,18 +19,25 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
 
 
+def _per_class(
+    cm: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, support, predicted, precision, recall, F1) per class of a confusion
+    matrix (rows: true labels), or of a stack of them (..., n, n)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
+    precision, recall = _div(tp, predicted), _div(tp, support)
+    return tp, support, predicted, precision, recall, _div(2 * precision * recall, precision + recall)
+
+
 def classification_report(
     y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]
 ) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, macro recall, per-class P/R/F1/support, confusion."""
     n = len(labels)
     cm = confusion_matrix(y_true, y_pred, n)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    precision = _div(tp, predicted)
-    recall = _div(tp, support)
-    f1 = _div(2 * precision * recall, precision + recall)
+    tp, support, _, precision, recall, f1 = _per_class(cm)
     total = float(cm.sum())
     present = support > 0
     return {
@@ -57,12 +64,8 @@ def _figures_from_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:
     """accuracy, macro-F1, macro-recall and breakdown TVD (argmax counting) of a stack of
     confusion matrices (draws, n, n); macro figures over each matrix's classes with support,
     as `classification_report` takes them."""
-    cms = cms.astype(np.float64)
+    tp, support, predicted, _, recall, f1 = _per_class(cms)
     total = cms.sum(axis=(1, 2))
-    tp = np.diagonal(cms, axis1=1, axis2=2)
-    support, predicted = cms.sum(axis=2), cms.sum(axis=1)
-    recall, precision = _div(tp, support), _div(tp, predicted)
-    f1 = _div(2 * precision * recall, precision + recall)
     present = support > 0
     n_present = present.sum(axis=1)
     return {
