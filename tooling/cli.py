@@ -886,5 +886,9 @@ def cluster_down(root: ClusterRoot = Path(".emotion-monitor/cluster")) -> None:
     typer.echo("cluster down")
 
 
+# Sub-commands that live in modules of their own register on `app` when imported here
+# (after `app` and its sub-apps exist). One line per module.
+from tooling import cli_commands  # noqa: E402,F401  (each module adds its commands)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,9 @@
+"""Sub-commands of `emotion-monitor` kept out of tooling/cli.py, one module per command group.
+
+Each module imports `app` (or a sub-app) from tooling.cli and decorates its commands; the
+import list below registers them.
+"""
+
+from __future__ import annotations
+
+# One import per command module, e.g. `from tooling.cli_commands import compare  # noqa: F401`.
