@@ -538,10 +538,28 @@ def stop_background(app_name: str = DEFAULT_APP) -> list[str]:
     """Kill the app's detached actors (they outlive `serve delete`); returns the names killed."""
     killed = []
     names = (sync_actor_name, warmer_actor_name, supervisor_actor_name, monitor_actor_name)
+    handles = []
     for name in (n(app_name) for n in names):
         try:
-            ray.kill(get_actor(name))
+            handle = get_actor(name)
         except ValueError:
             continue
+        ray.kill(handle)
+        handles.append(handle)
         killed.append(name)
+    # ray.kill returns before the actor is gone: a supervisor still alive could restart the
+    # embedded servers its caller is about to stop.
+    for handle in handles:
+        _wait_dead(handle)
     return killed
+
+
+def _wait_dead(handle: Any, timeout_s: float = 10.0) -> None:
+    """Until a killed actor's calls fail (it is gone) or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.__ray_ready__.remote(), timeout=1)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return
+        time.sleep(0.1)

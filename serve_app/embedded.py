@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -136,14 +137,32 @@ def stop_embedded(data_dir: Path) -> None:
         # The server closes the connection as it shuts down.
         with contextlib.suppress(redis.ConnectionError):
             redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
-    pgdata = base / "postgres"
-    if (pgdata / "postmaster.pid").exists():
-        import pgserver
-
-        server = pgserver.get_server(str(pgdata), cleanup_mode="stop")
-        server.cleanup_mode = "stop"  # a handle cached by get_server keeps its first mode
-        server.cleanup()
+    stop_postgres(base / "postgres")
     _KEEP.clear()
+
+
+def stop_postgres(pgdata: Path, timeout_s: float = 20.0) -> bool:
+    """Fast shutdown (SIGINT) of the postmaster named by `pgdata`'s pid file; True if one
+    was running. Read fresh: pgserver's own cleanup keeps the pid it first saw (a server
+    the supervisor restarted is missed) and skips the stop while another process holds a
+    handle (every replica does)."""
+    import psutil
+
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split()[0])
+        proc = psutil.Process(pid)
+        if "postgres" not in proc.name() or proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout_s)
+    except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
+        return False
+    except psutil.TimeoutExpired:
+        log.error("embedded PostgreSQL %s did not stop in %.0f s: killing it", pid, timeout_s)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    return True
 
 
 def postgres_alive(url: str) -> bool:

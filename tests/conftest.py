@@ -8,13 +8,41 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
+
+from tests.leftovers import OWN_DIRS, describe, wait_for_none
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("EMOTION_MONITOR_DATA_ROOT", ROOT.parent / "shared" / "data"))
 MODEL_DIR = ROOT / "models" / "multitask"
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip a test whose local service (Redis, PostgreSQL, Chromium) could not be had; under
+    CI=true fail it instead, so a CI run cannot pass by skipping the tiers that need them."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and a required service is unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+_RUN_STARTED = time.time()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a test left a process behind (checked after every fixture is torn down)."""
+    if os.environ.get("EMOTION_MONITOR_ALLOW_LEFTOVERS") == "1" or hasattr(session.config, "workerinput"):
+        return
+    basetemp = str(session.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    left = wait_for_none(_RUN_STARTED, [basetemp])
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        msg = f"tests left {len(left)} process(es) running:\n{describe(left)}"
+        if reporter is not None:
+            reporter.write_line(msg, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +69,7 @@ def ray_session() -> Iterator[str]:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     tmp = tempfile.mkdtemp(prefix="em-ray-")
+    OWN_DIRS.append(tmp)
     dash = free_port()
     ctx = ray.init(
         num_cpus=4,  # logical CPUs: replicas reserve fractions, the 2 cores are shared

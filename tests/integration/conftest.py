@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import DATA_ROOT, MODEL_DIR
+from tests.conftest import DATA_ROOT, MODEL_DIR, service_unavailable
 from tests.reddit_server import RedditTestServer, make_post
 from tests.webhook_receiver import WebhookReceiver
 
@@ -25,7 +25,7 @@ def redis_client() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"no Redis at {TEST_REDIS_URL}: {exc} (run scripts/services.sh)")
+        service_unavailable(f"no Redis at {TEST_REDIS_URL}: {exc} (run scripts/services.sh)")
     yield client
     client.flushdb()
 
@@ -122,7 +122,7 @@ def _fresh_database(prefix: str) -> Iterator[str]:
     try:
         admin = psycopg.connect(TEST_PG_ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL at {TEST_PG_ADMIN_URL}: {exc} (run scripts/services.sh)")
+        service_unavailable(f"no PostgreSQL at {TEST_PG_ADMIN_URL}: {exc} (run scripts/services.sh)")
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     base = TEST_PG_ADMIN_URL.rsplit("/", 1)[0]
@@ -158,7 +158,7 @@ def clean_history(pg_url: str) -> Iterator[tuple[str, redis.Redis]]:
     try:
         r.ping()
     except redis.RedisError as exc:
-        pytest.skip(f"no Redis: {exc}")
+        service_unavailable(f"no Redis: {exc}")
 
     def wipe() -> None:
         r.flushdb()

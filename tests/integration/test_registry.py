@@ -15,6 +15,8 @@ import pytest
 from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
 from tooling.net import free_port
 
+pytestmark = pytest.mark.integration
+
 
 def fake_artifact(root: Path, tag: str) -> Path:
     d = root / f"art-{tag}"

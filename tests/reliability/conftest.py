@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
+from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT, service_unavailable
+from tests.leftovers import OWN_DIRS
 from tests.reddit_server import RedditTestServer, make_post
 from tests.reliability.services import PrivatePostgres, PrivateRedis, ServiceUnavailableForTest
 
@@ -127,6 +128,7 @@ def report() -> Iterator[Report]:
 @pytest.fixture(scope="session")
 def private_dir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="em-rel-") as d:
+        OWN_DIRS.append(d)
         yield Path(d)
 
 
@@ -135,7 +137,7 @@ def private_redis(private_dir: Path) -> Iterator[PrivateRedis]:
     try:
         srv = PrivateRedis(private_dir)
     except ServiceUnavailableForTest as exc:
-        pytest.skip(str(exc))
+        service_unavailable(str(exc))
     srv.start()
     yield srv
     srv.kill()
@@ -146,7 +148,7 @@ def private_pg(private_dir: Path) -> Iterator[PrivatePostgres]:
     try:
         srv = PrivatePostgres(private_dir)
     except ServiceUnavailableForTest as exc:
-        pytest.skip(str(exc))
+        service_unavailable(str(exc))
     srv.start()
     yield srv
     with contextlib.suppress(Exception):  # already stopped by a test that failed half-way

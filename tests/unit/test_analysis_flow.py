@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deployments.aggregator import Counting, summarize
 from serve_app.analysis import build_analysis, select_posts
 from serve_app.posts import FetchResult, Post
 from serve_app.question import Question
 from serve_app.records import PredictionRow, ServedModels, TaskModel
 from serve_app.tasks import TASKS
+
+pytestmark = pytest.mark.unit
 
 
 def _post(i: int, lang: str) -> Post:

@@ -11,6 +11,8 @@ from ray.serve.exceptions import BackPressureError
 from serve_app.calls import Admission, call_with_retries
 from serve_app.errors import ServiceUnavailable, SourceError
 
+pytestmark = pytest.mark.unit
+
 
 class Flaky:
     """Fails with `errors` one after another, then answers."""
