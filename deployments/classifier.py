@@ -260,6 +260,7 @@ class Classifier:
                 model_dir=str(p.model_dir),
                 breakdown_method=p.head.breakdown_method,
                 adjustment=p.head.adjustment,
+                counting=p.head.counting,
             )
             for task, p in self.predictors.items()
         }

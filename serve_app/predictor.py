@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from serve_app.preprocess import normalize_text
+from serve_app.quantify import Counting, counting_from_spec
 
 
 class ModelArtifactError(RuntimeError):
@@ -46,6 +47,7 @@ class HeadInfo:
     temperature: float = 1.0
     breakdown_method: str = "cc"
     adjustment: tuple[tuple[float, ...], ...] | None = None
+    counting: Counting = field(default_factory=Counting)  # all the method needs, resampled fits too
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def read_artifact_info(model_dir: Path) -> ArtifactInfo:
             temperature=float(h.get("temperature", 1.0)),
             breakdown_method=str(h.get("breakdown", {}).get("method", "cc")),
             adjustment=None if adj is None else tuple(tuple(float(x) for x in row) for row in adj),
+            counting=counting_from_spec(h.get("breakdown", {})),
         )
     return ArtifactInfo(
         heads=heads,

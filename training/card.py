@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from training.card_counting import counting_shift_section
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}"
@@ -124,6 +126,7 @@ def write_model_card(out_dir: Path, card: dict[str, Any]) -> None:
     for t, spec in tasks.items():
         lines += [f"Per-class F1, {t}:", "", *per_class_table(card["metrics"], t, spec["labels"]), ""]
     lines += breakdown_table(card)
+    lines += counting_shift_section(card)
     lines += _training_section(card)
     lines += _export_section(card)
     if card.get("notes"):

@@ -10,6 +10,7 @@ import numpy as np
 
 from serve_app.breakdown import METHODS, breakdown_tvd, estimate_shares, label_shares, tvd
 from serve_app.predictor import OnnxPredictor
+from serve_app.quantify import Counting, estimate
 from training.data import read_jsonl
 from training.metrics import (
     agreement,
@@ -21,9 +22,15 @@ from training.metrics import (
 
 
 def breakdown_report(
-    probs: np.ndarray, y_true: Sequence[int], labels: Sequence[str], served: str, adjustment: Any = None
+    probs: np.ndarray,
+    y_true: Sequence[int],
+    labels: Sequence[str],
+    served: str,
+    adjustment: Any = None,
+    counting: Counting | None = None,
 ) -> dict[str, Any]:
-    """True label shares beside each counting method's estimate, with its TVD."""
+    """True label shares beside each counting method's estimate, with its TVD; the served
+    method as the artifact fits it (`counting`, serve_app.quantify) when given."""
     true = label_shares(y_true, len(labels))
     methods: dict[str, Any] = {}
     for method in METHODS:
@@ -31,6 +38,12 @@ def breakdown_report(
             continue
         est = estimate_shares(probs, method, adjustment)
         methods[method] = {
+            "shares": dict(zip(labels, np.round(est, 4).tolist(), strict=True)),
+            "tvd": tvd(est, true),
+        }
+    if counting is not None and counting.method == served:
+        est = estimate(probs, counting)
+        methods[served] = {
             "shares": dict(zip(labels, np.round(est, 4).tolist(), strict=True)),
             "tvd": tvd(est, true),
         }
@@ -62,7 +75,7 @@ def evaluate_predictor(
     report["breakdown_tvd"] = breakdown_tvd(y, pred, len(labels))
     report["intervals"] = bootstrap_intervals(y, pred, len(labels))
     report["breakdown"] = breakdown_report(
-        probs, y, labels, predictor.head.breakdown_method, predictor.head.adjustment
+        probs, y, labels, predictor.head.breakdown_method, predictor.head.adjustment, predictor.head.counting
     )
     if "neutral" in labels:
         report["neutral_given_other"] = neutral_given_other(y, pred, labels.index("neutral"))

@@ -16,6 +16,7 @@ from serve_app.breakdown import METHODS, estimate_shares, fit_adjustment, label_
 from serve_app.predictor import OnnxPredictor, softmax
 from training.card import write_model_card
 from training.config import TrainConfig
+from training.counting_choice import LabelledSet, choose_counting_under_shift
 from training.data import default_data_root, file_sha256, label_counts, read_jsonl
 from training.evaluate import compare_models, plot_confusion
 from training.export import (
@@ -175,6 +176,19 @@ def choose_counting(
     return chosen, report
 
 
+def shift_sets(
+    cfg: TrainConfig, probs: dict[str, np.ndarray], val: dict[str, ValidationData]
+) -> dict[str, list[LabelledSet]]:
+    """Per task, its validation sets for the shift protocol, the product's domain first."""
+    out: dict[str, list[LabelledSet]] = {}
+    for task, tc in cfg.tasks.items():
+        names = tc.breakdown_sets or list(tc.validation)
+        order = [*names, *(n for n in tc.validation if n not in names)]
+        # Rounded as served scores are (PredictionRow).
+        out[task] = [LabelledSet(n, np.round(probs[n], 6), np.asarray(val[n].labels)) for n in order]
+    return out
+
+
 def build_artifact(
     cfg: TrainConfig,
     checkpoint: Path,
@@ -210,6 +224,9 @@ def build_artifact(
     temps, calibration = calibrate(cfg, best["_logits"], val)
     probs = {n: softmax(best["_logits"][n], temps[v.task]) for n, v in val.items()}
     counting, counting_report = choose_counting(cfg, probs, val)
+    # Served: the method chosen under shifted label mixes (training/counting_choice.py).
+    shift_specs, shift_reports = choose_counting_under_shift(shift_sets(cfg, probs, val))
+    counting = {t: {"validation_tvd": counting[t]["validation_tvd"], **shift_specs[t]} for t in cfg.tasks}
     final = {t: {**heads[t], "temperature": temps[t], "breakdown": counting[t]} for t in cfg.tasks}
 
     if out_dir.exists():
@@ -235,6 +252,9 @@ def build_artifact(
     }
     card["calibration"] = {"fitted_on": "validation sets, each set weighted equally", "sets": calibration}
     card["breakdown"] = counting_report
+    card["counting_shift"] = shift_reports
+    for t, rep in shift_reports.items():
+        card["breakdown"][t]["method"] = rep["method"]
     write_model_card(out_dir, card)
     return card
 

@@ -67,12 +67,18 @@ def test_committed_model_meets_the_targets(
 
 
 def test_counting_method_served_is_the_one_with_the_lowest_validation_tvd(model_dir: Path) -> None:
+    """Issue 29: chosen by the mean TVD under shifted label mixes (n = 250, both protocols)
+    on the product's domain (Reddit validation, cross-fitted), as the model card reports."""
     meta = json.loads((model_dir / "labels.json").read_text())
+    card = json.loads((model_dir / "model_card.json").read_text())
     for task, head in meta["heads"].items():
         bd = head["breakdown"]
-        assert bd["method"] == min(bd["validation_tvd"], key=bd["validation_tvd"].get), task
-        # Judged on every validation domain of the task, the product's (Reddit) first.
-        assert len(bd["measured_on"]) == 2 and bd["measured_on"][0].startswith("reddit"), task
+        assert bd["measured_on"][0].startswith("reddit"), task
+        rep = card["counting_shift"][task]
+        table = rep["sets"][f"{bd['measured_on'][0]}_validation"]["protocol"]["250"]
+        uni, nat = table["uniform"], table["natural"]
+        mean = {m: (uni[m]["mean_tvd"] + nat[m]["mean_tvd"]) / 2 for m in uni}
+        assert bd["method"] == rep["method"] == min(mean, key=lambda m: mean[m]), (task, mean)
 
 
 def test_model_card_records_both_precisions_for_every_set(model_dir: Path) -> None:
