@@ -23,6 +23,8 @@ def alert_payload(alert: AlertRow) -> dict[str, Any]:
         f"{alert.keyword}: {alert.label} ({alert.task}) at {alert.share:.1f} % of {alert.posts} posts, "
         f"against {alert.baseline:.1f} % of {alert.baseline_posts} before (z {alert.z:.1f})"
     )
+    if alert.emerging_terms:
+        body["text"] += "; rising: " + ", ".join(t["term"] for t in alert.emerging_terms[:5])
     return body
 
 

@@ -1,0 +1,125 @@
+"""Drivers and representative posts of an analysis: the one code path behind the Aggregator
+(`/analyze`), and the file analysis, which streams chunks through the same builder.
+
+`InsightBuilder.add` takes a chunk of posts with each task's predictions for them (a post's
+label is its top label); `merge` adds another builder (parallel workers); `result` gives,
+per task and label, the drivers (serve_app.drivers) and three representative posts
+(serve_app.representatives). Memory: a `TermTable` per task (pruned past `max_terms`) and at
+most `keep` posts per label, whatever the number of posts added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from serve_app.drivers import Params, Scored, TermTable, contrast, frequent, net_sentiment, top_terms
+from serve_app.posts import Post
+from serve_app.preprocess import post_text
+from serve_app.records import Drivers, DriverTermRow, PredictionRow, Representatives
+from serve_app.representatives import Candidate, KeptPosts, head, pick
+from serve_app.tasks import TASKS
+from serve_app.terms import keyword_words, post_terms
+
+# The task whose labels give a driver's net sentiment (positive against negative).
+SENTIMENT_TASK = "sentiment"
+MAX_POST_IDS = 50  # a driver's post ids, most confident first
+
+
+@dataclass(frozen=True)
+class Insights:
+    drivers: Drivers
+    representatives: Representatives
+
+
+class InsightBuilder:
+    def __init__(
+        self,
+        keyword: str,
+        tasks: Sequence[str],
+        keep: int = 200,
+        params: Params = Params(),
+        max_terms: int = 200_000,
+    ) -> None:
+        """`keep`: posts kept per label (representatives are chosen among them, and a
+        driver's post ids come from them: give the number of posts for exact ids)."""
+        self.keyword, self.keep, self.params, self.max_terms = keyword, keep, params, max_terms
+        self.banned = keyword_words(keyword)
+        self.tables = {t: TermTable() for t in tasks}
+        self.kept: dict[str, dict[str, KeptPosts]] = {t: {} for t in tasks}
+
+    def add(self, posts: Sequence[Post], preds: Mapping[str, Sequence[PredictionRow]]) -> None:
+        """A chunk of posts and each task's prediction rows for them (same order)."""
+        texts = [post_text(p.title, p.body) for p in posts]
+        terms = [frozenset(post_terms(t, self.banned)) for t in texts]
+        polar = preds.get(SENTIMENT_TASK)
+        for task, rows in preds.items():
+            if task not in self.tables:
+                continue
+            table, kept = self.tables[task], self.kept[task]
+            for i, row in enumerate(rows):
+                label, conf = row["label"], float(row["confidence"])
+                table.add(label, terms[i], polar[i]["label"] if polar is not None else None)
+                slot = kept.get(label) or kept.setdefault(label, KeptPosts(self.keep))
+                if slot.wants(conf):
+                    p = posts[i]
+                    slot.offer(
+                        conf,
+                        lambda p=p, c=conf, t=terms[i], x=texts[i]: Candidate(  # type: ignore[misc]
+                            c, p.id, p.url, p.subreddit, float(p.created_utc), head(x), t
+                        ),
+                    )
+            if len(table.total) > 2 * self.max_terms:
+                table.prune(self.max_terms)
+
+    def merge(self, other: InsightBuilder) -> InsightBuilder:
+        for task, table in other.tables.items():
+            self.tables.setdefault(task, TermTable()).merge(table)
+            for label, slot in other.kept.get(task, {}).items():
+                mine = self.kept.setdefault(task, {}).setdefault(label, KeptPosts(self.keep))
+                mine.merge(slot)
+        return self
+
+    def result(self) -> Insights:
+        drivers: Drivers = {}
+        reps: Representatives = {}
+        for task, table in self.tables.items():
+            vocab = frequent(table, self.params)
+            drivers[task], reps[task] = {}, {}
+            for label in TASKS[task].labels if task in TASKS else sorted(table.posts):
+                scored = contrast(table, label, self.params, vocab)
+                kept = self.kept[task].get(label, KeptPosts(0))
+                ordered = kept.best_first()
+                rows = [self._row(s, ordered, table.polar) for s in top_terms(scored, self.params)]
+                drivers[task][label] = rows
+                weights = {s.term: s.z for s in scored} or dict(table.df.get(label, {}))
+                reps[task][label] = [c.row() for c in pick(kept, weights)]
+        return Insights(drivers, reps)
+
+    def _row(self, s: Scored, ordered: Sequence[Candidate], polar: bool) -> DriverTermRow:
+        ids = [c.id for c in ordered if s.term in c.terms][:MAX_POST_IDS]
+        net = (
+            net_sentiment(s.positive, s.negative, s.mentions, self.params.bootstrap, s.term)
+            if polar
+            else None
+        )
+        return {
+            "term": s.term,
+            "z": round(s.z, 3),
+            "posts": s.posts,
+            "share": round(s.share, 2),
+            "post_ids": ids,
+            "net_sentiment": net,
+        }
+
+
+def describe(
+    keyword: str,
+    posts: Sequence[Post],
+    preds: Mapping[str, Sequence[PredictionRow]],
+    params: Params = Params(),
+) -> Insights:
+    """Drivers and representative posts of one analysis held in memory (every post kept)."""
+    builder = InsightBuilder(keyword, list(preds), keep=max(1, len(posts)), params=params)
+    builder.add(posts, preds)
+    return builder.result()
