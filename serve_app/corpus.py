@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from serve_app.errors import SourceConfigError
 from serve_app.posts import FetchResult, Post, PostFilter
+from serve_app.scope import Scope, corpus_order
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -62,6 +64,7 @@ class JsonlCorpus:
                             url=str(r.get("url", "")),
                             nsfw=bool(r.get("over_18", False)),
                             stickied=bool(r.get("stickied", False)),
+                            num_comments=int(r.get("num_comments") or 0),
                         )
                     )
         return cls(posts)
@@ -69,8 +72,17 @@ class JsonlCorpus:
     def __len__(self) -> int:
         return len(self.posts)
 
-    def search(self, keyword: str, limit: int, include_nsfw: bool = False) -> FetchResult:
-        """The newest `limit` posts that match and pass hygiene (`serve_app.posts.PostFilter`)."""
+    def search(
+        self,
+        keyword: str,
+        limit: int,
+        include_nsfw: bool = False,
+        scope: Scope | None = None,
+        now: float | None = None,
+    ) -> FetchResult:
+        """The first `limit` posts (newest first, or in the scope's sort) that match, lie in the
+        scope (its subreddits, its time window measured back from `now`) and pass hygiene
+        (`serve_app.posts.PostFilter`). No match is a valid empty result."""
         words = keyword_tokens(keyword)
         if not words or limit <= 0:
             return FetchResult([])
@@ -83,15 +95,24 @@ class JsonlCorpus:
         else:
             common = set(postings[0]).intersection(*postings[1:])
             candidates = sorted(common)
+        scope = scope or Scope()
+        when = time.time() if now is None else now
+        matches = (
+            self.posts[i]
+            for i in candidates
+            if (len(words) == 1 or _has_phrase(self._tokens[i], words))
+            and (scope.is_default or scope.admits(self.posts[i], when))
+        )
+        order = corpus_order(scope.sort)
+        ordered = sorted(matches, key=order) if order is not None else matches
         out: list[Post] = []
         hygiene = PostFilter(include_nsfw)
-        for i in candidates:
-            if len(words) == 1 or _has_phrase(self._tokens[i], words):
-                kept = hygiene.admit(self.posts[i])
-                if kept is not None:
-                    out.append(kept)
-                    if len(out) >= limit:
-                        break
+        for post in ordered:
+            kept = hygiene.admit(post)
+            if kept is not None:
+                out.append(kept)
+                if len(out) >= limit:
+                    break
         return FetchResult(out, hygiene.counts())
 
 

@@ -46,9 +46,24 @@ class Post:
     # Filled in by the Fetcher's language detection.
     lang: str = "und"
     lang_confidence: float = 0.0
+    # A comment is a text of its own (issue 27): its title is "", its parent the post's id.
+    kind: Literal["post", "comment"] = "post"
+    parent_id: str | None = None
+    num_comments: int = 0  # what the source says (the corpus may not know: 0)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CommentStats:
+    """What adding comments to a fetch did (issue 27)."""
+
+    posts_asked: int  # K: the most relevant posts whose comments were asked for
+    posts_read: int  # posts whose comment page was fetched
+    comments: int  # comments added as texts of their own
+    requests: int  # comment pages requested from Reddit (each from the shared budget)
+    note: str | None = None  # why fewer were read than asked, or why none could be
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class FetchResult:
     excluded: dict[str, int] = field(default_factory=dict)
     partial: str | None = None
     requests: int = 0  # HTTP requests the source sent for it (0 for a local corpus)
+    comments: CommentStats | None = None  # when comments were asked for
 
 
 def clean_body(body: str) -> str:

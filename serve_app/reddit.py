@@ -11,12 +11,14 @@ Both clients return a `FetchResult` and share the same behaviour:
   already fetched (`FetchResult.partial` says why); a failure on the first page raises.
 - Post hygiene (`serve_app.posts.PostFilter`) runs as posts arrive, so the limit counts
   usable posts.
+- A scope (`serve_app.scope`: subreddits, exclusions, time window, sort) goes out the way
+  Reddit's search takes it; the stop rules live in `serve_app.reddit_pages`, the comment
+  pages in `serve_app.comments`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,12 +30,15 @@ import httpx
 from serve_app import metrics
 from serve_app.defaults import REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.errors import SourceError
-from serve_app.posts import FetchResult, Post, PostFilter
+from serve_app.posts import FetchResult, Post
+from serve_app.reddit_pages import PAGE, Pages, max_pages
 from serve_app.request_budget import Priority, RequestBudget
+from serve_app.scope import Scope, reddit_search
+
+__all__ = ["PAGE", "RedditPrawClient", "RedditPublicClient", "max_pages", "post_from_reddit", "user_agent"]
 
 log = logging.getLogger("ray.serve.emotion_monitor.reddit")
 
-PAGE = 100  # Reddit's maximum page size
 RETRYABLE_STATUS = (429, 500, 502, 503, 504)
 
 
@@ -41,11 +46,6 @@ def user_agent(app_id: str, version: str, contact: str | None, platform: str = "
     """A User-Agent in the form Reddit's API rules ask for: `platform:app_id:version (by contact)`."""
     ua = f"{platform}:{app_id}:v{version}"
     return f"{ua} (by {contact})" if contact else ua
-
-
-def max_pages(limit: int) -> int:
-    """The pages `limit` posts need, plus one for posts that hygiene leaves out."""
-    return math.ceil(max(1, limit) / PAGE) + 1
 
 
 def post_from_reddit(d: dict[str, Any], base_url: str) -> Post:
@@ -64,6 +64,7 @@ def post_from_reddit(d: dict[str, Any], base_url: str) -> Post:
         stickied=bool(d.get("stickied")),
         promoted=bool(d.get("promoted")),
         crosspost_of=parent.removeprefix("t3_") or None,
+        num_comments=int(d.get("num_comments") or 0),
     )
 
 
@@ -94,48 +95,6 @@ def _feed_budget(budget: RequestBudget | None, status: int, headers: Any) -> Non
         budget.observe(0, _retry_after(headers) or (limits[1] if limits else 1.0))
     elif limits is not None:
         budget.observe(*limits)
-
-
-class _Pages:
-    """The stop rules and the hygiene of one paginated search, shared by both clients."""
-
-    def __init__(self, limit: int, include_nsfw: bool) -> None:
-        self.limit = limit
-        self.filter = PostFilter(include_nsfw)
-        self.posts: list[Post] = []
-        self.pages = 0
-        self._seen: set[str] = set()
-        self._cursors: set[str] = set()
-
-    @property
-    def full(self) -> bool:
-        return len(self.posts) >= self.limit
-
-    def add(self, post: Post) -> bool:
-        """Take one post; whether it was new to this search (even if hygiene left it out)."""
-        if not post.id or post.id in self._seen:
-            return False
-        self._seen.add(post.id)
-        if not self.full:
-            kept = self.filter.admit(post)
-            if kept is not None:
-                self.posts.append(kept)
-        return True
-
-    def next_cursor(self, after: str | None, new_posts: int) -> str | None:
-        """The cursor to ask for next, or None: this page ends the search."""
-        self.pages += 1
-        if self.full or not after or new_posts == 0 or after in self._cursors:
-            return None
-        if self.pages >= max_pages(self.limit):
-            return None
-        self._cursors.add(after)
-        return after
-
-    def result(self, partial: str | None, requests: int) -> FetchResult:
-        counts = self.filter.counts()
-        metrics.record_excluded(counts)
-        return FetchResult(self.posts[: self.limit], counts, partial, requests)
 
 
 class RedditPublicClient:
@@ -177,13 +136,15 @@ class RedditPublicClient:
     def close(self) -> None:
         self.client.close()
 
-    def _send(self, params: dict[str, Any], remaining: float, priority: Priority) -> httpx.Response:
+    def _send(
+        self, params: dict[str, Any], remaining: float, priority: Priority, path: str = "/search.json"
+    ) -> httpx.Response:
         if self.budget is not None:
             self.budget.acquire(priority, self.budget.clock() + remaining)
         self.requests += 1
         try:
             resp = self.client.get(
-                "/search.json", params=params, timeout=min(remaining, self.client.timeout.read or remaining)
+                path, params=params, timeout=min(remaining, self.client.timeout.read or remaining)
             )
         except httpx.HTTPError:
             metrics.record_reddit_request(self.access, "error")
@@ -192,14 +153,16 @@ class RedditPublicClient:
         _feed_budget(self.budget, resp.status_code, resp.headers)
         return resp
 
-    def _get(self, params: dict[str, Any], deadline: float, priority: Priority) -> httpx.Response:
+    def _get(
+        self, params: dict[str, Any], deadline: float, priority: Priority, path: str = "/search.json"
+    ) -> httpx.Response:
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SourceError("reddit", "timeout", f"no answer within {self.deadline_s:.0f} s")
             try:
-                resp: httpx.Response | None = self._send(params, remaining, priority)
+                resp: httpx.Response | None = self._send(params, remaining, priority, path)
             except httpx.TimeoutException as exc:
                 if attempt >= self.retries:
                     raise SourceError(
@@ -213,7 +176,7 @@ class RedditPublicClient:
             if resp is not None and resp.status_code == 200:
                 return resp
             if resp is not None and resp.status_code not in RETRYABLE_STATUS:
-                raise SourceError("reddit", "unreachable", f"HTTP {resp.status_code} from search")
+                raise SourceError("reddit", "unreachable", f"HTTP {resp.status_code} from {path}")
             retry_after = _retry_after(resp.headers) if resp is not None else None
             if attempt >= self.retries:
                 if resp is not None and resp.status_code == 429:
@@ -227,22 +190,19 @@ class RedditPublicClient:
             self.sleep(wait)
             attempt += 1
 
-    def search(self, keyword: str, limit: int, priority: Priority = "user") -> FetchResult:
+    def search(
+        self, keyword: str, limit: int, priority: Priority = "user", scope: Scope | None = None
+    ) -> FetchResult:
         started = time.monotonic()
         deadline = started + self.deadline_s
         sent_before = self.requests
-        pages = _Pages(limit, self.include_nsfw)
+        pages = Pages(limit, self.include_nsfw, scope)
+        wanted = reddit_search(keyword, pages.scope, pages.now)
         after: str | None = None
         partial: str | None = None
         slowest = 0.0
         while True:
-            params: dict[str, Any] = {
-                "q": keyword,
-                "sort": "new",
-                "limit": PAGE,
-                "type": "link",
-                "raw_json": 1,
-            }
+            params: dict[str, Any] = {**wanted.params(), "limit": PAGE, "type": "link", "raw_json": 1}
             if after:
                 params["after"] = after
             if pages.pages and deadline - time.monotonic() < max(1.0, slowest):
@@ -250,7 +210,7 @@ class RedditPublicClient:
                 break
             page_started = time.monotonic()
             try:
-                data, children = self._page(params, deadline, priority)
+                data, children = self._page(params, deadline, priority, wanted.path + ".json")
             except SourceError as exc:
                 if not pages.pages:
                     raise  # nothing fetched: the caller answers 502/503/504 as before
@@ -266,9 +226,9 @@ class RedditPublicClient:
         return pages.result(partial, self.requests - sent_before)
 
     def _page(
-        self, params: dict[str, Any], deadline: float, priority: Priority
+        self, params: dict[str, Any], deadline: float, priority: Priority, path: str = "/search.json"
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        resp = self._get(params, deadline, priority)
+        resp = self._get(params, deadline, priority, path)
         try:
             data = resp.json()["data"]
             children = data.get("children") or []
@@ -353,20 +313,26 @@ class RedditPrawClient:
         self.deadline_s = deadline_s
         self.include_nsfw = include_nsfw
 
-    def search(self, keyword: str, limit: int, priority: Priority = "user") -> FetchResult:
+    def search(
+        self, keyword: str, limit: int, priority: Priority = "user", scope: Scope | None = None
+    ) -> FetchResult:
         import prawcore
 
-        pages = _Pages(limit, self.include_nsfw)
+        pages = Pages(limit, self.include_nsfw, scope)
         partial: str | None = None
-        listing = self.reddit.subreddit("all").search(keyword, sort="new", limit=max_pages(limit) * PAGE)
+        wanted = reddit_search(keyword, pages.scope, pages.now)
+        listing = self.reddit.subreddit(wanted.subreddit).search(
+            wanted.q, sort=wanted.sort, time_filter=wanted.t or "all", limit=max_pages(limit) * PAGE
+        )
         try:
             with _call_context(priority, time.time() + self.deadline_s):
-                for sub in listing:
+                for n, sub in enumerate(listing, 1):
                     # vars(), not getattr: a missing attribute makes praw fetch the post again.
                     d = dict(vars(sub))
                     d["subreddit"] = sub.subreddit.display_name if sub.subreddit else ""
                     pages.add(post_from_reddit(d, self.base_url))
-                    if pages.full:
+                    # praw asks for the next page when this one is used up: stop before that.
+                    if pages.full or (pages.done and n % PAGE == 0):
                         break
         except SourceError as exc:
             if not pages.posts:

@@ -3,6 +3,13 @@
 - `POST /api/v1/access_token`: OAuth client-credentials grant (praw's `reddit_url`)
 - `GET /r/all/search[.json]`: OAuth search listing, bearer token required (praw's `oauth_url`)
 - `GET /search.json`: the public search JSON (no credentials)
+- `GET /r/<a+b>/search[.json]?restrict_sr=1`: a search scoped to subreddits (either client)
+- `GET /comments/<post_id>[.json]?limit=&sort=top&depth=1`: a comment listing in Reddit's real
+  shape (a two-element array: the post, then its comments), built from a recorded real
+  listing (`recorded_comments`, `comment_listing`)
+
+Searches honour `sort` (top, comments; new and relevance: newest first), `t` (against
+`ServerState.now`) and `-subreddit:x` terms in `q`, as Reddit does.
 
 Listings page with `limit` / `after` like Reddit's, and carry `x-ratelimit-*` headers.
 Faults can be switched on per test: a fixed status for the next N requests (429 with
@@ -16,11 +23,13 @@ bodies); each request's User-Agent is recorded.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -48,6 +57,48 @@ class ServerState:
     requests: list[str] = field(default_factory=list)
     user_agents: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # post id -> listing pair
+    now: float = field(default_factory=time.time)  # what `t=` windows are measured back from
+
+
+WINDOWS = {"hour": 3600, "day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
+RECORDED_COMMENTS = (
+    Path(__file__).resolve().parents[2] / "shared/data/reddit_listings/comments_funny_3hahrw_trimmed.json"
+)
+
+
+def recorded_comments() -> list[dict[str, Any]] | None:
+    """The recorded real comment listing (see its README), or None where the data is absent."""
+    if not RECORDED_COMMENTS.is_file():
+        return None
+    loaded: list[dict[str, Any]] = json.loads(RECORDED_COMMENTS.read_text(encoding="utf-8"))
+    return loaded
+
+
+def comment_listing(recorded: list[dict[str, Any]], post: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recorded listing as if it were `post`'s thread: the post listing holds `post`, and
+    every comment id, link and parent is rewritten to belong to it (ids stay unique across
+    threads); every other field is Reddit's, untouched."""
+    pair = copy.deepcopy(recorded)
+    pair[0]["data"]["children"][0]["data"].update(post)
+    old_link = "t3_3hahrw"
+
+    def rewrite(children: list[dict[str, Any]]) -> None:
+        for child in children:
+            d = child["data"]
+            if child["kind"] == "t1":
+                d["id"] = f"{post['id']}_{d['id']}"
+                d["name"] = f"t1_{d['id']}"
+                d["link_id"] = post["name"]
+                d["subreddit"] = post["subreddit"]
+                replies = d.get("replies")
+                if isinstance(replies, dict):
+                    rewrite(replies["data"]["children"])
+            if d.get("parent_id") == old_link:
+                d["parent_id"] = post["name"]
+
+    rewrite(pair[1]["data"]["children"])
+    return pair
 
 
 def make_post(i: int, title: str, body: str = "", subreddit: str = "test", **fields: Any) -> dict[str, Any]:
@@ -145,16 +196,51 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         path = url.path.rstrip("/").removesuffix(".json")
         params = {k: v[0] for k, v in parse_qs(url.query).items()}
-        if path == "/r/all/search":
-            if self.headers.get("Authorization") != f"bearer {TOKEN}":
-                self._send(401, {"message": "Unauthorized", "error": 401})
+        auth = self.headers.get("Authorization")
+        if (path == "/r/all/search" or auth is not None) and auth != f"bearer {TOKEN}":
+            self._send(401, {"message": "Unauthorized", "error": 401})
+            return
+        parts = path.strip("/").split("/")
+        if len(parts) == 2 and parts[0] == "comments":
+            if self._fault():
                 return
+            self._send_comments(parts[1], params)
+            return
+        subreddits: list[str] = []
+        if len(parts) == 3 and parts[0] == "r" and parts[2] == "search":
+            if parts[1] != "all" and params.get("restrict_sr", "").lower() in ("1", "true", "on"):
+                subreddits = parts[1].lower().split("+")
         elif path != "/search":
             self._send(404, {"message": "Not Found", "error": 404})
             return
         if self._fault():
             return
-        self._send(200, self._listing(params), self._ratelimit_headers())
+        self._send(200, self._listing(params, subreddits), self._ratelimit_headers())
+
+    def _send_comments(self, post_id: str, params: dict[str, str]) -> None:
+        pair = self.server.state.comments.get(post_id)
+        if pair is None:
+            self._send(404, {"message": "Not Found", "error": 404})
+            return
+        pair = copy.deepcopy(pair)
+        children = pair[1]["data"]["children"]
+        comments = [c for c in children if c["kind"] == "t1"]
+        if params.get("sort") == "top":
+            comments.sort(key=lambda c: -int(c["data"].get("score") or 0))
+        if params.get("depth") == "1":
+            for c in comments:
+                c["data"]["replies"] = ""
+        limit = int(params.get("limit", 200))
+        more = [c for c in children if c["kind"] == "more"]
+        pair[1]["data"]["children"] = comments[:limit] + more
+        raw = json.dumps(pair).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in self._ratelimit_headers().items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
 
     def _ratelimit_headers(self) -> dict[str, str]:
         f = self.server.state.faults
@@ -164,15 +250,28 @@ class _Handler(BaseHTTPRequestHandler):
             "x-ratelimit-reset": str(int(f.ratelimit_reset)),
         }
 
-    def _listing(self, params: dict[str, str]) -> dict[str, Any]:
-        q = params.get("q", "").lower()
+    def _listing(self, params: dict[str, str], subreddits: list[str] | None = None) -> dict[str, Any]:
+        words = params.get("q", "").split()
+        excluded = {w.removeprefix("-subreddit:").lower() for w in words if w.startswith("-subreddit:")}
+        q = " ".join(w for w in words if not w.startswith("-subreddit:")).lower()
         limit = max(1, min(100, int(params.get("limit", 25))))
+        window = WINDOWS.get(params.get("t", "all"))
+        state = self.server.state
         hits = [
             p
-            for p in self.server.state.posts
-            if q and (q in p["title"].lower() or q in p["selftext"].lower())
+            for p in state.posts
+            if q
+            and (q in p["title"].lower() or q in p["selftext"].lower())
+            and (not subreddits or p["subreddit"].lower() in subreddits)
+            and p["subreddit"].lower() not in excluded
+            and (window is None or p["created_utc"] >= state.now - window)
         ]
-        hits.sort(key=lambda p: -p["created_utc"])
+        sort = params.get("sort", "relevance")
+        hits.sort(key=lambda p: -p["created_utc"])  # new, and relevance as this server sees it
+        if sort == "top":
+            hits.sort(key=lambda p: -p["score"])
+        elif sort == "comments":
+            hits.sort(key=lambda p: -p["num_comments"])
         start = 0
         after = params.get("after")
         if self.server.state.faults.loop_cursor:
