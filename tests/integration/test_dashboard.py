@@ -1,6 +1,7 @@
-"""The watchlist dashboard in a real browser (headless Debian chromium through chromedriver),
-against the running app: add a watch, see it listed, its trend drawn, the alerts, a clear
-message for bad input, and remove it."""
+"""The watchlists (the page's Watchlists tab; `/dashboard` redirects there) in a real browser
+(headless Debian chromium through chromedriver), against the running app: add a watch, see it
+listed, its trend drawn, the alerts with their emerging terms, a clear message for bad input,
+and remove it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from serve_app.tasks import TASKS
-from tests.integration.test_watchlists import monitor_pass, spike_history
+from tests.integration.test_watchlists import SPIKE_TERM, monitor_pass, spike_history
 
 pytestmark = pytest.mark.integration
 
@@ -103,6 +104,8 @@ def test_dashboard_in_a_real_browser(
     browser.refresh()
     alert = wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#alerts tr[data-alert]"))
     assert "tea time" in alert[0].text and "anger (emotion)" in alert[0].text and "50.0%" in alert[0].text
+    # What the spike is about: the alert's emerging terms, with their post counts.
+    assert SPIKE_TERM in alert[0].find_element(By.CSS_SELECTOR, "td.emerging").text
 
     # Sentiment trend on demand.
     from selenium.webdriver.support.ui import Select
