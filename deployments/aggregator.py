@@ -6,14 +6,15 @@ import base64
 import io
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from ray import serve
 
-from serve_app.breakdown import breakdown
-from serve_app.records import PredictionRow, ShareRow, StronglyNegativeRow, Summary
+from serve_app.insights import Insights, describe
+from serve_app.posts import Post
+from serve_app.quantify import Counting, Quantified, net_sentiment, quantify
+from serve_app.records import NetSentimentRow, PredictionRow, ShareRow, StronglyNegativeRow, Summary
 from serve_app.tasks import TASK_NAMES, TASKS, TaskSpec
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -30,14 +31,6 @@ def round_to_total(values: Sequence[float], total: float = 100.0, decimals: int 
     for i in order[: max(0, missing)]:
         floors[i] += 1
     return [f / scale for f in floors]
-
-
-@dataclass(frozen=True)
-class Counting:
-    """How a task's breakdown is counted: the artifact's method and adjustment matrix."""
-
-    method: str = "cc"
-    adjustment: Sequence[Sequence[float]] | None = None
 
 
 def _rows(
@@ -67,11 +60,27 @@ def _rows(
 def aggregate(
     predictions: Sequence[PredictionRow], task: TaskSpec, counting: Counting = Counting()
 ) -> dict[str, list[ShareRow]]:
+    """`aggregate_quantified` without the bootstrap draws."""
+    return aggregate_quantified(predictions, task, counting)[0]
+
+
+def net_sentiment_of(task: TaskSpec, q: Quantified) -> NetSentimentRow | None:
+    """Net sentiment from a breakdown with positive and negative labels, else None."""
+    if not {"positive", "negative"} <= set(task.labels) or not len(q.draws):
+        return None
+    value, low, high = net_sentiment(q.shares, q.draws, task.labels)
+    return {"value": round(value, 4), "low": round(low, 4), "high": round(high, 4)}
+
+
+def aggregate_quantified(
+    predictions: Sequence[PredictionRow], task: TaskSpec, counting: Counting = Counting()
+) -> tuple[dict[str, list[ShareRow]], Quantified]:
     """Every label with its share of the posts (%, summing to 100, with a 95 % interval),
     the posts whose top label it is (`count`) and their mean confidence (`avg_score`).
 
-    Shares follow the artifact's counting method (serve_app.breakdown); with `cc` a share
-    is exactly count / posts. A task with a rest label (neutral) also gets the other
+    Shares and intervals follow the artifact's counting method (serve_app.quantify); with
+    `cc` a share is exactly count / posts. Also the bootstrap draws (for net sentiment).
+    A task with a rest label (neutral) also gets the other
     labels' shares among the posts that carry one of them, under `task.among_field`.
     """
     labels = task.labels
@@ -85,7 +94,7 @@ def aggregate(
         i = labels.index(p["label"])
         counts[i] += 1
         conf_sum[i] += float(p["confidence"])
-    bd = breakdown(probs, counting.method, counting.adjustment, rest=task.rest_index)
+    bd = quantify(probs, counting, rest=task.rest_index)
     out = {task.response_field: _rows(labels, bd.shares, bd.low, bd.high, counts, conf_sum, n)}
     if task.among_field and task.rest_index is not None and bd.among is not None:
         keep = [i for i in range(len(labels)) if i != task.rest_index]
@@ -100,7 +109,7 @@ def aggregate(
             [conf_sum[i] for i in keep],
             emotional if counting.method == "cc" else n,
         )
-    return out
+    return out, bd
 
 
 def strongly_negative(
@@ -197,12 +206,14 @@ class Aggregator:
         return_plot: bool,
         counting: dict[str, Counting] | None = None,
         partial: bool = False,
+        posts: list[Post] | None = None,
     ) -> Summary:
         """The breakdowns of every task in `predictions`, by response field, and the chart.
 
-        `partial`: the source stopped early; the chart's titles say so.
+        `partial`: the source stopped early; the chart's titles say so. `posts`: the scored
+        posts (the predictions' order): with them, each task's drivers and representative posts.
         """
-        return summarize(keyword, predictions, return_plot, counting or {}, partial)
+        return summarize(keyword, predictions, return_plot, counting or {}, partial, posts)
 
 
 def summarize(
@@ -211,14 +222,21 @@ def summarize(
     return_plot: bool,
     counting: Mapping[str, Counting],
     partial: bool = False,
+    posts: Sequence[Post] | None = None,
 ) -> Summary:
     breakdowns: dict[str, list[ShareRow]] = {}
+    net: NetSentimentRow | None = None
     for task, preds in predictions.items():
-        breakdowns.update(aggregate(preds, TASKS[task], counting.get(task, Counting())))
+        rows, quantified = aggregate_quantified(preds, TASKS[task], counting.get(task, Counting()))
+        breakdowns.update(rows)
+        net = net or net_sentiment_of(TASKS[task], quantified)
     log.debug("summarized %s for %r (plot=%s)", ",".join(predictions), keyword, return_plot)
+    insights = describe(keyword, posts, predictions) if posts is not None else Insights({}, {})
     if not return_plot:
-        return Summary(breakdowns)
+        return Summary(breakdowns, None, insights.drivers, insights.representatives, net)
     n = max((len(p) for p in predictions.values()), default=0)
     shown = {t: breakdowns[TASKS[t].response_field] for t in predictions}
     chart = render_chart(shown, keyword, n, " (partial)" if partial else "")
-    return Summary(breakdowns, base64.b64encode(chart).decode("ascii"))
+    return Summary(
+        breakdowns, base64.b64encode(chart).decode("ascii"), insights.drivers, insights.representatives, net
+    )

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import psutil
@@ -253,6 +253,8 @@ class GatedLoop(LoopActor):
         self.last_pass: float | None = None
 
     async def busy(self, window_s: float = 0.5) -> bool:
+        if self.cfg.cpu_threshold >= 100:  # the gate is off: a full machine still polls
+            return False
         self.cpu = await asyncio.to_thread(cpu_percent, window_s)
         if self.cpu >= self.cfg.cpu_threshold:
             self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
@@ -338,6 +340,12 @@ class MonitorConfig:
     webhook_url: str | None = field(default=None, repr=False)
     webhook_attempts: int = 8  # delivery attempts (each with in-pass retries) before `failed`
     webhook_timeout_s: float = 5.0
+    # A replayed feed (source "replay") runs minutes of posts where a live one runs hours:
+    # its watches' spike test compares buckets of this size instead of `bucket_s`.
+    replay_bucket_s: int = 60
+
+    def bucket_for(self, source: str) -> int:
+        return self.replay_bucket_s if source == "replay" else self.bucket_s
 
 
 def monitor_actor_name(app_name: str = DEFAULT_APP) -> str:
@@ -376,7 +384,7 @@ class MonitorActor(GatedLoop):
             error = None
             try:
                 await ingress.run_background.remote(
-                    BackgroundRun(w.keyword, w.limit, w.source, tuple(w.tasks))
+                    BackgroundRun(w.keyword, w.limit, w.source, tuple(w.tasks), scope=w.scope)
                 )
             except Exception as exc:  # recorded on the watch; the next poll tries again
                 error = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -389,20 +397,22 @@ class MonitorActor(GatedLoop):
             # sees them (sync_now ignores the CPU gate; it is a bounded pass).
             await get_actor(sync_actor_name(self.cfg.app_name)).sync_now.remote()
             for w in polled:
-                await self._spikes(w.keyword)
+                await self._spikes(w.keyword, self.cfg.bucket_for(w.source))
         await self.deliver_pending()
         self.last_pass = time.time()
         return len(polled)
 
-    async def _spikes(self, keyword: str) -> None:
+    async def _spikes(self, keyword: str, bucket_s: int) -> None:
         from serve_app import watchlists as wl
         from serve_app.trends import detect_spikes
 
         since = time.time() - self.cfg.window_s
-        buckets = await asyncio.to_thread(
-            wl.trend_buckets, self.cfg.postgres_url, keyword, self.cfg.bucket_s, since
-        )
-        for spike in detect_spikes(normalize_keyword(keyword), buckets, self.cfg.rules, self.cfg.bucket_s):
+        buckets = await asyncio.to_thread(wl.trend_buckets, self.cfg.postgres_url, keyword, bucket_s, since)
+        for found in detect_spikes(normalize_keyword(keyword), buckets, self.cfg.rules, bucket_s):
+            # What the spike is about: the terms that rose in its bucket (posts' texts in PostgreSQL).
+            trailing = max(r.baseline_buckets for r in self.cfg.rules if r.task == found.task)
+            terms = await asyncio.to_thread(wl.spike_terms, self.cfg.postgres_url, found, trailing)
+            spike = replace(found, emerging_terms=terms)
             if await asyncio.to_thread(
                 wl.record_alert, self.cfg.postgres_url, spike, bool(self.cfg.webhook_url)
             ):

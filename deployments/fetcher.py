@@ -15,6 +15,7 @@ from pathlib import Path
 from ray import serve
 
 from serve_app import metrics
+from serve_app.comments import CommentPlan, corpus_comments, fetch_comments, with_comments
 from serve_app.corpus import JsonlCorpus
 from serve_app.defaults import REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.errors import SourceConfigError
@@ -22,7 +23,9 @@ from serve_app.language import detect
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
 from serve_app.reddit import RedditPrawClient, RedditPublicClient
+from serve_app.replay import ReplayFeed, ReplayPlan, ReplayStatus
 from serve_app.request_budget import BudgetConfig, Priority, RequestBudget
+from serve_app.scope import Scope
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
 log = logging.getLogger("ray.serve.emotion_monitor.fetcher")
@@ -48,6 +51,9 @@ class FetcherConfig:
     reddit_public_per_min: float = 10.0
     reddit_burst: int = 10
     reddit_background_reserve: float = 5.0
+    comments_per_post: int = 20  # top-level comments read per post (issue 27)
+    comments_total: int = 500  # comments one analysis may add in all
+    replay: ReplayPlan = field(default_factory=ReplayPlan)  # source "replay" (serve_app.replay)
 
     def budget(self, oauth: bool) -> BudgetConfig:
         # One bucket per credential: Reddit counts per OAuth client id, or per address without.
@@ -63,6 +69,7 @@ class PostSources:
         self.cfg = cfg
         self._corpus: JsonlCorpus | None = None
         self._reddit: RedditPublicClient | RedditPrawClient | None = None
+        self._replay: ReplayFeed | None = None
 
     def corpus(self) -> JsonlCorpus:
         if self._corpus is None:
@@ -108,12 +115,42 @@ class PostSources:
                 )
         return self._reddit
 
-    def fetch(self, source: str, keyword: str, limit: int, priority: Priority = "user") -> FetchResult:
+    def replay(self, restart: bool = False) -> ReplayFeed:
+        """The replayed feed; its clock starts at its first use, or again on `restart`.
+
+        The clock lives in this replica (the Fetcher has one): a replaced replica starts a
+        new run, whose posts carry new ids, so history never mixes two runs' timestamps.
+        """
+        if self._replay is None or restart:
+            self._replay = ReplayFeed(self.corpus(), self.cfg.replay)
+        return self._replay
+
+    def fetch(
+        self,
+        source: str,
+        keyword: str,
+        limit: int,
+        priority: Priority = "user",
+        scope: Scope | None = None,
+        include_comments: int = 0,
+    ) -> FetchResult:
         if source == "jsonl":
-            return self.corpus().search(keyword, limit, self.cfg.include_nsfw)
+            got = self.corpus().search(keyword, limit, self.cfg.include_nsfw, scope)
+            return corpus_comments(got, include_comments)
         if source == "reddit":
-            return self.reddit().search(keyword, limit, priority)
-        raise SourceConfigError(f"unknown source {source!r}; use 'reddit' or 'jsonl'")
+            started = time.monotonic()
+            client = self.reddit()
+            got = client.search(keyword, limit, priority, scope)
+            if include_comments <= 0:
+                return got
+            plan = CommentPlan(include_comments, self.cfg.comments_per_post, self.cfg.comments_total)
+            left = self.cfg.deadline_s - (time.monotonic() - started)
+            found = fetch_comments(client, got.posts, plan, priority, left)
+            return with_comments(got, found, include_comments)
+        if source == "replay":  # the corpus on a live clock (serve_app.replay); no comments either
+            got = self.replay().search(keyword, limit, self.cfg.include_nsfw, scope)
+            return corpus_comments(got, include_comments)
+        raise SourceConfigError(f"unknown source {source!r}; use 'reddit', 'jsonl' or 'replay'")
 
 
 @serve.deployment(
@@ -129,13 +166,22 @@ class Fetcher:
             self.sources.corpus()  # load once per replica, before the first request
         detect(["warm up"])  # load the language model now, not on the first request
 
-    def fetch(self, source: str, keyword: str, limit: int, priority: Priority = "user") -> FetchResult:
-        """The posts, each with the language it is written in (`lang`, `lang_confidence`).
+    def fetch(
+        self,
+        source: str,
+        keyword: str,
+        limit: int,
+        priority: Priority = "user",
+        scope: Scope | None = None,
+        include_comments: int = 0,
+    ) -> FetchResult:
+        """The posts (and the comments of the first `include_comments`), each with the language
+        it is written in (`lang`, `lang_confidence`), within `scope`.
 
         `priority` "background" (the warmer, monitors) yields Reddit's request budget to users.
         """
         started = time.perf_counter()
-        got = self.sources.fetch(source, keyword, limit, priority)
+        got = self.sources.fetch(source, keyword, limit, priority, scope, include_comments)
         metrics.record_fetch(source, time.perf_counter() - started)
         log.debug("fetched %d posts for %r from %s in %.3f s", len(got.posts), keyword, source,
                   time.perf_counter() - started)  # fmt: skip
@@ -145,3 +191,10 @@ class Fetcher:
             for p, d in zip(got.posts, found, strict=True)
         ]
         return dataclasses.replace(got, posts=posts)
+
+    def restart_replay(self) -> ReplayStatus:
+        """Start the replayed feed (source "replay") again from its beginning, as a new run."""
+        return self.sources.replay(restart=True).status()
+
+    def replay_status(self) -> ReplayStatus:
+        return self.sources.replay().status()

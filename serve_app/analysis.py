@@ -8,9 +8,11 @@ and hand its history record over for PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import redis
@@ -25,10 +27,13 @@ from serve_app.history import make_record, queue_track
 from serve_app.language import UNDETERMINED, count_languages, is_supported, readable_languages
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
+from serve_app.quantify import served_counting
 from serve_app.question import Question
 from serve_app.records import PredictionRow, ServedModels, Summary
 from serve_app.request_budget import Priority
 from serve_app.schemas import Analysis
+from serve_app.scope import CountOver, Scope, counted_kinds
+from serve_app.scope_fields import scope_echo
 from serve_app.score_cache import ScoreCache
 from serve_app.served import ServedCatalog
 from serve_app.single_flight import Answer, SingleFlight
@@ -58,6 +63,7 @@ class FlowConfig:
     fetch_timeout_s: float = 60.0
     classify_timeout_s: float = 60.0
     call_retries: int = 5  # re-sends of an idempotent call whose replica died
+    insights: bool = True  # drivers and representative posts per label (the bench turns them off)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class BackgroundRun:
     # The warmer's refresh: compute only when the cached answer is missing or has less
     # than this many seconds left. None: always compute (the monitor wants new posts).
     refresh_below_s: int | None = None
+    scope: Scope = field(default_factory=Scope)  # a watch's subreddits, time window, sort
 
 
 @dataclass(frozen=True)
@@ -98,10 +105,17 @@ def select_posts(fetched: FetchResult, models: ServedModels, q: Question) -> Sel
     posts = fetched.posts
     readable = readable_languages(models.tasks[t].languages for t in q.tasks)
     langs = [p.lang or UNDETERMINED for p in posts]
-    keep = [i for i, lg in enumerate(langs) if q.include_other_languages or is_supported(lg, readable)]
+    readable_ok = [i for i, lg in enumerate(langs) if q.include_other_languages or is_supported(lg, readable)]
+    # `count_over`: texts of a kind the breakdowns do not count are kept in the record, unscored.
+    kinds = counted_kinds(q.count_over)
+    keep = [i for i in readable_ok if posts[i].kind in kinds]
     kept = set(keep)
     metrics.record_posts(langs, [i in kept for i in range(len(posts))])
-    excluded = {"language": len(posts) - len(keep), **fetched.excluded}
+    excluded = {
+        "language": len(posts) - len(readable_ok),
+        "not_counted": len(readable_ok) - len(keep),
+        **fetched.excluded,
+    }
     return Selection(
         keep,
         [post_text(posts[i].title, posts[i].body) for i in keep],
@@ -143,8 +157,13 @@ def build_analysis(
             "partial_reason": fetched.partial,
             "model_versions": versions,
             "plot_base64": summary.plot_base64,
+            "net_sentiment": summary.net_sentiment,
+            "drivers": summary.drivers,
+            "representatives": summary.representatives,
             "post_source": q.source,
             "model_version": versions.get(DEFAULT_TASK) or next(iter(versions.values())),
+            "scope": scope_echo(q.scope, q.include_comments, q.count_over, time.time()),
+            "comments": dataclasses.asdict(fetched.comments) if fetched.comments else None,
         }
     )
 
@@ -176,6 +195,10 @@ class AnalysisFlow:
         negative_threshold: float | None = None,
         lang: str = "en",
         include_other_languages: bool = False,
+        *,
+        scope: Scope | None = None,
+        include_comments: int = 0,
+        count_over: CountOver = "both",
     ) -> Question:
         """The question asked, with every default filled in (source, tasks, threshold)."""
         chosen = self.catalog.plan(models, tasks)
@@ -188,6 +211,9 @@ class AnalysisFlow:
             threshold,
             lang,
             include_other_languages,
+            scope or Scope(),
+            include_comments,
+            count_over,
         )
 
     async def answer(self, q: Question, models: ServedModels, plot: bool) -> tuple[Answer, AnswerSource]:
@@ -210,7 +236,7 @@ class AnalysisFlow:
     async def run_background(self, run: BackgroundRun) -> BackgroundOutcome:
         """One analysis for a background actor, at background priority at the source."""
         models = await self.catalog.get()
-        q = self.question(models, run.keyword, run.limit, run.source, run.tasks)
+        q = self.question(models, run.keyword, run.limit, run.source, run.tasks, scope=run.scope)
         key = q.key(models.versions(q.tasks))
         if run.refresh_below_s is not None:
             if self.cache.client is None:
@@ -233,7 +259,9 @@ class AnalysisFlow:
         """Fetch, pick the posts the models can read, score, aggregate; cache and record."""
         fetched: FetchResult = await self._call(
             f"source {q.source!r}",
-            lambda: self.handles.fetcher.fetch.remote(q.source, q.keyword, q.limit, priority),
+            lambda: self.handles.fetcher.fetch.remote(
+                q.source, q.keyword, q.limit, priority, q.scope, q.include_comments
+            ),
             self.cfg.fetch_timeout_s,
         )
         sel = select_posts(fetched, models, q)
@@ -242,20 +270,26 @@ class AnalysisFlow:
         # A version rolled since `models` was read: re-read next time. The answer is cached
         # under the versions that actually produced it.
         self.catalog.note_versions(models.versions(q.tasks), versions)
-        counting = {
-            t: Counting(models.tasks[t].breakdown_method, models.tasks[t].adjustment) for t in q.tasks
-        }
+        counting = {t: served_counting(models.tasks[t]) for t in q.tasks}
         partial = fetched.partial is not None
+        scored = [fetched.posts[i] for i in sel.keep]  # the predictions' order
         summary: Summary = await self._call(
             "aggregator",
-            lambda: self.handles.aggregator.summarize.remote(q.keyword, preds, plot, counting, partial),
+            lambda: self.handles.aggregator.summarize.remote(
+                q.keyword, preds, plot, counting, partial, scored if self.cfg.insights else None
+            ),
             30,
         )
         analysis = build_analysis(q, fetched, sel, summary, preds, counting, versions, newly)
-        result = analysis.model_dump()
+        # The answer names its history record (the export's key); cached with it, so a cache
+        # hit gives the id it was computed with.
+        record = make_record(q, analysis, fetched.posts, preds, sel.keep)
+        analysis.analysis_id = record["query_id"]
+        # JSON types (the scope's datetimes as ISO strings): what the cache holds and a hit returns.
+        result = analysis.model_dump(mode="json")
         await self.cache.set(q.key(versions), result, self.cfg.partial_ttl_s if partial else None)
         if self.cfg.history and fetched.posts:
-            await self.held.save(make_record(q, analysis, fetched.posts, preds, sel.keep))
+            await self.held.save(record)
         return result
 
     async def _score(

@@ -34,6 +34,7 @@ from serve_app.embedded import Infrastructure, resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
+from serve_app.replay import ReplayPlan
 from serve_app.settings import Settings, Source, get_settings, reddit_user_agent, secret
 from serve_app.tasks import TASK_NAMES, TaskName, check_head
 from serve_app.trends import spike_rules
@@ -86,6 +87,9 @@ class AppArgs(BaseModel):
     max_batch_size: int = Field(MAX_BATCH_SIZE, ge=1, le=512)
     batch_wait_timeout_s: float = Field(BATCH_WAIT_S, ge=0, le=1)
     fetch_deadline_s: float = Field(25.0, gt=0, le=120)
+    insights: bool = Field(
+        True, description="Drivers and representative posts per label in /analyze answers (bench compares)"
+    )
     log_encoding: Literal["TEXT", "JSON"] = Field(
         "JSON", description="JSON: one object per line with the request_id that follows a request"
     )
@@ -217,6 +221,7 @@ def background_configs(
             rules=spike_rules(s.alert_z, s.alert_min_posts, s.alert_baseline_buckets),
             webhook_url=secret(s.alert_webhook_url),
             webhook_attempts=s.alert_webhook_attempts,
+            replay_bucket_s=s.replay_bucket_s,
         )
     return BackgroundConfigs(sync, warmer, infra.supervised(), monitor)
 
@@ -298,6 +303,9 @@ def fetcher_config(args: AppArgs, s: Settings, infra: Infrastructure) -> Fetcher
         reddit_public_per_min=s.reddit_public_per_min,
         reddit_burst=s.reddit_burst,
         reddit_background_reserve=s.reddit_background_reserve,
+        replay=ReplayPlan(s.replay_posts_per_s, s.replay_backlog_s, s.replay_burst_at_s, s.replay_burst_s),
+        comments_per_post=s.comments_per_post,
+        comments_total=s.comments_total,
     )
 
 
@@ -339,6 +347,7 @@ def ingress_config(
             default_source=default_source,
             negative_threshold=s.negative_threshold,
             history=args.history and infra.postgres_url is not None,
+            insights=args.insights,
         ),
         redis_url=infra.redis_url,
         cache=args.cache,

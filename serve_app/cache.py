@@ -40,6 +40,7 @@ def analysis_key(
     lang: str = "en",
     negative_threshold: float | None = None,
     include_other_languages: bool = False,
+    scope: str = "",
 ) -> str:
     """The cache key of one /analyze: every model version asked for, and every option that
     changes the answer (the threshold only matters when the triage task runs)."""
@@ -48,6 +49,8 @@ def analysis_key(
         model += f";neg>={negative_threshold:g}"
     if include_other_languages:
         model += ";all-languages"
+    if scope:  # subreddits, time window, sort, comments (Question.scope_key)
+        model += f";{scope}"
     return cache_key(keyword, limit, source, model, lang)
 
 

@@ -27,10 +27,12 @@ import psycopg
 import redis
 from psycopg.types.json import Jsonb
 
+from serve_app.export import INSERT_TEXTS, text_rows
 from serve_app.posts import Post
 from serve_app.preprocess import normalize_keyword
 from serve_app.question import Question
 from serve_app.records import RECORD_FORMAT, HistoryRecord, PredictionRow, RecordPost
+from serve_app.scope_history import scope_record, write_scope
 from serve_app.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ def make_record(
         "partial_reason": analysis.partial_reason,
         "excluded": dict(analysis.excluded_reasons),
         "posts": [_record_post(p, per_post.get(i, {})) for i, p in enumerate(posts)],
+        "scope": scope_record(question),
     }
     rec["query_id"] = hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:32]
     return rec
@@ -121,6 +124,8 @@ def _record_post(p: Post, predictions: dict[str, PredictionRow]) -> RecordPost:
         "lang": p.lang,
         "lang_confidence": p.lang_confidence,
         "predictions": predictions,
+        "kind": p.kind,
+        "parent_id": p.parent_id,
     }
 
 
@@ -246,6 +251,8 @@ def insert_records(conn: psycopg.Connection, records: Sequence[Mapping[str, Any]
             cur.executemany(_INSERT_POST, [_post_row(rec["source"], p) for p in rec["posts"]])
             cur.executemany(_INSERT_PREDICTION, list(_prediction_rows(rec)))
             cur.executemany(_INSERT_AGGREGATE, list(_aggregate_rows(rec)))
+            write_scope(cur, rec)  # scope and comments (0008)
+            cur.executemany(INSERT_TEXTS, list(text_rows(rec)))  # the export's copy (0010)
 
 
 _INSERT_QUERY = (

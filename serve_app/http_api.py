@@ -23,6 +23,10 @@ api = FastAPI(
     title="emotion-monitor",
     version=__version__,
     description="Emotion breakdown of recent posts about a keyword, and single-text emotion classification.",
+    # /docs is served by serve_app.page_api from packaged files, not a CDN; no /redoc (ReDoc
+    # fetches its logo from the internet).
+    docs_url=None,
+    redoc_url=None,
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {

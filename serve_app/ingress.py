@@ -21,15 +21,19 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+import serve_app.page_api  # noqa: F401  (registers /, its assets and /docs before Serve wraps the app)
 from serve_app.analysis import AnalysisFlow, BackgroundOutcome, BackgroundRun, FlowConfig, Handles
 from serve_app.cache import AnalysisCache
 from serve_app.calls import Admission, call_with_retries
+from serve_app.compare import CompareRequest, CompareResponse, compare_answers
 from serve_app.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
 from serve_app.errors import ServiceUnavailable
+from serve_app.export_api import ExportDesk
 from serve_app.held_records import HeldRecords
 from serve_app.http_api import AUTH, ERRORS, RateLimited, api
 from serve_app.inline import InlineModels
 from serve_app.records import ServedModels
+from serve_app.replay_api import replay_status  # noqa: F401  (registers the /demo/replay routes)
 from serve_app.schemas import (
     AnalyzeRequest,
     AnalyzeResponse,
@@ -119,6 +123,8 @@ class Ingress:
             cfg.score_ttl_s,
         )
         # The watch routes (serve_app.watch_api) run in this process and ask it two things.
+        # The export route (serve_app.export_api) reads held records and PostgreSQL.
+        api.state.export = ExportDesk(store.client, cfg.postgres_url)
         api.state.watch = WatchDesk(
             cfg.postgres_url, cfg.flow.default_source, self._served_tasks, self._rate_limit
         )
@@ -169,12 +175,24 @@ class Ingress:
             req.negative_threshold,
             req.lang,
             req.include_other_languages,
+            scope=req.scope(),
+            include_comments=req.include_comments,
+            count_over=req.count_over,
         )
         log.debug("analyze %r limit=%d source=%s", req.keyword, req.limit, question.source)
         answer, how = await self.flow.answer(question, models, plot=req.return_plot)
         if not req.return_plot:
             answer = {**answer, "plot_base64": None}
         return AnalyzeResponse(**answer, source=how, time=round(time.perf_counter() - started, 4))
+
+    @api.post("/compare", response_model=CompareResponse, responses=ERRORS, dependencies=AUTH)
+    async def compare(self, req: CompareRequest, request: Request) -> CompareResponse:
+        """2-5 keywords, each answered as /analyze would (same options, caches and single
+        flight), and per task and label the differences between them with a 95 % interval
+        and a Holm-corrected test (`method` says which)."""
+        started = time.perf_counter()
+        answers = await asyncio.gather(*(self.analyze(sub, request) for sub in req.per_keyword()))
+        return compare_answers(req.keywords, answers, round(time.perf_counter() - started, 4))
 
     async def run_background(self, run: BackgroundRun) -> BackgroundOutcome:
         """The one call background actors (the warmer, the keyword monitor) make."""

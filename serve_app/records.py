@@ -5,8 +5,10 @@ responses), typed here so every producer and consumer agrees on their keys."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TypedDict
+from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
+
+from serve_app.quantify import Counting
 
 
 class PredictionRow(TypedDict):
@@ -37,13 +39,60 @@ class StronglyNegativeRow(TypedDict):
     ids: list[str]
 
 
+class NetSentimentRow(TypedDict):
+    """(positive - negative) / (positive + negative), with its 95 % interval (the API's `NetSentiment`)."""
+
+    value: float
+    low: float
+    high: float
+
+
+class DriverTermRow(TypedDict):
+    """A term distinctive of a label's posts (the API's `DriverRow`; serve_app.drivers)."""
+
+    term: str
+    z: float
+    posts: int
+    share: float
+    post_ids: list[str]
+    net_sentiment: NetSentimentRow | None
+
+
+class RepresentativeRow(TypedDict):
+    """A post typical of a label (the API's `RepresentativePost`; serve_app.representatives)."""
+
+    id: str
+    link: str
+    subreddit: str
+    created_utc: float
+    snippet: str
+    confidence: float
+
+
+class EmergingTermRow(TypedDict):
+    """A term whose share rose in a spiking bucket against the baseline (alerts)."""
+
+    term: str
+    z: float
+    posts: int
+
+
+# Per task, per label (drivers and representative posts of an analysis).
+Drivers = dict[str, dict[str, list[DriverTermRow]]]
+Representatives = dict[str, dict[str, list[RepresentativeRow]]]
+
+
 @dataclass(frozen=True)
 class Summary:
     """The Aggregator's answer: each breakdown under its response field (the task registry's
-    `response_field` and `among_field`), and the chart."""
+    `response_field` and `among_field`), the chart, and each task's drivers and
+    representative posts per label (when the posts were given)."""
 
     breakdowns: dict[str, list[ShareRow]]
     plot_base64: str | None = None
+    drivers: Drivers = field(default_factory=dict)
+    representatives: Representatives = field(default_factory=dict)
+    net_sentiment: NetSentimentRow | None = None  # from the sentiment breakdown's draws
 
 
 @dataclass(frozen=True)
@@ -57,6 +106,7 @@ class TaskModel:
     model_dir: str
     breakdown_method: str = "cc"  # how the artifact says its breakdown is counted
     adjustment: tuple[tuple[float, ...], ...] | None = None
+    counting: Counting | None = None  # the artifact's full fit (serve_app.quantify)
 
 
 @dataclass(frozen=True)
@@ -115,6 +165,8 @@ class RecordPost(TypedDict):
     lang: str
     lang_confidence: float
     predictions: dict[str, PredictionRow]
+    kind: NotRequired[str]  # post | comment (issue 27; records before it: post)
+    parent_id: NotRequired[str | None]  # a comment's post
 
 
 class HistoryRecord(TypedDict):
@@ -140,3 +192,17 @@ class HistoryRecord(TypedDict):
     partial_reason: str | None
     excluded: dict[str, int]
     posts: list[RecordPost]
+    scope: NotRequired[ScopeRecord]  # subreddits, time, sort, comments (issue 27)
+
+
+class ScopeRecord(TypedDict):
+    """An analysis's scope as its history record keeps it (times in unix seconds)."""
+
+    subreddits: list[str]
+    exclude_subreddits: list[str]
+    time_window: str | None
+    since: float | None
+    until: float | None
+    sort: str
+    include_comments: int
+    count_over: str

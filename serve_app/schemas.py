@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from serve_app.insight_schemas import DriverRow, EmergingTerm, NetSentiment, RepresentativePost
+from serve_app.scope import SortOrder
+from serve_app.scope_fields import AnalyzeOptions, CommentsOut, ScopeEcho, ScopeFields
 from serve_app.settings import Source
 from serve_app.tasks import DEFAULT_TASK, TASK_NAMES, TASKS, TaskName
 
@@ -18,7 +21,7 @@ Task = TaskName
 MAX_BODY_BYTES = 8 * 2**20
 
 
-class AnalyzeRequest(BaseModel):
+class AnalyzeRequest(AnalyzeOptions):  # the scope and comment fields: serve_app.scope_fields
     model_config = ConfigDict(
         extra="ignore", json_schema_extra={"examples": [{"keyword": "AI", "limit": 250, "return_plot": True}]}
     )
@@ -66,14 +69,21 @@ class AnalyzeRequest(BaseModel):
 class LabelAgg(BaseModel):
     label: str
     pct: float = Field(
-        description="Estimated share of posts with this label, % (all labels sum to 100), counted as the "
-        "model's artifact says (`breakdown_methods`)."
+        description="Estimated share of posts with this label, % (all labels sum to 100): the model's "
+        "per-post probabilities corrected for its known errors, counted as the artifact says "
+        "(`breakdown_methods`). Not the same as `count` / posts."
     )
     pct_low: float | None = Field(
-        None, description="Lower end of the share's 95 % interval (bootstrap over posts)."
+        None,
+        description="Lower end of the share's 95 % interval. It includes the model's own error (posts and "
+        "the counting fit are both resampled); measured to hold the true share ~95 % of the time at "
+        "shifted label mixes (model card, 'Counting under shift').",
     )
     pct_high: float | None = Field(None, description="Upper end of the share's 95 % interval.")
-    count: int = Field(description="Posts whose most likely label this is.")
+    count: int = Field(
+        description="Posts whose most likely label this is (each post's top label; their share of the posts "
+        "can differ from `pct`, the estimate)."
+    )
     avg_score: float = Field(description="Mean confidence of those posts.")
 
 
@@ -91,11 +101,29 @@ class AnalysisBase(BaseModel):
     count: int = Field(description="Posts fetched.")
     breakdown_methods: dict[str, str] = Field(
         default_factory=dict,
-        description="How each task's shares are counted: cc (top labels counted), pcc (mean probability) "
-        "or pacc (mean probability adjusted by the model's validation confusion); chosen per model on "
-        "validation.",
+        description="How each task's shares are counted: cc (top labels counted), pcc (mean probability), "
+        "acc / pacc (cc / pcc adjusted by the model's confusion on labelled Reddit text) or emq (EM "
+        "re-estimation of the label mix on recalibrated probabilities); chosen per model by its error "
+        "at shifted label mixes on Reddit validation data (model card).",
     )
     strongly_negative: StronglyNegative | None = None
+    net_sentiment: NetSentiment | None = Field(
+        None,
+        description="Net sentiment of the posts: (positive - negative) / (positive + negative) of the "
+        "estimated sentiment shares (`sentiment_agg`), in [-1, 1], with a 95 % interval from the same "
+        "bootstrap draws (posts and the counting fit resampled); null when sentiment was not asked for.",
+    )
+    drivers: dict[str, dict[str, list[DriverRow]]] = Field(
+        default_factory=dict,
+        description="Per task, per label: up to 10 terms most distinctive of the label's posts against the "
+        "other posts (z >= 1.96, in >= 3 of its posts; a label and the rest need >= 5 posts each), highest "
+        "z first. Empty for a label without such terms.",
+    )
+    representatives: dict[str, dict[str, list[RepresentativePost]]] = Field(
+        default_factory=dict,
+        description="Per task, per label: up to 3 posts typical of the label (confidence and closeness to "
+        "its drivers) and unlike each other (maximal marginal relevance).",
+    )
     tasks: list[str] = Field(default_factory=lambda: [DEFAULT_TASK], description="Breakdowns computed.")
     scored: int | None = Field(None, description="Posts the models judged (the breakdowns' base).")
     languages: dict[str, int] = Field(
@@ -121,6 +149,15 @@ class AnalysisBase(BaseModel):
     plot_base64: str | None = None
     post_source: str = Field(description="Where the posts came from (reddit or jsonl).")
     model_version: str
+    scope: ScopeEcho | None = Field(
+        None, description="The scope and comment options applied (subreddits, time, sort, comments)."
+    )
+    comments: CommentsOut | None = Field(None, description="What adding comments did, when asked for.")
+    analysis_id: str | None = Field(
+        None,
+        description="This analysis's id (its history record's): GET /analyses/{analysis_id}/posts exports "
+        "the scored texts. A cached answer carries the id it was computed with.",
+    )
 
 
 def _breakdown_fields() -> dict[str, Any]:
@@ -257,7 +294,7 @@ def _clean_keyword(v: str) -> str:
     return AnalyzeRequest.keyword_has_text(v)  # one rule for every keyword the API takes
 
 
-class WatchRequest(BaseModel):
+class WatchRequest(ScopeFields):  # subreddits, time window, sort: serve_app.scope_fields
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"keyword": "Intel", "every_s": 300, "tasks": list(TASK_NAMES)}]},
@@ -268,6 +305,7 @@ class WatchRequest(BaseModel):
     source: Source | None = Field(None, description="Post source (default from settings).")
     tasks: list[Task] | None = Field(None, min_length=1, description="Tasks to track (default: all served).")
     limit: int = Field(100, ge=1, le=1000, description="Newest posts fetched per poll.")
+    sort: SortOrder = Field("new", description="Search order per poll (a monitor wants the newest posts).")
 
     @field_validator("keyword")
     @classmethod
@@ -289,6 +327,7 @@ class WatchOut(BaseModel):
     created_at: float | None = None
     last_run_at: float | None = Field(None, description="Unix time of the last poll.")
     last_error: str | None = Field(None, description="Why the last poll failed, if it did.")
+    scope: ScopeEcho | None = Field(None, description="The watch's subreddits, time window and sort.")
 
 
 class WatchList(BaseModel):
@@ -308,6 +347,11 @@ class TrendBucket(BaseModel):
     posts: dict[str, int] = Field(description="Posts with a label, per task.")
     shares: dict[str, list[TrendShare]] = Field(
         description="Per task, each label's share of the bucket's posts."
+    )
+    net_sentiment: NetSentiment | None = Field(
+        None,
+        description="(positive - negative) / (positive + negative) of the bucket's sentiment labels, "
+        "95 % Wilson interval; null without sentiment or polar posts.",
     )
 
 
@@ -331,6 +375,12 @@ class AlertOut(BaseModel):
     posts: int
     baseline_posts: int
     created_at: float
+    emerging_terms: list[EmergingTerm] = Field(
+        default_factory=list,
+        description="What the spike is about: terms whose share of the keyword's posts rose most in the "
+        "bucket against the trailing baseline (the drivers' statistic, z >= 1.96, in >= 3 posts), highest "
+        "z first.",
+    )
     delivery: Literal["none", "pending", "delivered", "failed"]
     attempts: int
     last_error: str | None = None

@@ -17,7 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from serve_app.defaults import CACHE_TTL_S, REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.tasks import TaskName
 
-Source = Literal["reddit", "jsonl"]  # where posts come from: the one definition
+# where posts come from: the one definition. "replay": the JSONL corpus as a live feed
+# (serve_app.replay, `emotion-monitor demo`).
+Source = Literal["reddit", "jsonl", "replay"]
 
 
 class Settings(BaseSettings):
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
     reddit_background_reserve: float = Field(
         5.0, ge=0, description="tokens the warmer and monitors leave for users' requests"
     )
+    # Comments (`include_comments: K` reads the top comments of the K most relevant posts):
+    # each post's comment page is one request from the budget above.
+    comments_per_post: int = Field(20, ge=1, le=100, description="top-level comments read per post")
+    comments_total: int = Field(500, ge=1, le=10_000, description="comments one analysis may add in all")
 
     # Cache and history. Unset URLs start embedded servers under data_dir (if `embedded`).
     redis_url: SecretStr | None = None
@@ -101,7 +107,9 @@ class Settings(BaseSettings):
     # anger or of negative posts above the trailing baseline, one-sided two-proportion z-test)
     monitor: bool = True
     monitor_interval_s: float = Field(15.0, gt=0, description="how often due watches are looked for")
-    monitor_cpu_threshold: float = Field(50.0, gt=0, le=100)
+    monitor_cpu_threshold: float = Field(
+        50.0, gt=0, le=100, description="polls wait while the machine's CPU is above this (100: never wait)"
+    )
     alert_bucket_s: int = Field(3600, ge=60, description="trend bucket the spike test compares")
     alert_z: float = Field(3.0, gt=0, description="z at or above which a rise is a spike")
     alert_min_posts: int = Field(20, ge=1, description="posts needed in the bucket and in the baseline")
@@ -110,6 +118,24 @@ class Settings(BaseSettings):
         None, description="POST each alert here as JSON (may hold a token)"
     )
     alert_webhook_attempts: int = Field(8, ge=1, le=1000, description="delivery attempts before `failed`")
+
+    # The replayed feed (source "replay", `emotion-monitor demo`, serve_app/replay.py): the
+    # JSONL corpus's posts arrive as if live, oldest first, stamped with their arrival time.
+    replay_posts_per_s: float = Field(
+        15.0, gt=0, le=10_000, description="corpus posts (all keywords) arriving each second"
+    )
+    replay_backlog_s: float = Field(
+        180.0, ge=0, le=86_400, description="seconds' worth of posts already there when a replay starts"
+    )
+    replay_burst_at_s: float = Field(
+        20.0, ge=0, le=86_400, description="the planted burst of angry posts starts this long after the start"
+    )
+    replay_burst_s: float = Field(
+        180.0, gt=0, le=86_400, description="the planted posts arrive over this long"
+    )
+    replay_bucket_s: int = Field(
+        60, ge=10, le=86_400, description="trend bucket the spike test compares for watches of the replay"
+    )
 
     # Experiment tracking for training runs (MLflow): any tracking URI (an MLflow server,
     # a database); by default a local SQLite store under runs/, read by `mlflow ui`.

@@ -17,6 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from serve_app.polarity import net_of_counts
+from serve_app.records import EmergingTermRow, NetSentimentRow
 from serve_app.tasks import TASKS
 
 Z95 = 1.959963984540054
@@ -56,6 +58,8 @@ class Bucket:
     start: float  # unix seconds
     posts: dict[str, int]  # task -> posts with a label for it
     shares: dict[str, list[LabelShare]]  # task -> a share per label, registry order
+    # (positive - negative) / (positive + negative) of the sentiment task's posts, Wilson 95 %.
+    net_sentiment: NetSentimentRow | None = None
 
 
 def buckets_from_rows(rows: Iterable[tuple[float, str, str, int]]) -> list[Bucket]:
@@ -80,7 +84,8 @@ def buckets_from_rows(rows: Iterable[tuple[float, str, str, int]]) -> list[Bucke
                 )
                 for lab in labels
             ]
-        out.append(Bucket(start, posts, shares))
+        sentiment = counts[start].get("sentiment")
+        out.append(Bucket(start, posts, shares, net_of_counts(sentiment) if sentiment else None))
     return out
 
 
@@ -115,6 +120,9 @@ class Spike:
     posts: int
     baseline_posts: int
     alert_id: str = field(default="")
+    # What the spike is about: terms that rose in the bucket against the baseline (the monitor
+    # fills them in from the posts' texts; serve_app.drivers.emerging_terms).
+    emerging_terms: tuple[EmergingTermRow, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         key = f"{self.keyword}|{self.task}|{self.label}|{int(self.bucket_start)}|{self.bucket_s}"
@@ -162,11 +170,12 @@ def detect_spikes(
     return spikes
 
 
-BUCKETS = {"15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
+# "1m": a replayed feed (source "replay") runs through minutes what a live one runs through hours.
+BUCKETS = {"1m": 60, "15m": 900, "1h": 3600, "6h": 21_600, "1d": 86_400}
 
 
 def parse_bucket(text: str) -> int:
-    """'15m', '1h', '6h', '1d' -> seconds; anything else is a ValueError saying what works."""
+    """'1m', '15m', '1h', '6h', '1d' -> seconds; anything else is a ValueError saying what works."""
     try:
         return BUCKETS[text]
     except KeyError:

@@ -1,4 +1,4 @@
-"""HTTP routes for watchlists, trends, alerts and the dashboard.
+"""HTTP routes for watchlists, trends and alerts (the page at `/` shows them: serve_app.page_api).
 
 Plain FastAPI routes on the ingress's app, beside the Ingress's own: they need no model or
 handle, only PostgreSQL and two answers from the ingress replica they run in (which tasks
@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from fastapi import Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
-from serve_app.dashboard import dashboard_html
 from serve_app.errors import ServiceUnavailable
 from serve_app.http_api import AUTH, ERRORS, api
 from serve_app.schemas import (
@@ -29,6 +28,7 @@ from serve_app.schemas import (
     WatchOut,
     WatchRequest,
 )
+from serve_app.scope_fields import scope_echo
 from serve_app.trends import parse_bucket
 from serve_app.watchlists import (
     HistoryUnavailable,
@@ -79,7 +79,8 @@ def _desk(request: Request) -> WatchDesk:
 
 
 def _watch_out(w: Watch) -> WatchOut:
-    return WatchOut(**{**dataclasses.asdict(w), "tasks": list(w.tasks)})
+    fields = {k: v for k, v in dataclasses.asdict(w).items() if k not in ("scope", "tasks")}
+    return WatchOut(**fields, tasks=list(w.tasks), scope=scope_echo(w.scope, 0, "posts", time.time()))
 
 
 @api.post("/watch", response_model=WatchOut, status_code=201, responses=ERRORS, dependencies=AUTH)
@@ -88,7 +89,8 @@ async def watch_add(req: WatchRequest, request: Request) -> WatchOut:
     desk = _desk(request)
     desk.rate_limit(request)
     tasks = await desk.served_tasks(req.tasks)
-    watch = Watch(req.keyword, req.every_s, req.source or desk.default_source, tuple(tasks), req.limit)
+    source = req.source or desk.default_source
+    watch = Watch(req.keyword, req.every_s, source, tuple(tasks), req.limit, scope=req.scope())
     return _watch_out(await desk.pg(add_watch, watch))
 
 
@@ -112,7 +114,9 @@ async def watch_remove(keyword: str, request: Request) -> Response:
 async def trends(
     request: Request,
     keyword: str = Query(..., min_length=1, max_length=MAX_KEYWORD_CHARS),
-    bucket: Literal["15m", "1h", "6h", "1d"] = Query("1h", description="Bucket size."),
+    bucket: Literal["1m", "15m", "1h", "6h", "1d"] = Query(
+        "1h", description="Bucket size (1m suits the replayed feed of `emotion-monitor demo`)."
+    ),
     since: float | None = Query(
         None, ge=0, le=MAX_UNIX_TIME, description="Unix seconds (default: 7 days ago)."
     ),
@@ -139,9 +143,3 @@ async def alerts(
     """Spike alerts, newest first, with their webhook delivery state."""
     rows = await _desk(request).pg(list_alerts, keyword, limit)
     return AlertsResponse(alerts=[AlertOut(**dataclasses.asdict(a)) for a in rows])
-
-
-@api.get("/dashboard", response_class=HTMLResponse, include_in_schema=False)
-async def dashboard() -> HTMLResponse:
-    """The watchlist dashboard (a static page; its data calls need the API key, if one is set)."""
-    return HTMLResponse(dashboard_html())

@@ -10,13 +10,17 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
+from serve_app.drivers import emerging_terms
 from serve_app.errors import EmotionMonitorError
-from serve_app.preprocess import normalize_keyword
+from serve_app.preprocess import normalize_keyword, post_text
+from serve_app.records import EmergingTermRow
+from serve_app.scope import Scope
 from serve_app.trends import Bucket, Spike, buckets_from_rows
 
 
@@ -41,6 +45,8 @@ class Watch:
     created_at: float | None = None
     last_run_at: float | None = None
     last_error: str | None = None
+    # Subreddits, time window, sort (migration 0008); a monitor wants the newest posts.
+    scope: Scope = field(default_factory=lambda: Scope(sort="new"))
 
     @property
     def keyword_norm(self) -> str:
@@ -78,22 +84,40 @@ def _epoch(value: dt.datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-_WATCH_COLS = "keyword, every_s, source, tasks, post_limit, created_at, last_run_at, last_error"
+_WATCH_COLS = (
+    "keyword, every_s, source, tasks, post_limit, created_at, last_run_at, last_error,"
+    " subreddits, exclude_subreddits, time_window, since, until, sort"
+)
 
 
 def _watch(row: Sequence[Any]) -> Watch:
-    return Watch(row[0], row[1], row[2], tuple(row[3]), row[4], _epoch(row[5]), _epoch(row[6]), row[7])
+    scope = Scope(tuple(row[8]), tuple(row[9]), row[10], _epoch(row[11]), _epoch(row[12]), row[13])
+    return Watch(
+        row[0], row[1], row[2], tuple(row[3]), row[4], _epoch(row[5]), _epoch(row[6]), row[7], scope
+    )
+
+
+def _when(ts: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(ts, dt.UTC) if ts is not None else None
 
 
 def add_watch(dsn: str, w: Watch) -> Watch:
     """Create or update (same keyword, any case or spacing) a watch; returns it as stored."""
     with _connect(dsn) as c:
         row = c.execute(
-            "INSERT INTO watches (keyword_norm, keyword, every_s, source, tasks, post_limit)"
-            " VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (keyword_norm) DO UPDATE SET"
+            "INSERT INTO watches (keyword_norm, keyword, every_s, source, tasks, post_limit, subreddits,"
+            " exclude_subreddits, time_window, since, until, sort)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (keyword_norm) DO UPDATE SET"
             " keyword = EXCLUDED.keyword, every_s = EXCLUDED.every_s, source = EXCLUDED.source,"
-            f" tasks = EXCLUDED.tasks, post_limit = EXCLUDED.post_limit RETURNING {_WATCH_COLS}",
-            (w.keyword_norm, w.keyword, w.every_s, w.source, list(w.tasks), w.limit),
+            " tasks = EXCLUDED.tasks, post_limit = EXCLUDED.post_limit, subreddits = EXCLUDED.subreddits,"
+            " exclude_subreddits = EXCLUDED.exclude_subreddits, time_window = EXCLUDED.time_window,"
+            " since = EXCLUDED.since, until = EXCLUDED.until, sort = EXCLUDED.sort"
+            f" RETURNING {_WATCH_COLS}",
+            (
+                w.keyword_norm, w.keyword, w.every_s, w.source, list(w.tasks), w.limit,
+                list(w.scope.subreddits), list(w.scope.exclude_subreddits), w.scope.time_window,
+                _when(w.scope.since), _when(w.scope.until), w.scope.sort,
+            ),
         ).fetchone()
     assert row is not None
     return _watch(row)
@@ -149,6 +173,41 @@ def trend_buckets(dsn: str, keyword: str, bucket_s: int, since: float) -> list[B
     return buckets_from_rows((float(r[0]), r[1], r[2], int(r[3])) for r in rows)
 
 
+# The texts of the keyword's posts created in [since, until): each post once.
+_TEXTS_SQL = """
+SELECT DISTINCT ON (po.source, po.post_id) po.title, po.body
+FROM predictions p
+JOIN queries q USING (query_id)
+JOIN posts po ON po.source = p.source AND po.post_id = p.post_id
+WHERE q.keyword_norm = %(kw)s AND po.created_utc >= %(since)s AND po.created_utc < %(until)s
+ORDER BY po.source, po.post_id
+LIMIT %(cap)s
+"""
+
+
+def post_texts(dsn: str, keyword: str, since: float, until: float, cap: int = 5000) -> list[str]:
+    """The texts (title, then body) of at most `cap` of the keyword's posts created in [since, until)."""
+    with _connect(dsn) as c:
+        rows = c.execute(
+            _TEXTS_SQL,
+            {
+                "kw": normalize_keyword(keyword),
+                "since": dt.datetime.fromtimestamp(since, dt.UTC),
+                "until": dt.datetime.fromtimestamp(until, dt.UTC),
+                "cap": cap,
+            },
+        ).fetchall()
+    return [post_text(r[0], r[1]) for r in rows]
+
+
+def spike_terms(dsn: str, spike: Spike, baseline_buckets: int) -> tuple[EmergingTermRow, ...]:
+    """The terms that rose in the spike's bucket against the `baseline_buckets` before it."""
+    start, size = spike.bucket_start, spike.bucket_s
+    bucket = post_texts(dsn, spike.keyword, start, start + size)
+    baseline = post_texts(dsn, spike.keyword, start - baseline_buckets * size, start)
+    return tuple(emerging_terms(bucket, baseline, spike.keyword))
+
+
 @dataclass(frozen=True)
 class AlertRow(Spike):
     """A recorded spike and its webhook delivery state."""
@@ -162,7 +221,7 @@ class AlertRow(Spike):
 
 _ALERT_COLS = (
     "alert_id, keyword_norm, task, label, bucket_start, bucket_s, share, baseline, z, posts,"
-    " baseline_posts, created_at, delivery, attempts, last_error, delivered_at"
+    " baseline_posts, created_at, delivery, attempts, last_error, delivered_at, emerging_terms"
 )
 
 
@@ -172,6 +231,7 @@ def _alert(r: Sequence[Any]) -> AlertRow:
         keyword=r[1], task=r[2], label=r[3], bucket_start=r[4].timestamp(), bucket_s=r[5], share=r[6],
         baseline=r[7], z=r[8], posts=r[9], baseline_posts=r[10], created_at=r[11].timestamp(),
         delivery=r[12], attempts=r[13], last_error=r[14], delivered_at=_epoch(r[15]),
+        emerging_terms=tuple(r[16] or ()),
     )  # fmt: skip
 
 
@@ -180,12 +240,13 @@ def record_alert(dsn: str, spike: Spike, webhook: bool) -> bool:
     with _connect(dsn) as c:
         cur = c.execute(
             "INSERT INTO alerts (alert_id, keyword_norm, task, label, bucket_start, bucket_s, share,"
-            " baseline, z, posts, baseline_posts, delivery) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
-            " ON CONFLICT (alert_id) DO NOTHING",
+            " baseline, z, posts, baseline_posts, delivery, emerging_terms)"
+            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (alert_id) DO NOTHING",
             (
                 spike.alert_id, spike.keyword, spike.task, spike.label,
                 dt.datetime.fromtimestamp(spike.bucket_start, dt.UTC), spike.bucket_s, spike.share,
                 spike.baseline, spike.z, spike.posts, spike.baseline_posts, "pending" if webhook else "none",
+                Jsonb(list(spike.emerging_terms)),
             ),
         )  # fmt: skip
         return cur.rowcount > 0

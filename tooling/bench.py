@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tooling.bench_insights import INSIGHT_HEADERS, in_process_ms, insight_columns
 from tooling.net import free_port
 
 if TYPE_CHECKING:
@@ -182,8 +183,13 @@ def bench_analyze(
     with local_serve() as url:
         _deploy_analyze_app(model_dir, jsonl, tasks, max_length, redis_url)
         times = _time_analyses(url, model_dir, redis_url, texts, repeats)
+        # The same app without drivers and representative posts: what they add.
+        _deploy_analyze_app(model_dir, jsonl, tasks, max_length, redis_url, insights=False)
+        plain = _time_analyses(url, model_dir, redis_url, texts, repeats)
+    alone = in_process_ms(model_dir, jsonl, list(texts), repeats, max_length)
     rows = [
         _analyze_row(kw, times.cold[kw], times.warm[kw], times.rescored[kw], model_only[kw], separate[kw])
+        + insight_columns(times.rescored[kw], plain.rescored[kw], alone[kw])
         for kw in texts
     ]
     rows.append(
@@ -195,13 +201,18 @@ def bench_analyze(
             statistics.median(model_only.values()),
             statistics.median(separate.values()),
         )
+        + insight_columns(
+            [x for v in times.rescored.values() for x in v],
+            [x for v in plain.rescored.values() for x in v],
+            statistics.median(alone.values()),
+        )
     )
     out += [
         f"### /analyze, 250 posts, jsonl source, tasks {' + '.join(tasks)} (one encoder), "
         f"max_length {max_length} ({repeats} cold calls per keyword, 5 cache hits after each, then "
         "one call whose answer expired but whose posts were all scored before)",
         "",
-        table(ANALYZE_HEADERS, rows),
+        table(ANALYZE_HEADERS + INSIGHT_HEADERS, rows),
     ]
     return "\n".join(out)
 
@@ -249,7 +260,12 @@ def _model_only_times(
 
 
 def _deploy_analyze_app(
-    model_dir: Path, jsonl: Path, tasks: list[str], max_length: int, redis_url: str | None
+    model_dir: Path,
+    jsonl: Path,
+    tasks: list[str],
+    max_length: int,
+    redis_url: str | None,
+    insights: bool = True,
 ) -> None:
     """The serving path alone: cache on, no history sync competing for the cores."""
     from ray import serve
@@ -266,6 +282,7 @@ def _deploy_analyze_app(
         classifier_max_replicas=1,
         ort_threads=2,
         max_length=max_length,
+        insights=insights,
     )
     serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, get_args
 import typer
 
 from serve_app.tasks import DEFAULT_TASK
+from tooling import cli_scope
+from tooling.cli_drivers import driver_lines
 
 app = typer.Typer(
     help="emotion-monitor: train, evaluate and serve an emotion classifier for public posts.",
@@ -159,6 +161,17 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     confusion_png: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here.")] = None,
     threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+    shift: Annotated[
+        bool,
+        typer.Option(
+            "--shift",
+            help="Instead: the shifted-mix protocol (uniform and near-natural label mixes; every counting "
+            "method's mean / p90 TVD and interval coverage).",
+        ),
+    ] = False,
+    sizes: Annotated[str, typer.Option(help="--shift: sample sizes, comma-separated.")] = "250,50,1000",
+    draws: Annotated[int, typer.Option(help="--shift: samples per protocol and size.")] = 500,
+    seed: Annotated[int, typer.Option(help="--shift: seed of folds, mixes and samples.")] = 0,
 ) -> None:
     """Per data set: accuracy, macro-F1, per-class figures, the confusion matrix, the breakdown
     error (TVD between predicted and true label shares, for each counting method) and the
@@ -175,6 +188,14 @@ def evaluate(
     predictor = OnnxPredictor(model, threads=threads)
     head = task or predictor.task
     sets = [(head, f) for f in data] if data else _card_sets(model)
+    if shift:  # tooling/cli_commands/counting.py
+        from tooling.cli_commands.counting import shift_lines, shift_tables
+
+        ns = [int(x) for x in sizes.split(",") if x.strip()]
+        tables = shift_tables(model, sets, ns, draws, seed, threads)
+        for name, t_ in tables.items():
+            typer.echo(json.dumps(t_) if as_json else "\n".join(shift_lines(name, t_["protocol"])))  # type: ignore[arg-type]
+        return
     reports: dict[str, Any] = {}
     for t, f in sets:
         view = predictor.for_task(t)
@@ -260,6 +281,8 @@ def format_analysis(data: dict[str, Any]) -> list[str]:
     ]
     if data.get("partial"):
         lines.append(f"PARTIAL: {data.get('partial_reason') or 'the source stopped early'}")
+    if scope := cli_scope.scope_line(data):
+        lines.append(scope)
     reasons = data.get("excluded_reasons") or {}
     if reasons:
         lines.append(
@@ -287,6 +310,7 @@ def format_analysis(data: dict[str, Any]) -> list[str]:
             interval = f"{low:.1f}-{high:.1f}%" if low is not None and high is not None else "n/a"
             row = f"{a['label']:<10}{a['pct']:>7.1f}%{interval:>16}{a['count']:>7}{a['avg_score']:>11.3f}"
             lines.append(f"{row}  {bar}")
+    lines += driver_lines(data)
     neg = data.get("strongly_negative")
     if neg:
         ids = ", ".join(neg["ids"][:10]) + (" ..." if len(neg["ids"]) > 10 else "")
@@ -304,7 +328,7 @@ def format_analysis(data: dict[str, Any]) -> list[str]:
 
 @app.command()
 def analyze(
-    keyword: Annotated[str, typer.Argument(help="Keyword to analyse.")],
+    keyword: Annotated[str | None, typer.Argument(help="Keyword to analyse (or --file).")] = None,
     limit: Annotated[int, typer.Option(help="Most posts to analyse (1-1000).")] = 250,
     source: Annotated[str | None, typer.Option(help="reddit or jsonl (default: the service's).")] = None,
     plot: Annotated[Path | None, typer.Option(help="Save the chart PNG here.")] = None,
@@ -319,11 +343,51 @@ def analyze(
     include_other_languages: Annotated[
         bool, typer.Option(help="Score posts in languages the models were not trained for too.")
     ] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="Analyse your own texts (.jsonl or .csv) in this process instead of a keyword."),
+    ] = None,
+    text_field: Annotated[
+        str, typer.Option(help="With --file: the text's field (several, comma-separated: title,body).")
+    ] = "text",
+    id_field: Annotated[
+        str | None, typer.Option(help="With --file: the id field (default: the row's number).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray", help="With --file: score on this Ray cluster (Ray Data).")
+    ] = None,
+    dedupe: Annotated[bool, typer.Option(help="With --file: exact repeats of a text count once.")] = False,
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Save the scored posts here: .csv (UTF-8 with BOM) or .jsonl, by the suffix."),
+    ] = None,
+    subreddit: cli_scope.Subreddits = None,
+    exclude_subreddit: cli_scope.ExcludeSubreddits = None,
+    time_window: cli_scope.TimeWindow = None,
+    since: cli_scope.Since = None,
+    until: cli_scope.Until = None,
+    sort: cli_scope.Sort = None,
+    comments: cli_scope.Comments = 0,
+    count_over: cli_scope.CountOver = None,
 ) -> None:
-    """Ask a running service for the emotion and sentiment breakdown of posts about KEYWORD."""
+    """Ask a running service for the emotion and sentiment breakdown of posts about KEYWORD,
+    or analyse your own texts with --file (the same answer, no service needed)."""
     import base64
 
     import httpx
+
+    if file is not None:  # tooling/cli_commands/file_analysis.py
+        from tooling.cli_commands.file_analysis import FileRequest, run_file_analysis
+
+        run_file_analysis(
+            FileRequest(file, text_field, id_field, as_json, ray_address, tuple(tasks or ()),
+                        include_other_languages, dedupe)
+        )  # fmt: skip
+        return
+    if keyword is None:
+        typer.echo("give a KEYWORD (posts via the service) or --file (your own texts)", err=True)
+        raise typer.Exit(2)
 
     body: dict[str, Any] = {"keyword": keyword, "limit": limit, "return_plot": plot is not None}
     if source:
@@ -332,6 +396,8 @@ def analyze(
         body["tasks"] = tasks
     if include_other_languages:
         body["include_other_languages"] = True
+    body |= cli_scope.scope_body(subreddit, exclude_subreddit, time_window, since, until, sort)
+    body |= cli_scope.comments_body(comments, count_over)
     try:
         r = httpx.post(f"{url.rstrip('/')}/analyze", json=body, timeout=timeout)
     except httpx.HTTPError as exc:
@@ -341,6 +407,13 @@ def analyze(
         typer.echo(f"HTTP {r.status_code}: {r.text}", err=True)
         raise typer.Exit(1)
     data = r.json()
+    if export is not None:  # tooling/cli_commands/compare.py
+        from tooling.cli_commands.compare import save_export
+
+        save_export(url, data.get("analysis_id"), export, timeout)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
     for line in format_analysis(data):
         typer.echo(line)
     if plot is not None and data.get("plot_base64"):
@@ -389,9 +462,16 @@ def watch_add(
     tasks: Annotated[list[str] | None, typer.Option("--task", help="Tasks to track, repeatable.")] = None,
     limit: Annotated[int, typer.Option(help="Newest posts fetched per poll.")] = 100,
     url: ServiceUrl = DEFAULT_URL,
+    subreddit: cli_scope.Subreddits = None,
+    exclude_subreddit: cli_scope.ExcludeSubreddits = None,
+    time_window: cli_scope.TimeWindow = None,
+    since: cli_scope.Since = None,
+    until: cli_scope.Until = None,
+    sort: Annotated[str | None, typer.Option(help="Search order per poll (default new).")] = None,
 ) -> None:
     """Watch KEYWORD: the service polls it, keeps its trend and raises spike alerts."""
     body: dict[str, Any] = {"keyword": keyword, "every_s": every, "limit": limit}
+    body |= cli_scope.scope_body(subreddit, exclude_subreddit, time_window, since, until, sort)
     if source:
         body["source"] = source
     if tasks:
@@ -503,21 +583,33 @@ def run(
     stop_timeout: Annotated[
         float, typer.Option(help="Seconds a stop may take before the service is killed.")
     ] = 60.0,
+    keep_services: Annotated[
+        bool, typer.Option(help="Leave the embedded Redis and PostgreSQL running after the stop.")
+    ] = False,
 ) -> None:
     """Run the service (`serve run CONFIG`) and stop it gracefully on SIGTERM or SIGINT.
 
-    A stop drains in-flight requests, hands held history records over and exits 0 within
-    --stop-timeout; `docker stop`, `kubectl delete` and `systemctl stop` send SIGTERM.
+    A stop drains in-flight requests, hands held history records over, stops the embedded
+    Redis and PostgreSQL (unless --keep-services) and exits 0 within --stop-timeout;
+    `docker stop`, `kubectl delete` and `systemctl stop` send SIGTERM.
     """
     import logging
     import shutil
     import sys
 
+    from serve_app.embedded import stop_embedded
     from serve_app.graceful import run_gracefully
+    from serve_app.settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     serve = shutil.which("serve") or str(Path(sys.executable).with_name("serve"))
-    raise typer.Exit(run_gracefully([serve, "run", str(config)], stop_timeout))
+    rc = run_gracefully([serve, "run", str(config)], stop_timeout)
+    settings = Settings()
+    if settings.embedded and not keep_services:
+        # After Ray is gone: its supervisor actor can no longer restart them.
+        stop_embedded(settings.data_dir)
+        logging.getLogger("emotion_monitor.run").warning("embedded servers in %s stopped", settings.data_dir)
+    raise typer.Exit(rc)
 
 
 @app.command()

@@ -106,15 +106,20 @@ def test_the_monitor_polls_scores_new_posts_only_and_feeds_trends(
     assert sum(b["posts"]["emotion"] for b in trends2["buckets"]) == posts
 
 
+SPIKE_TERM = "burnt toaster"  # what the spike hour's angry posts are about
+
+
 def spike_history(pg_url: str, keyword: str, now: float) -> None:
-    """24 hours at 10 % anger, then an hour at 50 %: 30 posts an hour, one analysis each."""
+    """24 hours at 10 % anger, then an hour at 50 %: 30 posts an hour, one analysis each. The
+    spike hour's angry posts say what it is about (`SPIKE_TERM`)."""
     records = []
     for h in range(25):
         share = 15 if h == 24 else 3
         start = (now // 3600 - 24 + h) * 3600
         labels = ["anger"] * share + ["neutral"] * (30 - share)
         posts = [
-            {"id": f"sp{h}_{i}", "title": f"{keyword} post", "body": "", "subreddit": "s",
+            {"id": f"sp{h}_{i}", "title": f"{keyword} post",
+             "body": f"the {SPIKE_TERM} smell again" if h == 24 and i < share else "", "subreddit": "s",
              "created_utc": start + 60 * i, "score": 1, "url": ""}
             for i in range(30)
         ]  # fmt: skip
@@ -153,13 +158,18 @@ def test_a_spike_raises_one_alert_delivered_when_the_webhook_comes_back(
         10.0,
     )
     assert alert["z"] >= 3 and alert["posts"] == 30 and alert["baseline_posts"] == 720
+    # What the spike is about: the term the spike hour's posts brought (never the keyword).
+    terms = [t["term"] for t in alert["emerging_terms"]]
+    assert SPIKE_TERM in terms[:3] and not any(keyword in t for t in terms), alert["emerging_terms"]
+    assert all(t["z"] >= 1.96 and t["posts"] >= 3 for t in alert["emerging_terms"])
     assert alert["delivery"] == "pending" and alert["attempts"] == 2 and "503" in alert["last_error"]
     assert webhook.attempts - before == 6  # 3 tries per pass, with backoff
     monitor_pass()
     (alert,) = client.get("/alerts", params={"keyword": keyword}).json()["alerts"]
     assert alert["delivery"] == "delivered" and alert["delivered_at"]
     delivered = [a for a in webhook.received if a["alert_id"] == alert["alert_id"]]
-    assert len(delivered) == 1 and keyword in delivered[0]["text"]
+    assert len(delivered) == 1 and keyword in delivered[0]["text"] and SPIKE_TERM in delivered[0]["text"]
+    assert SPIKE_TERM in [t["term"] for t in delivered[0]["emerging_terms"]]
     monitor_pass()
     assert len([a for a in webhook.received if a["alert_id"] == alert["alert_id"]]) == 1
 

@@ -126,7 +126,7 @@ def test_cache_key_normalises_keyword_and_separates_everything_else() -> None:
         ({"keyword": "ai", "limit": 0}, "greater than or equal to 1"),
         ({"keyword": "ai", "limit": 1001}, "less than or equal to 1000"),
         ({"keyword": "ai", "limit": "abc"}, "valid integer"),
-        ({"keyword": "ai", "source": "twitter"}, "'reddit' or 'jsonl'"),
+        ({"keyword": "ai", "source": "twitter"}, "'reddit', 'jsonl' or 'replay'"),
         ({"keyword": 5}, "valid string"),
     ],
 )

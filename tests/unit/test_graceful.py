@@ -86,7 +86,8 @@ def soft_stop(signum, frame):
     with log.open("a") as fh: fh.write("proxy drained\\n")
     sys.exit(0)
 signal.signal(signal.SIGUSR1, soft_stop)
-while True: time.sleep(0.05)
+deadline = time.monotonic() + 60  # never outlives a failed test for long
+while time.monotonic() < deadline: time.sleep(0.05)
 """
 
 CHILD_WITH_PROXY = """

@@ -6,4 +6,11 @@ import list below registers them.
 
 from __future__ import annotations
 
-# One import per command module, e.g. `from tooling.cli_commands import compare  # noqa: F401`.
+# One import per command module.
+from tooling.cli_commands import (
+    compare,  # noqa: F401
+    counting,  # noqa: F401
+    demo,  # noqa: F401
+    file_analysis,  # noqa: F401
+    services,  # noqa: F401
+)
