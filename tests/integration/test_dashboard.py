@@ -5,7 +5,6 @@ and remove it."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,34 +15,17 @@ import pytest
 import redis
 
 from serve_app.tasks import TASKS
+from tests.integration.page_browser import start_browser
 from tests.integration.test_watchlists import SPIKE_TERM, monitor_pass, spike_history
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if not chrome or not driver_path:
-        pytest.skip(
-            "no chromium/chromedriver (scripts/services.sh installs Debian's chromium and chromium-driver)"
-        )
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chrome
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    driver.set_page_load_timeout(60)
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
+    # Under CI=true a missing Chromium fails the run (start_browser), never skips it.
+    driver = start_browser(tmp_path_factory.mktemp("downloads"))
     yield driver
     driver.quit()
 
