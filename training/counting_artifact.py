@@ -6,7 +6,7 @@ MLflow a run of its own (torch-free)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,9 @@ from serve_app.predictor import OnnxPredictor
 from training.card import write_model_card
 from training.config import TrainConfig
 from training.counting import CountingSpec
-from training.counting_choice import HeadReport, LabelledSet, choose_counting_under_shift
+from training.counting_choice import CHOICE_N, HeadReport, LabelledSet, choose_counting_under_shift
 from training.data import read_jsonl
+from training.shift import shift_protocol
 
 
 def _path(rel: str, data_root: Path) -> Path:
@@ -109,3 +110,38 @@ def refit_counting(
     specs, reports = choose_counting_under_shift(sets, seed=seed)
     write_counting(model_dir, specs, reports)
     return specs, reports
+
+
+def precision_check(
+    model_dir: Path,
+    cfg: TrainConfig,
+    data_root: Path,
+    seeds: Sequence[int] = (1, 2, 3, 4),
+    draws: int = 1000,
+    threads: int = 2,
+) -> dict[str, list[dict[str, float]]]:
+    """Re-measure each served method at n = CHOICE_N on the domain set with more draws and
+    other seeds than the choice used (nothing is fitted or chosen here), and store it in the
+    model card: a mean TVD of a few hundred draws is ±0.002 noise, as large as some margins
+    to the targets. Coverage is of the served interval (bootstrap plus the served margin)."""
+    predictor = OnnxPredictor(model_dir, threads=threads)
+    card = json.loads((model_dir / "model_card.json").read_text())
+    out: dict[str, list[dict[str, float]]] = {}
+    for task, tc in cfg.tasks.items():
+        rep = card["counting_shift"][task]
+        domain = (tc.breakdown_sets or list(tc.validation))[0]
+        data = _labelled(predictor, task, domain, _path(tc.validation[domain], data_root), "validation")
+        rows = []
+        for seed in seeds:
+            res = shift_protocol(data.probs, data.y, [rep["method"]], CHOICE_N, draws, seed=seed)
+            row: dict[str, float] = {"seed": seed, "draws": draws}
+            for proto, by_method in res.items():
+                s = by_method[rep["method"]]
+                # Cross-fitted draws carry no margin: read the coverage at the served one.
+                cover = s.coverage_by_margin.get(float(rep["interval_margin"]), s.coverage)
+                row[f"{proto}_mean_tvd"], row[f"{proto}_coverage"] = s.mean_tvd, cover
+            rows.append(row)
+        rep["precision"] = rows
+        out[task] = rows
+    write_model_card(model_dir, card)
+    return out

@@ -50,6 +50,33 @@ def model_counting(
         typer.echo(f"MLflow run {run_id}")
 
 
+@model_app.command("counting-precision")
+def model_counting_precision(
+    model_dir: Annotated[Path, typer.Argument(help="Artifact directory (its model card is rewritten).")],
+    config: ConfigOption = Path("configs/multitask.yaml"),
+    data_root: DataRoot = None,
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seeds (repeat).")] = None,
+    draws: Annotated[int, typer.Option(help="Samples per protocol and seed.")] = 1000,
+    threads: Annotated[int, typer.Option(help="ONNX Runtime threads.")] = 2,
+) -> None:
+    """Re-measure each head's served counting at n = 250 on its domain's validation set with
+    more draws and other seeds than the choice used (fits nothing, chooses nothing); the
+    figures go into the model card beside the choice's."""
+    from training.config import load_config
+    from training.counting_artifact import precision_check
+    from training.data import default_data_root
+
+    cfg, root = load_config(config), data_root or default_data_root()
+    rows = precision_check(model_dir, cfg, root, seeds or [1, 2, 3, 4], draws, threads)
+    for task, by_seed in rows.items():
+        for r in by_seed:
+            typer.echo(
+                f"{task} seed {int(r['seed'])}: uniform TVD {r['uniform_mean_tvd']:.4f} "
+                f"(coverage {r['uniform_coverage']:.3f}), near-natural TVD {r['natural_mean_tvd']:.4f} "
+                f"(coverage {r['natural_coverage']:.3f})"
+            )
+
+
 def shift_lines(title: str, table: Mapping[str, Mapping[str, Mapping[str, Figures]]]) -> list[str]:
     """{n: {protocol: {method: figures}}} as text, one row per method."""
     lines = [title]
