@@ -72,6 +72,18 @@ def net_sentiment_of(task: TaskSpec, q: Quantified) -> NetSentimentRow | None:
     return {"value": round(value, 4), "low": round(low, 4), "high": round(high, 4)}
 
 
+def _score_matrix(predictions: Sequence[PredictionRow], labels: Sequence[str]) -> np.ndarray:
+    """The posts' scores, a row per post. Rows that hold their own float32 matrix (a file's
+    `PredictionRows`) hand it over: the same numbers (float32 -> float64 is exact) without
+    a list of Python floats per post, which grew a 100,000-text file's peak memory."""
+    held = getattr(predictions, "probs", None)
+    if isinstance(held, np.ndarray) and tuple(getattr(predictions, "labels", ())) == tuple(labels):
+        return held.astype(np.float64).reshape(len(predictions), len(labels))
+    return np.array([[float(p["scores"][lab]) for lab in labels] for p in predictions]).reshape(
+        len(predictions), len(labels)
+    )
+
+
 def aggregate_quantified(
     predictions: Sequence[PredictionRow], task: TaskSpec, counting: Counting = Counting()
 ) -> tuple[dict[str, list[ShareRow]], Quantified]:
@@ -85,9 +97,7 @@ def aggregate_quantified(
     """
     labels = task.labels
     n = len(predictions)
-    probs = np.array([[float(p["scores"][lab]) for lab in labels] for p in predictions]).reshape(
-        n, len(labels)
-    )
+    probs = _score_matrix(predictions, labels)
     counts = [0] * len(labels)
     conf_sum = [0.0] * len(labels)
     for p in predictions:

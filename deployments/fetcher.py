@@ -19,7 +19,7 @@ from serve_app.comments import CommentPlan, corpus_comments, fetch_comments, wit
 from serve_app.corpus import JsonlCorpus
 from serve_app.defaults import REDDIT_OAUTH_URL, REDDIT_WWW_URL
 from serve_app.errors import SourceConfigError
-from serve_app.language import detect
+from serve_app.language import SeenLanguages, detect
 from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
 from serve_app.reddit import RedditPrawClient, RedditPublicClient
@@ -165,6 +165,7 @@ class Fetcher:
         if preload_jsonl and cfg.jsonl_path and Path(cfg.jsonl_path).is_file():
             self.sources.corpus()  # load once per replica, before the first request
         detect(["warm up"])  # load the language model now, not on the first request
+        self.languages = SeenLanguages()
 
     def fetch(
         self,
@@ -185,7 +186,11 @@ class Fetcher:
         metrics.record_fetch(source, time.perf_counter() - started)
         log.debug("fetched %d posts for %r from %s in %.3f s", len(got.posts), keyword, source,
                   time.perf_counter() - started)  # fmt: skip
-        found = detect([post_text(p.title, p.body) for p in got.posts], self.lang_min_confidence)
+        found = self.languages.detect(
+            [p.id for p in got.posts],
+            [post_text(p.title, p.body) for p in got.posts],
+            self.lang_min_confidence,
+        )
         posts = [
             dataclasses.replace(p, lang=d.lang, lang_confidence=d.confidence)
             for p, d in zip(got.posts, found, strict=True)

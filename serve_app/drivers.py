@@ -26,6 +26,8 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain, compress, repeat
+from operator import ge
 
 import numpy as np
 
@@ -68,6 +70,27 @@ class Scored:
     negative: int
 
 
+@dataclass(frozen=True)
+class ChunkCounts:
+    """Posts per term over some posts, and among those called positive and negative."""
+
+    total: Counter[str]
+    positive: Counter[str]
+    negative: Counter[str]
+    polar: bool
+
+    @staticmethod
+    def of(terms: Sequence[Iterable[str]], polarity: Sequence[str | None] | None) -> ChunkCounts:
+        pos: Counter[str] = Counter()
+        neg: Counter[str] = Counter()
+        polar = polarity is not None and any(p is not None for p in polarity)
+        if polarity is not None:
+            pairs = list(zip(terms, polarity, strict=True))
+            pos.update(chain.from_iterable(t for t, p in pairs if p == "positive"))
+            neg.update(chain.from_iterable(t for t, p in pairs if p == "negative"))
+        return ChunkCounts(Counter(chain.from_iterable(terms)), pos, neg, polar)
+
+
 @dataclass
 class TermTable:
     """Document frequencies per label (and the terms' sentiment counts), mergeable with `merge`."""
@@ -89,6 +112,34 @@ class TermTable:
             if polarity in ("positive", "negative"):
                 (self.positive if polarity == "positive" else self.negative).update(terms)
 
+    def add_posts(
+        self,
+        labels: Sequence[str],
+        terms: Sequence[Iterable[str]],
+        polarity: Sequence[str | None] | None,
+        shared: ChunkCounts | None = None,
+    ) -> None:
+        """Many posts at once: the same counts as `add` per post, in the same order, with one
+        C-level count per label instead of a Python call per post and counter. `shared`:
+        the posts' label-free counts (`ChunkCounts.of` the same posts), made once for all
+        the tasks' tables."""
+        by_label: dict[str, list[int]] = {}
+        for i, label in enumerate(labels):
+            by_label.setdefault(label, []).append(i)
+        for label, idx in by_label.items():
+            self.posts[label] += len(idx)
+            self.df.setdefault(label, Counter()).update(chain.from_iterable(terms[i] for i in idx))
+        shared = shared or ChunkCounts.of(terms, polarity)
+        for mine, theirs in ((self.total, shared.total), (self.positive, shared.positive),
+                             (self.negative, shared.negative)):  # fmt: skip
+            # Into an empty counter a copy (C); into a full one a C-level recount of the
+            # posts beats Counter's Python loop over a mapping.
+            if mine:
+                mine.update(theirs.elements())
+            else:
+                mine.update(theirs)
+        self.polar = self.polar or shared.polar
+
     def merge(self, other: TermTable) -> TermTable:
         """Add another table's counts into this one (chunks of a stream, parallel workers)."""
         self.posts.update(other.posts)
@@ -104,19 +155,25 @@ class TermTable:
         return self.total
 
     def prune(self, max_terms: int) -> int:
-        """Keep the `max_terms` terms seen in most posts (ties: any); the number dropped.
-        A dropped term was rarer than every kept one, so with `max_terms` well above the
-        terms a stream can make drivers of, the drivers do not change."""
-        totals = self.totals()
+        """Keep the `max_terms` terms seen in most posts (ties: the first seen); the number
+        dropped. A dropped term was rarer than every kept one, so with `max_terms` well above
+        the terms a stream can make drivers of, the drivers do not change."""
+        totals = self.total
         if len(totals) <= max_terms:
             return 0
-        keep = {t for t, _ in totals.most_common(max_terms)}
-        for label, counts in self.df.items():
-            self.df[label] = Counter({t: c for t, c in counts.items() if t in keep})
-        self.positive = Counter({t: c for t, c in self.positive.items() if t in keep})
-        self.negative = Counter({t: c for t, c in self.negative.items() if t in keep})
-        self.total = Counter({t: c for t, c in self.total.items() if t in keep})
-        return len(totals) - len(keep)
+        # A stable sort of the counts (numpy) and deletions of the few dropped: a stream
+        # prunes often, and rebuilding every counter cost more than the counting.
+        terms = list(totals)
+        counts = np.fromiter(totals.values(), dtype=np.int64, count=len(terms))
+        drop = [terms[i] for i in np.argsort(-counts, kind="stable")[max_terms:].tolist()]
+        for counter in (self.total, self.positive, self.negative, *self.df.values()):
+            for t in drop:
+                counter.pop(t, None)
+        # Copies (C) give the deleted slots back: a dict never shrinks on deletion.
+        self.total, self.positive = Counter(self.total), Counter(self.positive)
+        self.negative = Counter(self.negative)
+        self.df = {label: Counter(c) for label, c in self.df.items()}
+        return len(drop)
 
 
 def log_odds_z(
@@ -136,7 +193,9 @@ def log_odds_z(
 
 def frequent(table: TermTable, params: Params = Params()) -> list[str]:
     """The terms in enough posts to be anyone's driver (most terms are in one post)."""
-    return [t for t, c in table.total.items() if c >= params.min_posts]
+    # compress/map run in C: the table holds every term of every post (tens of thousands).
+    total = table.total
+    return list(compress(total.keys(), map(ge, total.values(), repeat(params.min_posts))))
 
 
 def contrast(
@@ -150,27 +209,22 @@ def contrast(
         return []
     counts = table.df.get(label, Counter())
     vocab = frequent(table, params) if vocab is None else vocab
-    terms = [t for t in vocab if counts.get(t, 0) >= params.min_posts]
-    if not terms:
+    # The label's count of every vocabulary term, looked up in C (map over dict.get).
+    in_label = np.fromiter(map(counts.get, vocab, repeat(0)), dtype=float, count=len(vocab))
+    idx = np.flatnonzero(in_label >= params.min_posts)
+    if not len(idx):
         return []
-    totals = table.total
-    y_i = np.array([counts[t] for t in terms], dtype=float)
-    y_all = np.array([totals[t] for t in terms], dtype=float)
+    terms = [vocab[k] for k in idx.tolist()]
+    y_i = in_label[idx]
+    y_all = np.fromiter(map(table.total.__getitem__, terms), dtype=float, count=len(terms))
     z = log_odds_z(y_i, n_i, y_all - y_i, n - n_i, y_all / n, params.prior_share * n)
     pos, neg = table.positive, table.negative
     order = np.argsort(-z, kind="stable")
+    order = order[z[order] >= params.z_min]  # Scored rows for the kept terms only
+    zs, ys, alls = z.tolist(), y_i.tolist(), y_all.tolist()
     return [
-        Scored(
-            terms[k],
-            float(z[k]),
-            int(y_i[k]),
-            100.0 * y_i[k] / n_i,
-            int(y_all[k]),
-            pos[terms[k]],
-            neg[terms[k]],
-        )
-        for k in order
-        if z[k] >= params.z_min
+        Scored(terms[k], zs[k], int(ys[k]), 100.0 * ys[k] / n_i, int(alls[k]), pos[terms[k]], neg[terms[k]])
+        for k in order.tolist()
     ]
 
 
@@ -191,6 +245,23 @@ def top_terms(scored: Sequence[Scored], params: Params = Params()) -> list[Score
     return out
 
 
+_TAILS = np.array([2.5, 97.5]) / 100
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    """np.percentile(values, [2.5, 97.5]) (its default, linear method, the same arithmetic to
+    the last bit: tests/unit/test_drivers.py checks), without its generic machinery, which
+    cost more than the draws: an analysis asks for one per driver."""
+    a = np.sort(values)
+    virtual = (len(a) - 1) * _TAILS
+    below = np.floor(virtual).astype(np.intp)
+    lo, hi = a[below], a[np.minimum(below + 1, len(a) - 1)]
+    gamma = virtual - below
+    diff = hi - lo
+    out = np.where(gamma >= 0.5, hi - diff * (1 - gamma), lo + diff * gamma)
+    return float(out[0]), float(out[1])
+
+
 def net_sentiment(positive: int, negative: int, posts: int, draws: int, seed: str) -> NetSentimentRow | None:
     """(positive - negative) / (positive + negative) over the posts, with a 95 % bootstrap
     interval (posts resampled: a multinomial over their sentiment labels). None when none
@@ -203,7 +274,7 @@ def net_sentiment(positive: int, negative: int, posts: int, draws: int, seed: st
     polar = sample[:, 0] + sample[:, 1]
     values = (sample[:, 0] - sample[:, 1])[polar > 0] / polar[polar > 0]
     value = (positive - negative) / (positive + negative)
-    low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (value, value)
+    low, high = _interval(values) if len(values) else (value, value)
     return {
         "value": round(value, 4),
         "low": round(min(value, float(low)), 4),

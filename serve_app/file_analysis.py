@@ -41,6 +41,12 @@ from serve_app.tasks import DEFAULT_TASK, TASKS, TRIAGE_TASK
 from serve_app.text_files import TextFields, read_posts
 
 POST_SOURCE = "file"
+# Terms a file's drivers are counted over, per task (the most frequent; pruned at 1.25x):
+# a real file's vocabulary keeps growing with its length (most terms are in one text), so
+# the bound is reached within ~20,000 texts and memory stays flat after it. A dropped term
+# was rarer than every kept one when dropped (a few texts in a long file), far from a
+# driver's share; `bench file` states the peak RSS.
+FILE_MAX_TERMS = 50_000
 # Scores a chunk's texts: every requested task's probabilities, one row per text, input order.
 Scorer = Callable[[Sequence[str]], Mapping[str, np.ndarray]]
 
@@ -285,8 +291,8 @@ class InsightSink:
     `describe` uses (serve_app.insights), fed a chunk at a time; its memory is bounded
     (a pruned term table per task, a few hundred texts kept per label)."""
 
-    def __init__(self, tasks: Sequence[str], keyword: str = "") -> None:
-        self.builder = InsightBuilder(keyword, list(tasks))
+    def __init__(self, tasks: Sequence[str], keyword: str = "", max_terms: int = FILE_MAX_TERMS) -> None:
+        self.builder = InsightBuilder(keyword, list(tasks), max_terms=max_terms)
 
     def add(self, posts: Sequence[Post], preds: Mapping[str, Sequence[PredictionRow]]) -> None:
         self.builder.add(posts, preds)

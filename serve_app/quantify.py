@@ -237,6 +237,15 @@ def _draws(probs: np.ndarray, samples: int, seed: int, counting: Counting) -> np
         step = max(1, _BLOCK_CELLS // (per * n * probs.shape[1]))
         ends = [min(groups, g + step) for g in range(0, groups, step)]
         plan = [(g * per, e * per, g, e) for g, e in zip(range(0, groups, step), ends, strict=True)]
+        sub = max(1, _BLOCK_CELLS // (n * probs.shape[1]))
+        if sub < per:
+            # One fit's rows alone pass the block size (files of ~10,000+ texts): split them,
+            # so memory stays flat however long the file (EM then stops per sub-block).
+            plan = [
+                (g * per + a, g * per + min(per, a + sub), g, g + 1)
+                for g in range(groups)
+                for a in range(0, per, sub)
+            ]
     else:
         block = max(1, _BLOCK_CELLS // n)
         plan = [(a, min(samples, a + block), 0, 0) for a in range(0, samples, block)]

@@ -91,12 +91,13 @@ class KeptPosts:
 
 def _closeness(terms: frozenset[str], weights: Mapping[str, float]) -> float:
     # Cosine-like: a long post holds more terms, so the sum is scaled by its length.
-    return sum(weights[t] for t in terms & weights.keys()) / math.sqrt(len(terms) + 1)
+    return sum(map(weights.__getitem__, terms & weights.keys())) / math.sqrt(len(terms) + 1)
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 1.0
+    shared = len(a & b)  # the union's size without building it
+    union = len(a) + len(b) - shared
+    return shared / union if union else 1.0
 
 
 def pick(
@@ -115,13 +116,17 @@ def pick(
     top = max(close) or 1.0
     relevance = [0.5 * c.confidence + 0.5 * (x / top) for c, x in zip(cands, close, strict=True)]
     chosen: list[int] = []
+    # Each candidate's largest overlap with the chosen, updated with the latest choice only.
+    overlap = [0.0] * len(cands)
     while len(chosen) < min(k, len(cands)):
+        if chosen:
+            last = cands[chosen[-1]].terms
+            overlap = [max(o, _jaccard(c.terms, last)) for o, c in zip(overlap, cands, strict=True)]
         best, best_score = -1, -math.inf
         for i in range(len(cands)):
             if i in chosen:
                 continue
-            overlap = max((_jaccard(cands[i].terms, cands[j].terms) for j in chosen), default=0.0)
-            score = lam * relevance[i] - (1 - lam) * overlap
+            score = lam * relevance[i] - (1 - lam) * overlap[i]
             if score > best_score:
                 best, best_score = i, score
         chosen.append(best)

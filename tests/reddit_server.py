@@ -146,6 +146,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
 
+    def end_headers(self) -> None:
+        # A request that asked to close (prawcore's token POST sends `Connection: close`) is
+        # answered with the same header, as real servers do: without it the client pools a
+        # socket this server is about to close, its next request may go out on it and fail,
+        # and praw's retry takes a second token from the budget (a flaky test on a busy CI).
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        super().end_headers()
+
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)

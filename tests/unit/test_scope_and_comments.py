@@ -5,6 +5,7 @@ listing within the request budget, counting over posts/comments/both, and 422s."
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -26,6 +27,7 @@ from serve_app.request_budget import BudgetConfig, RequestBudget
 from serve_app.schemas import AnalyzeRequest, WatchRequest
 from serve_app.scope import CountOver, Scope, window_covering
 from serve_app.tasks import TASKS
+from tests import reddit_server
 from tests.reddit_server import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -311,6 +313,35 @@ def test_the_budget_running_out_mid_way_gives_a_partial_answer(
     assert merged.partial == got.partial and merged.comments is not None
     assert merged.comments.posts_read == 2 and merged.comments.comments == 6
     assert [p.kind for p in merged.posts] == ["post"] * 10 + ["comment"] * 6
+
+
+def test_praw_spends_one_token_per_request_when_the_server_closes_late() -> None:
+    """The flake behind the test above: prawcore's token POST asks `Connection: close`; a
+    server slow to close the socket (a loaded machine, made certain here) must say so in its
+    answer, or the client reuses the dying socket and praw's retry spends a second token."""
+
+    class ClosesLate(reddit_server._Handler):
+        def finish(self) -> None:
+            if self.close_connection:
+                time.sleep(0.3)
+            super().finish()
+
+    srv = RedditTestServer(_posts())
+    srv.httpd.RequestHandlerClass = ClosesLate
+    with srv:
+        srv.state.now = NOW
+        budget = RequestBudget(BudgetConfig(per_min=0.001, burst=10, reserve=0, key="test"))
+        taken: list[int] = []
+        acquire = budget.acquire
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            taken.append(1)
+            return acquire(*args, **kwargs)
+
+        budget.acquire = counted  # type: ignore[method-assign]
+        found = _praw(srv, budget=budget).search("python", 10)
+    assert len(found.posts) == 10
+    assert len(taken) == 2  # the token request and the search, no retry
 
 
 def test_a_near_deadline_stops_comments_with_a_partial_answer(
