@@ -6,6 +6,8 @@ COPY pyproject.toml README.md ./
 COPY serve_app ./serve_app
 COPY deployments ./deployments
 COPY training ./training
+# The `emotion-monitor` command (CMD, the RayService's model pull, the retrain job) lives here.
+COPY tooling ./tooling
 RUN pip install --no-cache-dir .
 COPY serve_config.yaml ./
 COPY models ./models

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import ray
@@ -23,6 +23,9 @@ from serve_app.analysis import BackgroundOutcome, BackgroundRun
 from serve_app.embedded import SupervisedServers
 from serve_app.preprocess import normalize_keyword
 from serve_app.trends import SpikeRule, spike_rules
+
+if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
+    from deployments.drift_watch import DriftConfig
 
 log = logging.getLogger("emotion_monitor.background")
 
@@ -407,7 +410,10 @@ class MonitorActor(GatedLoop):
         from serve_app.trends import detect_spikes
 
         since = time.time() - self.cfg.window_s
-        buckets = await asyncio.to_thread(wl.trend_buckets, self.cfg.postgres_url, keyword, bucket_s, since)
+        # Baselines restart at a model change: only buckets scored by the current version.
+        buckets = await asyncio.to_thread(
+            wl.trend_buckets, self.cfg.postgres_url, keyword, bucket_s, since, True
+        )
         for found in detect_spikes(normalize_keyword(keyword), buckets, self.cfg.rules, bucket_s):
             # What the spike is about: the terms that rose in its bucket (posts' texts in PostgreSQL).
             trailing = max(r.baseline_buckets for r in self.cfg.rules if r.task == found.task)
@@ -516,16 +522,20 @@ class BackgroundConfigs:
     warmer: WarmerConfig | None = None
     supervised: SupervisedServers | None = None
     monitor: MonitorConfig | None = None
+    drift: DriftConfig | None = None  # the drift watch (deployments/drift_watch.py)
 
 
 def start_background(cfgs: BackgroundConfigs, app_name: str = DEFAULT_APP) -> dict[str, Any]:
     """Get or create the app's detached actors, push the current config, start their loops."""
+    from deployments.drift_watch import DriftActor, drift_actor_name
+
     handles: dict[str, Any] = {}
     entries: tuple[tuple[str, Any, Any], ...] = (
         (supervisor_actor_name(app_name), SupervisorActor, cfgs.supervised),
         (sync_actor_name(app_name), SyncActor, cfgs.sync),
         (warmer_actor_name(app_name), WarmerActor, cfgs.warmer),
         (monitor_actor_name(app_name), MonitorActor, cfgs.monitor),
+        (drift_actor_name(app_name), DriftActor, cfgs.drift),
     )
     for name, cls, cfg in entries:
         if cfg is None:
@@ -547,7 +557,9 @@ def get_actor(name: str) -> Any:
 def stop_background(app_name: str = DEFAULT_APP) -> list[str]:
     """Kill the app's detached actors (they outlive `serve delete`); returns the names killed."""
     killed = []
-    names = (sync_actor_name, warmer_actor_name, supervisor_actor_name, monitor_actor_name)
+    from deployments.drift_watch import drift_actor_name
+
+    names = (sync_actor_name, warmer_actor_name, supervisor_actor_name, monitor_actor_name, drift_actor_name)
     handles = []
     for name in (n(app_name) for n in names):
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from ray import serve
 
 from serve_app import metrics
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
+from serve_app.drift_store import DriftTap, TapConfig
 from serve_app.predictor import OnnxPredictor, artifact_digest
 from serve_app.records import PredictionRow, ServedModels, TaskModel
 from serve_app.registry import RegistrySpec, resolve_version
+from serve_app.rollout import CandidateConfig
+from serve_app.shadow import ShadowCounts, ShadowTag, ShadowWorker, load_candidate, offer_sampled, shadow_sink
 from serve_app.tasks import DEFAULT_TASK
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -69,10 +73,15 @@ class UnknownTaskError(ValueError):
         return (type(self), (self.task, self.served))
 
 
-# One batched call: the tasks it wants and its texts.
-ClassifyCall = tuple[tuple[str, ...], Sequence[str]]
+# One batched call: the tasks it wants, its texts and, optionally, the source its posts came
+# from (the drift watch keeps a window per source; calls without one are not recorded).
+ClassifyCall = tuple[tuple[str, ...], Sequence[str]] | tuple[tuple[str, ...], Sequence[str], str]
 # Its answer: per task, the predictor (version) that produced it and the probabilities.
 TaskAnswers = dict[str, tuple[OnnxPredictor, np.ndarray]]
+
+
+def call_source(call: ClassifyCall) -> str:
+    return str(call[2]) if len(call) == 3 else ""
 
 
 def group_by_model(
@@ -81,7 +90,7 @@ def group_by_model(
     """Indices of the batched calls per ONNX session, so each graph runs once per batch
     (tasks that share an artifact share its session and its encoder pass)."""
     groups: dict[int, list[int]] = {}
-    for i, (tasks, _) in enumerate(requests):
+    for i, (tasks, *_) in enumerate(requests):
         for sid in dict.fromkeys(id(predictors[t].session) for t in tasks):
             groups.setdefault(sid, []).append(i)
     return groups
@@ -104,19 +113,28 @@ def check_model_versions(
         raise ModelVersionError("model_versions is set but the Classifier was given no registry")
 
 
-def run_batch(predictors: Mapping[str, OnnxPredictor], requests: Sequence[ClassifyCall]) -> list[TaskAnswers]:
+def run_batch(
+    predictors: Mapping[str, OnnxPredictor], requests: Sequence[ClassifyCall], tap: DriftTap | None = None
+) -> list[TaskAnswers]:
     """One batch of calls: each model runs once over its calls' texts, flattened, and
     answers every head its calls asked for.
 
     `predictors` is read once, so a version swapped in meanwhile never mixes into a batch,
-    and each answer comes with the predictor (version) that produced it.
+    and each answer comes with the predictor (version) that produced it. With a drift `tap`,
+    calls that name a source are recorded (probabilities and pooled embeddings) for the
+    drift watch: a queue append, written to Redis off this path.
     """
     answers: list[TaskAnswers] = [{} for _ in requests]
     by_session = {id(p.session): p for p in predictors.values()}
     for sid, idx in group_by_model(predictors, requests).items():
         texts = [t for i in idx for t in requests[i][1]]
-        probs = by_session[sid].probabilities_all(texts)
         sizes = [len(requests[i][1]) for i in idx]
+        if tap is None:
+            probs = by_session[sid].probabilities_all(texts)
+        else:
+            probs, emb = by_session[sid].probabilities_and_embeddings(texts)
+            heads = {t: probs[t] for t, p in predictors.items() if id(p.session) == sid}
+            tap.offer_batch([(call_source(requests[i]), requests[i][0]) for i in idx], sizes, heads, emb)
         for task, pred in predictors.items():
             if id(pred.session) != sid or not any(task in requests[i][0] for i in idx):
                 continue
@@ -129,7 +147,7 @@ def run_batch(predictors: Mapping[str, OnnxPredictor], requests: Sequence[Classi
 
 def parse_user_config(config: Mapping[str, Any]) -> tuple[int, float, dict[str, str]]:
     """(max_batch_size, batch_wait_timeout_s, model_versions) from the Classifier's user_config."""
-    known = {"max_batch_size", "batch_wait_timeout_s", "model_versions"}
+    known = {"max_batch_size", "batch_wait_timeout_s", "model_versions", "candidate"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ModelVersionError(f"unknown Classifier user_config keys {unknown}; known: {sorted(known)}")
@@ -171,6 +189,8 @@ class Classifier:
         model_batch_size: int = MAX_BATCH_SIZE,
         registry: RegistrySpec | None = None,
         cache_dir: str | None = None,
+        postgres_url: str | None = None,
+        drift: TapConfig | None = None,
     ) -> None:
         num_cpus = None
         try:
@@ -187,6 +207,18 @@ class Classifier:
         self.predictors: dict[str, OnnxPredictor] = {}
         self.languages: dict[str, list[str]] = {}
         self.default_task = DEFAULT_TASK if DEFAULT_TASK in self.dirs else next(iter(self.dirs))
+        # The candidate (serve_app/rollout.py): `shadow_models` score sampled posts on the
+        # shadow thread (one ORT thread each, so all their work runs on that niced thread),
+        # `canary_models` answer canary keywords through their own batch.
+        self.candidate = CandidateConfig()
+        self.shadow_models: dict[str, OnnxPredictor] = {}
+        self.canary_models: dict[str, OnnxPredictor] = {}
+        self._live_calls = 0  # live calls in flight: the shadow thread waits for none
+        self.shadow = ShadowWorker(
+            lambda: self.shadow_models, shadow_sink(postgres_url), idle=lambda: self._live_calls == 0
+        )
+        self._live_ms = 0.0
+        self.drift_tap = DriftTap(drift) if drift is not None else None  # the drift watch's windows
         # Models load in reconfigure(), which Serve calls before the replica takes traffic,
         # so a replica told to serve a registry version never loads the args' model first.
 
@@ -247,43 +279,96 @@ class Classifier:
         batcher.set_batch_wait_timeout_s(wait_s)
         # In a thread: this replica keeps answering with the old model while the new loads.
         await asyncio.to_thread(self.apply_versions, wanted)
+        candidate = CandidateConfig.from_user_config(config.get("candidate"))
+        canary: Any = self._classify_canary
+        canary.set_max_batch_size(max_batch)
+        canary.set_batch_wait_timeout_s(wait_s)
+        await asyncio.to_thread(self.apply_candidate, candidate)
 
     def info(self) -> ServedModels:
         """The model serving each task, and the default task."""
         self._ensure_loaded()
-        tasks = {
-            task: TaskModel(
-                version=p.version,
-                labels=tuple(p.labels),
-                languages=tuple(self.languages[task]),
-                max_length=p.max_length,
-                model_dir=str(p.model_dir),
-                breakdown_method=p.head.breakdown_method,
-                adjustment=p.head.adjustment,
-                counting=p.head.counting,
-            )
-            for task, p in self.predictors.items()
-        }
-        return ServedModels(self.default_task, tasks)
+        tasks = {task: self._task_model(task, p) for task, p in self.predictors.items()}
+        # What canary keywords are answered by (none unless canary_share > 0).
+        candidate = {task: self._task_model(task, p) for task, p in self.canary_models.items()}
+        share = self.candidate.canary_share if candidate else 0.0
+        return ServedModels(self.default_task, tasks, candidate, share)
+
+    def _task_model(self, task: str, p: OnnxPredictor) -> TaskModel:
+        return TaskModel(
+            version=p.version,
+            labels=tuple(p.labels),
+            languages=tuple(self.languages.get(task) or p.info.languages),
+            max_length=p.max_length,
+            model_dir=str(p.model_dir),
+            breakdown_method=p.head.breakdown_method,
+            adjustment=p.head.adjustment,
+            counting=p.head.counting,
+        )
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)  # reconfigure() sets them
     async def _classify(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
-        return run_batch(self.predictors, requests)
+        t0 = time.perf_counter()
+        out = run_batch(self.predictors, requests, self.drift_tap)
+        # Model time per text of this batch: the live side of the shadow's latency figures.
+        self._live_ms = 1000 * (time.perf_counter() - t0) / max(1, sum(len(r[1]) for r in requests))
+        return out
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _classify_canary(self, requests: list[ClassifyCall]) -> list[TaskAnswers]:
+        return run_batch(self.canary_models, requests)
 
     async def classify_tasks(
-        self, texts: list[str], tasks: list[str]
+        self, texts: list[str], tasks: list[str], shadow: ShadowTag | None = None, canary: bool = False
     ) -> dict[str, tuple[str, list[PredictionRow]]]:
         """Per task: (model version that produced them, rows of label, confidence and all
-        scores per text). Tasks served by one artifact cost one encoder pass together."""
+        scores per text). Tasks served by one artifact cost one encoder pass together.
+
+        `canary`: tasks the candidate has are answered by it. `shadow` (the texts' post
+        ids): after the answer is ready, the sampled share is queued for the candidate."""
         self._ensure_loaded()
         for task in tasks:
             if task not in self.predictors:
                 raise UnknownTaskError(task, list(self.predictors))
         if not texts:
             return {t: (self.predictors[t].version, []) for t in tasks}
-        answers = await self._classify((tuple(tasks), texts))
+        canary_models = self.canary_models if canary else {}
+        by_candidate = tuple(t for t in tasks if t in canary_models)
+        live = tuple(t for t in tasks if t not in canary_models)
+        answers: TaskAnswers = {}
+        if live:
+            self._live_calls += 1
+            try:
+                answers.update(await self._classify((live, texts, shadow.source if shadow else "")))
+            finally:
+                self._live_calls -= 1
+        if by_candidate:
+            answers.update(await self._classify_canary((by_candidate, texts)))
+        if shadow is not None and live:
+            self._offer_shadow(shadow, texts, {t: answers[t] for t in live})
         log.debug("classified %d texts (%s)", len(texts), ",".join(tasks))
         return {t: (pred.version, probs_to_rows(probs, pred.labels)) for t, (pred, probs) in answers.items()}
+
+    def _offer_shadow(self, tag: ShadowTag, texts: Sequence[str], live: TaskAnswers) -> None:
+        """Queue the sampled posts for the candidate; never waits, never raises."""
+        live_rows = {t: (p.version, tuple(p.labels), probs) for t, (p, probs) in live.items()}
+        offer_sampled(self.shadow, self.candidate, self.shadow_models, tag, texts, live_rows, self._live_ms)
+
+    def apply_candidate(self, cfg: CandidateConfig) -> list[str]:
+        """Load (or drop) the candidate version for every task the registry has it for."""
+        if cfg.active and self.registry is None:
+            raise ModelVersionError("candidate is set but the Classifier was given no registry")
+        opts = (self.n_threads, self.max_length, self.model_batch_size)
+        shadow, canary = load_candidate(self.registry, list(self.dirs), cfg, self.cache_dir, *opts)
+        self.candidate, self.shadow_models, self.canary_models = cfg, shadow, canary
+        return list(shadow)
+
+    def shadow_status(self) -> tuple[CandidateConfig, ShadowCounts]:
+        return self.candidate, self.shadow.counts
+
+    def drain_shadow(self, timeout_s: float = 30.0) -> bool:
+        """Wait for queued shadow jobs (tests and benchmarks)."""
+        return self.shadow.drain(timeout_s)
 
     async def classify_versioned(
         self, texts: list[str], task: str | None = None

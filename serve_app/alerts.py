@@ -18,6 +18,13 @@ from serve_app.watchlists import AlertRow
 
 def alert_payload(alert: AlertRow) -> dict[str, Any]:
     body = asdict(alert)
+    if alert.keyword.startswith("drift:"):  # a drift alert (serve_app.drift_store.drift_alert)
+        body["kind"] = "emotion-monitor.drift"
+        body["text"] = (
+            f"model drift on {alert.keyword.removeprefix('drift:')} ({alert.task}): {alert.label} "
+            f"over the last {alert.posts} posts (largest effect {alert.share:.1f} %, -log10 p {alert.z:.1f})"
+        )
+        return body
     body["kind"] = "emotion-monitor.spike"
     body["text"] = (
         f"{alert.keyword}: {alert.label} ({alert.task}) at {alert.share:.1f} % of {alert.posts} posts, "

@@ -31,11 +31,13 @@ from serve_app.quantify import served_counting
 from serve_app.question import Question
 from serve_app.records import PredictionRow, ServedModels, Summary
 from serve_app.request_budget import Priority
+from serve_app.rollout import keyword_in_canary
 from serve_app.schemas import Analysis
 from serve_app.scope import CountOver, Scope, counted_kinds
 from serve_app.scope_fields import scope_echo
 from serve_app.score_cache import ScoreCache
 from serve_app.served import ServedCatalog
+from serve_app.shadow import ShadowTag
 from serve_app.single_flight import Answer, SingleFlight
 from serve_app.tasks import DEFAULT_TASK, TASKS, TRIAGE_TASK
 
@@ -216,8 +218,18 @@ class AnalysisFlow:
             count_over,
         )
 
+    @staticmethod
+    def route(models: ServedModels, keyword: str) -> tuple[ServedModels, bool]:
+        """The models that answer this keyword, and whether it is a canary one (sticky by
+        keyword: the candidate answers `canary_share` of keywords, always the same ones)."""
+        if models.candidate and keyword_in_canary(keyword, models.canary_share):
+            return models.as_canary(), True
+        return models, False
+
     async def answer(self, q: Question, models: ServedModels, plot: bool) -> tuple[Answer, AnswerSource]:
         """The answer (from the cache, or computed once for every concurrent asker)."""
+        models, canary = self.route(models, q.keyword)
+        # The key names the versions that answer, so canary answers never mix with live ones.
         key = q.key(models.versions(q.tasks))
         cached = await self.cache.get(key)
         if self.held.due:
@@ -229,7 +241,7 @@ class AnalysisFlow:
             return cached, "cache"
         with self.admission.admit():
             result, computed = await self.flights.run(
-                key, lambda: self._compute(q, models, plot), with_plot=plot
+                key, lambda: self._compute(q, models, plot, canary=canary), with_plot=plot
             )
         return result, "inference" if computed else "cache"
 
@@ -237,6 +249,7 @@ class AnalysisFlow:
         """One analysis for a background actor, at background priority at the source."""
         models = await self.catalog.get()
         q = self.question(models, run.keyword, run.limit, run.source, run.tasks, scope=run.scope)
+        models, canary = self.route(models, q.keyword)
         key = q.key(models.versions(q.tasks))
         if run.refresh_below_s is not None:
             if self.cache.client is None:
@@ -247,14 +260,19 @@ class AnalysisFlow:
             except (redis.RedisError, OSError):
                 return BackgroundOutcome(False)
         result, computed = await self.flights.run(
-            key, lambda: self._compute(q, models, priority="background")
+            key, lambda: self._compute(q, models, priority="background", canary=canary)
         )
         return BackgroundOutcome(
             computed, result["count"], result["scored"], result["newly_scored"], result["partial"]
         )
 
     async def _compute(
-        self, q: Question, models: ServedModels, plot: bool = False, priority: Priority = "user"
+        self,
+        q: Question,
+        models: ServedModels,
+        plot: bool = False,
+        priority: Priority = "user",
+        canary: bool = False,
     ) -> Answer:
         """Fetch, pick the posts the models can read, score, aggregate; cache and record."""
         fetched: FetchResult = await self._call(
@@ -266,7 +284,7 @@ class AnalysisFlow:
         )
         sel = select_posts(fetched, models, q)
         ids = [fetched.posts[i].id for i in sel.keep]
-        preds, versions, newly = await self._score(q, ids, sel.texts, models)
+        preds, versions, newly = await self._score(q, ids, sel.texts, models, canary)
         # A version rolled since `models` was read: re-read next time. The answer is cached
         # under the versions that actually produced it.
         self.catalog.note_versions(models.versions(q.tasks), versions)
@@ -293,7 +311,7 @@ class AnalysisFlow:
         return result
 
     async def _score(
-        self, q: Question, ids: list[str], texts: list[str], models: ServedModels
+        self, q: Question, ids: list[str], texts: list[str], models: ServedModels, canary: bool = False
     ) -> tuple[dict[str, list[PredictionRow]], dict[str, str], int]:
         """Rows per task for these posts, the model versions, and how many posts the models ran on.
 
@@ -307,12 +325,14 @@ class AnalysisFlow:
         versions = expected
         fresh: dict[str, dict[str, PredictionRow]] = {t: {} for t in tasks}
         if todo:
-            answers = await self._classify([texts[j] for j in todo], tasks)
+            # The post ids let the Classifier pair a sampled share with the candidate (shadow).
+            tag = ShadowTag(q.source, tuple(ids[j] for j in todo))
+            answers = await self._classify([texts[j] for j in todo], tasks, tag, canary)
             versions = {t: version for t, (version, _) in answers.items()}
             if versions != expected and len(todo) < len(ids):
                 # A model version was rolled meanwhile: cached rows belong to the old one.
                 todo, known = list(range(len(ids))), {t: {} for t in tasks}
-                answers = await self._classify(texts, tasks)
+                answers = await self._classify(texts, tasks, ShadowTag(q.source, tuple(ids)), canary)
                 versions = {t: version for t, (version, _) in answers.items()}
             for t, (_, rows) in answers.items():
                 fresh[t] = {ids[j]: row for j, row in zip(todo, rows, strict=True)}
@@ -322,11 +342,11 @@ class AnalysisFlow:
         return preds, versions, len(todo)
 
     async def _classify(
-        self, texts: list[str], tasks: list[str]
+        self, texts: list[str], tasks: list[str], shadow: ShadowTag | None = None, canary: bool = False
     ) -> dict[str, tuple[str, list[PredictionRow]]]:
         answers: dict[str, tuple[str, list[PredictionRow]]] = await self._call(
             "classifier",
-            lambda: self.handles.classifier.classify_tasks.remote(texts, tasks),
+            lambda: self.handles.classifier.classify_tasks.remote(texts, tasks, shadow, canary),
             self.cfg.classify_timeout_s,
         )
         return answers

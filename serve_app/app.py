@@ -11,6 +11,7 @@ YAML `args` against `AppArgs`; infrastructure (Redis, Reddit credentials) comes 
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,14 +28,17 @@ from deployments.background import (
     start_background,
 )
 from deployments.classifier import Classifier
+from deployments.drift_watch import drift_configs
 from deployments.fetcher import Fetcher, FetcherConfig
 from serve_app.analysis import FlowConfig
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
+from serve_app.drift_store import TapConfig
 from serve_app.embedded import Infrastructure, resolve_infrastructure
 from serve_app.ingress import Ingress, IngressConfig
 from serve_app.predictor import ModelArtifactError, read_artifact_info
 from serve_app.registry import check_version, registry_spec
 from serve_app.replay import ReplayPlan
+from serve_app.rollout import CandidateConfig
 from serve_app.settings import Settings, Source, get_settings, reddit_user_agent, secret
 from serve_app.tasks import TASK_NAMES, TaskName, check_head
 from serve_app.trends import spike_rules
@@ -104,6 +108,11 @@ class AppArgs(BaseModel):
         default_factory=dict,
         description="Registry version per task (or 'latest') instead of the artifact dirs; also settable "
         "in the Classifier's user_config, where `serve deploy` changes it without a restart",
+    )
+    candidate: CandidateConfig = Field(
+        default_factory=CandidateConfig,
+        description="A registry version shadowing / canarying the live one (docs/rollout.md); usually set in "
+        "the Classifier's user_config, where `serve deploy` changes it without a restart",
     )
     classifier_resources: dict[str, float] = Field(
         default_factory=dict, description="Custom Ray resources each Classifier replica needs (node pinning)"
@@ -258,12 +267,17 @@ def make_app(
     if default_source == "reddit" and not (s.reddit_contact or s.reddit_user_agent):
         log.warning("EMOTION_MONITOR_REDDIT_CONTACT is not set: Reddit asks every client to name a contact")
     logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
-    classifier = classifier_deployment(args, s, logs)
-    if s.background if args.background is None else args.background:
+    background = s.background if args.background is None else args.background
+    # The drift watch: the Classifier records scored posts (tap), a background actor checks them.
+    webhook = bool(secret(s.alert_webhook_url))
+    drift, tap = drift_configs(s, infra.redis_url, infra.postgres_url, model_dirs(args, s), webhook)
+    classifier = classifier_deployment(args, s, logs, infra.postgres_url, tap if background else None)
+    if background:
         # Started here, by the app's builder (once per deploy, wherever Serve builds it), not
         # by each ingress replica: detached actors, found again by name on a redeploy.
         try:
-            start_background(background_configs(s, infra, default_source, app_name), app_name=app_name)
+            cfgs = replace(background_configs(s, infra, default_source, app_name), drift=drift)
+            start_background(cfgs, app_name=app_name)
         except Exception as exc:  # the API works without them; /sync/status says so
             log.error("background actors not started: %r", exc)
     # Requests beyond our own admission limit (cache hits, health) still need room, and
@@ -309,7 +323,13 @@ def fetcher_config(args: AppArgs, s: Settings, infra: Infrastructure) -> Fetcher
     )
 
 
-def classifier_deployment(args: AppArgs, s: Settings, logs: dict[str, Any]) -> Application:
+def classifier_deployment(
+    args: AppArgs,
+    s: Settings,
+    logs: dict[str, Any],
+    postgres_url: str | None = None,
+    drift: TapConfig | None = None,
+) -> Application:
     """The Classifier, bound to the checked artifact per task; batching and the served
     versions in its user_config, which `serve deploy` changes without a restart."""
     return (
@@ -327,6 +347,7 @@ def classifier_deployment(args: AppArgs, s: Settings, logs: dict[str, Any]) -> A
                 "max_batch_size": args.max_batch_size,
                 "batch_wait_timeout_s": args.batch_wait_timeout_s,
                 "model_versions": dict(args.model_versions),
+                "candidate": args.candidate.model_dump() if args.candidate.active else {},
             },
         )
         .bind(
@@ -335,6 +356,8 @@ def classifier_deployment(args: AppArgs, s: Settings, logs: dict[str, Any]) -> A
             args.max_length,
             registry=registry_spec(s),
             cache_dir=_abs(s.data_dir / "models"),
+            postgres_url=postgres_url,  # where shadow pairs go (serve_app/shadow_store.py)
+            drift=drift,  # where scored posts go for the drift watch (serve_app/drift_store.py)
         )
     )
 

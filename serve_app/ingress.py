@@ -27,6 +27,7 @@ from serve_app.cache import AnalysisCache
 from serve_app.calls import Admission, call_with_retries
 from serve_app.compare import CompareRequest, CompareResponse, compare_answers
 from serve_app.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
+from serve_app.drift_api import drift  # noqa: F401  (registers GET /drift)
 from serve_app.errors import ServiceUnavailable
 from serve_app.export_api import ExportDesk
 from serve_app.held_records import HeldRecords
@@ -34,6 +35,7 @@ from serve_app.http_api import AUTH, ERRORS, RateLimited, api
 from serve_app.inline import InlineModels
 from serve_app.records import ServedModels
 from serve_app.replay_api import replay_status  # noqa: F401  (registers the /demo/replay routes)
+from serve_app.rollout_api import models_compare  # noqa: F401  (registers /models/compare)
 from serve_app.schemas import (
     AnalyzeRequest,
     AnalyzeResponse,

@@ -95,10 +95,41 @@ SPECS: dict[str, tuple[str, str, tuple[str, ...], list[float] | None]] = {
         ("server",),
         None,
     ),
+    "emotion_monitor_drift_statistic": (
+        "gauge",
+        "Latest drift check: each test's effect size (label_mix TVD, confidence KS D, embedding MMD^2)",
+        ("source", "task", "test"),
+        None,
+    ),
+    "emotion_monitor_drift_p_value": (
+        "gauge",
+        "Latest drift check: each test's p-value",
+        ("source", "task", "test"),
+        None,
+    ),
+    "emotion_monitor_drift_detected": (
+        "gauge",
+        "Latest drift check found drift (1) or not (0)",
+        ("source", "task"),
+        None,
+    ),
+    "emotion_monitor_estimated_accuracy": (
+        "gauge",
+        "Accuracy estimated without labels: mean calibrated max probability over the window",
+        ("source", "task"),
+        None,
+    ),
     "emotion_monitor_posts_excluded_total": (
         "counter",
         "Fetched posts left out by post hygiene, by reason",
         ("reason",),
+        None,
+    ),
+    "emotion_monitor_shadow_posts_total": (
+        "counter",
+        "Posts sampled for the candidate version (serve_app/shadow.py): queued, dropped (queue "
+        "full), failed, or stored pairs",
+        ("outcome",),
         None,
     ),
 }
@@ -238,3 +269,20 @@ def record_alert(task: str, label: str) -> None:
 @_safe
 def record_alert_delivery(outcome: str) -> None:
     _metric("emotion_monitor_alert_deliveries_total").inc(1, tags={"outcome": outcome})
+
+
+@_safe
+def record_drift(check: Any) -> None:
+    """One drift check (serve_app.drift.DriftCheck): its gauges, per source and task."""
+    tags = {"source": check.source, "task": check.task}
+    for t in check.tests:
+        _metric("emotion_monitor_drift_statistic").set(t.statistic, tags={**tags, "test": t.name})
+        _metric("emotion_monitor_drift_p_value").set(t.p_value, tags={**tags, "test": t.name})
+    _metric("emotion_monitor_drift_detected").set(int(check.drifted), tags=tags)
+    if check.estimated_accuracy is not None:
+        _metric("emotion_monitor_estimated_accuracy").set(check.estimated_accuracy, tags=tags)
+
+
+@_safe
+def record_shadow(outcome: str, n: int) -> None:
+    _metric("emotion_monitor_shadow_posts_total").inc(n, tags={"outcome": outcome})

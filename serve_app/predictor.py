@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from serve_app.drift_profile import EMBEDDING_OUTPUT
 from serve_app.preprocess import normalize_text
 from serve_app.quantify import Counting, counting_from_spec
 
@@ -199,6 +200,10 @@ class OnnxPredictor:
         self.session = make_session(model_path, threads)
         self._input_names = {i.name for i in self.session.get_inputs()}
         self._outputs = [h.output for h in self.info.heads.values()]
+        # The pooled vector feeding the heads, when the graph exposes it (serve_app.drift_profile):
+        # the drift watch compares it with the artifact's reference sample.
+        outputs = {o.name for o in self.session.get_outputs()}
+        self.embedding_output: str | None = EMBEDDING_OUTPUT if EMBEDDING_OUTPUT in outputs else None
 
     @property
     def version(self) -> str:
@@ -237,6 +242,9 @@ class OnnxPredictor:
 
     def run_ids(self, ids: list[list[int]]) -> dict[str, np.ndarray]:
         """Every head's logits for one padded model batch of token ids."""
+        return self._run_ids(ids, embed=False)[0]
+
+    def _run_ids(self, ids: list[list[int]], embed: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         width = max(len(x) for x in ids)
         input_ids = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
@@ -246,8 +254,10 @@ class OnnxPredictor:
         feeds = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self._input_names:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
-        outs = self.session.run(self._outputs, feeds)
-        return dict(zip(self.info.heads, outs, strict=True))
+        embed = embed and self.embedding_output is not None
+        outs = self.session.run(self._outputs + [EMBEDDING_OUTPUT] * embed, feeds)
+        heads = dict(zip(self.info.heads, outs[: len(self._outputs)], strict=True))
+        return heads, outs[-1] if embed else None
 
     def logits_all(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Raw logits of every head, each shaped (len(texts), n_labels), in input order.
@@ -257,14 +267,32 @@ class OnnxPredictor:
         serving batch of short single texts of mixed lengths runs ~1.5x faster than as one
         padded batch (docs/benchmarks.md).
         """
+        return self._forward(texts, embed=False)[0]
+
+    def _forward(self, texts: Sequence[str], embed: bool) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
         out = {t: np.empty((len(texts), len(h.labels)), dtype=np.float32) for t, h in self.info.heads.items()}
+        vectors: np.ndarray | None = None
         if not texts:
-            return out
+            return out, vectors
         ids = self.encode(texts)
         for idx in length_chunks([len(x) for x in ids], self.batch_size):
-            for task, logits in self.run_ids([ids[i] for i in idx]).items():
-                out[task][idx] = logits
-        return out
+            logits, emb = self._run_ids([ids[i] for i in idx], embed)
+            for task, part in logits.items():
+                out[task][idx] = part
+            if emb is not None:
+                if vectors is None:
+                    vectors = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+                vectors[idx] = emb
+        return out, vectors
+
+    def probabilities_and_embeddings(
+        self, texts: Sequence[str]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """`probabilities_all` and, from the same pass, each text's pooled embedding (None when
+        the graph has no embedding output: an artifact exported before drift profiles)."""
+        logits, vectors = self._forward(texts, embed=True)
+        probs = {t: softmax(lg, self.info.heads[t].temperature) for t, lg in logits.items()}
+        return probs, vectors
 
     def probabilities_all(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Calibrated probabilities of every head from one pass over `texts`."""

@@ -115,10 +115,18 @@ class ServedModels:
 
     default_task: str
     tasks: dict[str, TaskModel]
+    # The candidate version (serve_app/rollout.py) per task it has a head for, and the share
+    # of keywords it answers (canary); empty / 0 when no candidate is configured.
+    candidate: dict[str, TaskModel] = field(default_factory=dict)
+    canary_share: float = 0.0
 
     @property
     def default(self) -> TaskModel:
         return self.tasks[self.default_task]
+
+    def as_canary(self) -> ServedModels:
+        """The models a canary keyword is answered by: the candidate where it has the task."""
+        return ServedModels(self.default_task, {**self.tasks, **self.candidate}, {}, 0.0)
 
     def versions(self, tasks: Sequence[str]) -> dict[str, str]:
         return {t: self.tasks[t].version for t in tasks}

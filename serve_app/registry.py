@@ -34,7 +34,9 @@ class LocalRegistry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def push(self, name: str, version: str, src: Path) -> str:
+    def push(self, name: str, version: str, src: Path, *, latest: bool = True) -> str:
+        """Store `src` as `version`; `latest=False` (a retrained candidate) leaves LATEST,
+        which `--version latest` pulls at start-up, where it was: pushing never promotes."""
         check_version(name, version)
         if not (src / "model.onnx").is_file():
             raise RegistryError(f"{src} has no model.onnx; it is not a model artifact")
@@ -44,7 +46,8 @@ class LocalRegistry:
         shutil.copytree(src, tmp)
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)  # readers never see a half-copied version
-        (self.root / name / "LATEST").write_text(version)
+        if latest:
+            (self.root / name / "LATEST").write_text(version)
         return version
 
     def versions(self, name: str) -> list[str]:
@@ -95,7 +98,7 @@ class S3Registry:
     def _key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
 
-    def push(self, name: str, version: str, src: Path) -> str:
+    def push(self, name: str, version: str, src: Path, *, latest: bool = True) -> str:
         check_version(name, version)
         if not (src / "model.onnx").is_file():
             raise RegistryError(f"{src} has no model.onnx; it is not a model artifact")
@@ -105,7 +108,8 @@ class S3Registry:
                     str(f), self.bucket, self._key(name, version, f.relative_to(src).as_posix())
                 )
         # LATEST is written last, so a reader never pulls a version still uploading.
-        self.client.put_object(Bucket=self.bucket, Key=self._key(name, "LATEST"), Body=version.encode())
+        if latest:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(name, "LATEST"), Body=version.encode())
         return version
 
     def versions(self, name: str) -> list[str]:

@@ -119,6 +119,20 @@ class Settings(BaseSettings):
     )
     alert_webhook_attempts: int = Field(8, ge=1, le=1000, description="delivery attempts before `failed`")
 
+    # The drift watch (docs/drift.md): the last `drift_window` scored posts per source against
+    # the serving model's reference profile, every `drift_interval_s` while the CPU is idle.
+    drift: bool = Field(True, description="record scored posts and run the drift checks")
+    drift_window: int = Field(500, ge=50, le=10_000, description="last posts per source a check reads")
+    drift_min_posts: int = Field(200, ge=20, description="posts a window needs before a verdict")
+    drift_interval_s: float = Field(300.0, ge=5, description="how often the drift checks run")
+    drift_cpu_threshold: float = Field(50.0, gt=0, le=100, description="checks wait above this CPU %")
+    drift_alpha: float = Field(
+        0.001, gt=0, lt=1, description="family-wise false-alarm rate of one check (Bonferroni over its tests)"
+    )
+    retrain_on_drift: bool = Field(
+        False, description="a drift alert submits the retraining Ray job (`emotion-monitor retrain`)"
+    )
+
     # The replayed feed (source "replay", `emotion-monitor demo`, serve_app/replay.py): the
     # JSONL corpus's posts arrive as if live, oldest first, stamped with their arrival time.
     replay_posts_per_s: float = Field(
@@ -141,6 +155,15 @@ class Settings(BaseSettings):
     # a database); by default a local SQLite store under runs/, read by `mlflow ui`.
     mlflow_tracking_uri: str = "sqlite:///runs/mlflow.db"
     mlflow_experiment: str = "emotion-monitor"
+
+    # The promotion gate (`emotion-monitor model promote`, serve_app/gate.py, docs/rollout.md)
+    gate_metric_tolerance: float = Field(
+        0.005, ge=0, le=1, description="how much worse a validation figure (macro-F1, TVD) may be"
+    )
+    gate_min_pairs: int = Field(200, ge=1, description="shadow pairs per head needed before a promotion")
+    gate_share_bound: float = Field(
+        0.03, gt=0, le=1, description="label-share difference whose paired 95 % interval must not lie beyond"
+    )
 
     # S3 model registry (used when a bucket is set)
     s3_bucket: str | None = None

@@ -159,11 +159,38 @@ SELECT floor(t / %(bucket)s) * %(bucket)s AS start, task, label, count(*)
 FROM latest GROUP BY 1, 2, 3 ORDER BY 1
 """
 
+# The same, for the spike test: only posts whose latest label came from the version that
+# labelled the keyword's newest analysis, per task. After a model change the baseline holds
+# only what the new version scored (it restarts), so a version's different label mix is
+# never compared against the old version's and raises no alert by itself.
+_TREND_CURRENT_SQL = """
+WITH latest AS (
+    SELECT DISTINCT ON (p.task, p.source, p.post_id)
+           p.task, p.label, p.model_version, extract(epoch FROM po.created_utc) AS t
+    FROM predictions p
+    JOIN queries q USING (query_id)
+    JOIN posts po ON po.source = p.source AND po.post_id = p.post_id
+    WHERE q.keyword_norm = %(kw)s AND po.created_utc >= %(since)s
+    ORDER BY p.task, p.source, p.post_id, q.created_at DESC
+), current AS (
+    SELECT DISTINCT ON (p.task) p.task, p.model_version
+    FROM predictions p JOIN queries q USING (query_id)
+    WHERE q.keyword_norm = %(kw)s
+    ORDER BY p.task, q.created_at DESC
+)
+SELECT floor(l.t / %(bucket)s) * %(bucket)s AS start, l.task, l.label, count(*)
+FROM latest l JOIN current c ON c.task = l.task AND c.model_version = l.model_version
+GROUP BY 1, 2, 3 ORDER BY 1
+"""
 
-def trend_buckets(dsn: str, keyword: str, bucket_s: int, since: float) -> list[Bucket]:
+
+def trend_buckets(
+    dsn: str, keyword: str, bucket_s: int, since: float, current_version_only: bool = False
+) -> list[Bucket]:
+    """Trend buckets; `current_version_only`: the spike test's (see _TREND_CURRENT_SQL)."""
     with _connect(dsn) as c:
         rows = c.execute(
-            _TREND_SQL,
+            _TREND_CURRENT_SQL if current_version_only else _TREND_SQL,
             {
                 "kw": normalize_keyword(keyword),
                 "since": dt.datetime.fromtimestamp(since, dt.UTC),

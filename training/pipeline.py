@@ -255,8 +255,23 @@ def build_artifact(
     card["counting_shift"] = shift_reports
     for t, rep in shift_reports.items():
         card["breakdown"][t]["method"] = rep["method"]
+    card["reference_profile"] = _reference_profile(cfg, data_root, out_dir)
     write_model_card(out_dir, card)
     return card
+
+
+def _reference_profile(cfg: TrainConfig, data_root: Path, out_dir: Path) -> list[str]:
+    """The drift watch's reference (training/profile.py): the graph's embedding output, each
+    head's Reddit validation set (else its first), and the local corpus's posts when present."""
+    from training.profile import ProfileData, write_profile
+
+    validation: dict[str, Path] = {}
+    sets = sorted(cfg.validation_sets().items(), key=lambda kv: not kv[0].startswith("reddit"))
+    for _, (task, rel) in sets:
+        validation.setdefault(task, data_path(rel, data_root))
+    corpus = data_root / "reddit_sample" / "posts.jsonl"
+    data = ProfileData(validation, corpus if corpus.is_file() else None)
+    return [p.name for p in write_profile(out_dir, data)]
 
 
 def _validation_data(cfg: TrainConfig, data_root: Path, fp32: OnnxPredictor) -> dict[str, ValidationData]:

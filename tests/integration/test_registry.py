@@ -109,6 +109,9 @@ def test_s3_registry_round_trip(tmp_path: Path, s3_client: Any) -> None:
     assert (out / "sub" / "extra.txt").read_text() == "v2"
     with pytest.raises(RegistryError, match="not in s3"):
         reg.pull("emotion", "v3", tmp_path / "nothing")
+    # A retrained candidate (training/retrain.py) is stored without moving LATEST.
+    reg.push("emotion", "v3-candidate", fake_artifact(tmp_path, "v3-candidate"), latest=False)
+    assert reg.latest("emotion") == "v2" and "v3-candidate" in reg.versions("emotion")
 
 
 @pytest.mark.unit

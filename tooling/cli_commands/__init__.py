@@ -11,6 +11,11 @@ from tooling.cli_commands import (
     compare,  # noqa: F401
     counting,  # noqa: F401
     demo,  # noqa: F401
+    distill,  # noqa: F401
+    drift_bench,  # noqa: F401
     file_analysis,  # noqa: F401
+    model_rollout,  # noqa: F401
+    profile,  # noqa: F401
+    retrain,  # noqa: F401
     services,  # noqa: F401
 )

@@ -1,0 +1,66 @@
+"""The keyword monitor's spike baseline restarts at a model change (issue 30, canary): only
+posts labelled by the version that labelled the keyword's newest analysis count, so a new
+version's different label mix raises no alert by itself. Real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from serve_app.history import insert_records, migrate
+from serve_app.records import PredictionRow
+from serve_app.trends import detect_spikes, spike_rules
+from serve_app.watchlists import trend_buckets
+from tests.integration.conftest import _fresh_database
+from tests.records import history_record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def spikes_pg() -> Iterator[str]:
+    for url in _fresh_database("em_vspike"):
+        migrate(url)
+        yield url
+
+
+def test_spike_baseline_restarts_at_a_model_change(spikes_pg: str) -> None:
+    """24 hours labelled by v1 at 10 % anger, then an hour by v2, whose label mix differs
+    (50 % anger): the trend shows the jump, the spike test sees no baseline for v2, so the
+    version change raises no alert; with every bucket it would."""
+    keyword, now = "versionswitch", time.time()
+    records = []
+    for h in range(25):
+        share, version = (15, "v2") if h == 24 else (3, "v1")
+        start = (now // 3600 - 24 + h) * 3600
+        posts = [
+            {"id": f"vs{h}_{i}", "title": f"{keyword} post", "body": "", "subreddit": "s",
+             "created_utc": start + 60 * i, "score": 1, "url": ""}
+            for i in range(30)
+        ]  # fmt: skip
+        preds: list[PredictionRow] = [
+            {"label": lab, "confidence": 0.9, "scores": {lab: 0.9}}
+            for lab in ["anger"] * share + ["neutral"] * (30 - share)
+        ]
+        records.append(
+            history_record(
+                keyword,
+                posts,
+                {"emotion": preds},
+                limit=30,
+                created_at=start + 1800,
+                model_versions={"emotion": version},
+            )
+        )
+    with psycopg.connect(spikes_pg) as conn:
+        insert_records(conn, records)
+        conn.commit()
+    rules = spike_rules(3.0, 20, 24)
+    every = trend_buckets(spikes_pg, keyword, 3600, now - 2 * 86_400)
+    assert len(every) == 25 and [s.task for s in detect_spikes(keyword, every, rules, 3600)] == ["emotion"]
+    current = trend_buckets(spikes_pg, keyword, 3600, now - 2 * 86_400, current_version_only=True)
+    assert len(current) == 1 and current[0].posts["emotion"] == 30
+    assert detect_spikes(keyword, current, rules, 3600) == []
