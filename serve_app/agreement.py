@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel
 
+from serve_app.drift import chi2_sf as drift_chi2_sf
 from serve_app.shadow import ShadowPair
 
 Z95 = 1.959963984540054
@@ -84,7 +85,7 @@ def paired_shift(m: np.ndarray, k: int) -> tuple[float, float, float]:
 
 
 def chi2_sf(x: float, df: int) -> float:
-    """P(chi2_df > x): the regularized upper incomplete gamma Q(df/2, x/2)."""
+    """P(chi2_df > x) (scipy's when installed; else the drift watch's numpy-free one)."""
     if df <= 0:
         return float("nan")
     if x <= 0:
@@ -94,36 +95,7 @@ def chi2_sf(x: float, df: int) -> float:
 
         return float(chi2.sf(x, df))
     except ImportError:
-        return _gamma_q(df / 2.0, x / 2.0)
-
-
-def _gamma_q(a: float, x: float) -> float:
-    # Numerical Recipes' gammq: a series below a + 1, a continued fraction above.
-    gln = math.lgamma(a)
-    if x < a + 1:
-        term = total = 1.0 / a
-        ap = a
-        for _ in range(1000):
-            ap += 1
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * 1e-15:
-                break
-        return 1.0 - total * math.exp(-x + a * math.log(x) - gln)
-    b, c, d = x + 1 - a, 1e300, 1.0 / (x + 1 - a)
-    h = d
-    for i in range(1, 1000):
-        an = -i * (i - a)
-        b += 2
-        d = an * d + b
-        d = 1e-300 if abs(d) < 1e-300 else d
-        c = b + an / c
-        c = 1e-300 if abs(c) < 1e-300 else c
-        d = 1 / d
-        h *= d * c
-        if abs(d * c - 1) < 1e-15:
-            break
-    return math.exp(-x + a * math.log(x) - gln) * h
+        return drift_chi2_sf(x, df)
 
 
 def stuart_maxwell(m: np.ndarray) -> MixTest:
