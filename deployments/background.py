@@ -19,9 +19,11 @@ import psutil
 import ray
 
 from serve_app import metrics
+from serve_app.actor_status import ForcedPass, MonitorStatus, SupervisorStatus, WarmerStatus
 from serve_app.analysis import BackgroundOutcome, BackgroundRun
 from serve_app.embedded import SupervisedServers
 from serve_app.preprocess import normalize_keyword
+from serve_app.schemas import SyncStatus
 from serve_app.trends import SpikeRule, spike_rules
 
 if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
@@ -80,7 +82,7 @@ class SyncActor:
         self.pending = 0
         # CPU samples that decided against syncing: proof the loop ran and held back.
         self.cpu_pauses = 0
-        self.last_pass: dict[str, Any] | None = None
+        self.last_pass: ForcedPass | None = None
         self._engine: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -160,38 +162,38 @@ class SyncActor:
                     self._engine.close()
                 await asyncio.sleep(self.cfg.backoff_s)
 
-    async def sync_now(self, max_batches: int = 10_000) -> dict[str, Any]:
+    async def sync_now(self, max_batches: int = 10_000) -> SyncStatus:
         """One full pass regardless of CPU: recovery, then drain the backlog."""
         async with self._lock:
             try:
                 moved = await self._pass(force=True, max_batches=max_batches)
-                self.last_pass = {"at": time.time(), "synced": moved, "error": None}
+                self.last_pass = ForcedPass(at=time.time(), synced=moved)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                self.last_pass = {"at": time.time(), "synced": 0, "error": error}
+                self.last_pass = ForcedPass(at=time.time(), synced=0, error=error)
                 self.paused_reason = error
                 if self._engine is not None:
                     self._engine.close()
         return await self.status()
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> SyncStatus:
         if self._engine is not None:
             try:
                 self.pending = await asyncio.to_thread(self._engine.pending)
             except Exception as exc:
                 self.paused_reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        return {
-            "pending": self.pending,
-            "synced_total": self.synced_total,
-            "recovered_total": self.recovered_total,
-            "last_sync": self.last_sync,
-            "cpu": self.cpu,
-            "cpu_threshold": self.cfg.cpu_threshold,
-            "cpu_pauses": self.cpu_pauses,
-            "paused_reason": self.paused_reason,
-            "running": self._task is not None and not self._task.done(),
-            "last_forced_pass": self.last_pass,
-        }
+        return SyncStatus(
+            pending=self.pending,
+            synced_total=self.synced_total,
+            recovered_total=self.recovered_total,
+            last_sync=self.last_sync,
+            cpu=self.cpu,
+            cpu_threshold=self.cfg.cpu_threshold,
+            cpu_pauses=self.cpu_pauses,
+            paused_reason=self.paused_reason,
+            running=self._task is not None and not self._task.done(),
+            last_forced_pass=self.last_pass,
+        )
 
 
 @dataclass(frozen=True)
@@ -320,15 +322,15 @@ class WarmerActor(GatedLoop):
         self.last_pass = time.time()
         return refreshed
 
-    async def status(self) -> dict[str, Any]:
-        return {
-            "refreshed_total": self.refreshed_total,
-            "last_pass": self.last_pass,
-            "cpu": self.cpu,
-            "cpu_threshold": self.cfg.cpu_threshold,
-            "paused_reason": self.paused_reason,
-            "config": asdict(self.cfg) | {"redis_url": "***"},
-        }
+    async def status(self) -> WarmerStatus:
+        return WarmerStatus(
+            refreshed_total=self.refreshed_total,
+            last_pass=self.last_pass,
+            cpu=self.cpu,
+            cpu_threshold=self.cfg.cpu_threshold,
+            paused_reason=self.paused_reason,
+            config=asdict(self.cfg) | {"redis_url": "***"},
+        )
 
 
 @dataclass(frozen=True)
@@ -454,15 +456,15 @@ class MonitorActor(GatedLoop):
         self.delivered_total += delivered
         return delivered
 
-    async def status(self) -> dict[str, Any]:
-        return {
-            "polls_total": self.polls_total,
-            "alerts_total": self.alerts_total,
-            "delivered_total": self.delivered_total,
-            "last_pass": self.last_pass,
-            "cpu": self.cpu,
-            "paused_reason": self.paused_reason,
-        }
+    async def status(self) -> MonitorStatus:
+        return MonitorStatus(
+            polls_total=self.polls_total,
+            alerts_total=self.alerts_total,
+            delivered_total=self.delivered_total,
+            last_pass=self.last_pass,
+            cpu=self.cpu,
+            paused_reason=self.paused_reason,
+        )
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -510,8 +512,10 @@ class SupervisorActor(LoopActor):
             await self.check_now()
             await asyncio.sleep(self.cfg.interval_s)
 
-    async def status(self) -> dict[str, Any]:
-        return {"restarts": dict(self.restarts), "last_check": self.last_check, "last_error": self.last_error}
+    async def status(self) -> SupervisorStatus:
+        return SupervisorStatus(
+            restarts=dict(self.restarts), last_check=self.last_check, last_error=self.last_error
+        )
 
 
 @dataclass(frozen=True)

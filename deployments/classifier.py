@@ -21,7 +21,7 @@ from serve_app import metrics
 from serve_app.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
 from serve_app.drift_store import DriftTap, TapConfig
 from serve_app.predictor import OnnxPredictor, artifact_digest
-from serve_app.records import PredictionRow, ServedModels, TaskModel
+from serve_app.records import ClassifyResult, PredictionRow, ServedModels, TaskModel
 from serve_app.registry import RegistrySpec, resolve_version
 from serve_app.rollout import CandidateConfig
 from serve_app.shadow import ShadowCounts, ShadowTag, ShadowWorker, load_candidate, offer_sampled, shadow_sink
@@ -320,7 +320,7 @@ class Classifier:
 
     async def classify_tasks(
         self, texts: list[str], tasks: list[str], shadow: ShadowTag | None = None, canary: bool = False
-    ) -> dict[str, tuple[str, list[PredictionRow]]]:
+    ) -> ClassifyResult:
         """Per task: (model version that produced them, rows of label, confidence and all
         scores per text). Tasks served by one artifact cost one encoder pass together.
 

@@ -16,14 +16,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from deployments.background import DEFAULT_APP, GatedLoop
 from serve_app import metrics
+from serve_app.actor_status import DriftStatus
 from serve_app.drift import DriftCheck, DriftThresholds, check_window
 from serve_app.drift_profile import ReferenceProfile, load_profile
+
+if TYPE_CHECKING:  # imported where used: the actor process needs neither at import
+    from serve_app.drift_store import TapConfig
+    from serve_app.settings import Settings
 
 log = logging.getLogger("emotion_monitor.drift")
 
@@ -154,21 +159,21 @@ class DriftActor(GatedLoop):
         self.last, self.last_pass = checks, time.time()
         return len(alerted)
 
-    async def status(self) -> dict[str, Any]:
-        return {
-            "checks_total": self.checks_total,
-            "alerts_total": self.alerts_total,
-            "retrain_jobs": list(self.retrain_jobs),
-            "last_pass": self.last_pass,
-            "cpu": self.cpu,
-            "paused_reason": self.paused_reason,
-            "interval_s": self.cfg.interval_s,
-        }
+    async def status(self) -> DriftStatus:
+        return DriftStatus(
+            checks_total=self.checks_total,
+            alerts_total=self.alerts_total,
+            retrain_jobs=list(self.retrain_jobs),
+            last_pass=self.last_pass,
+            cpu=self.cpu,
+            paused_reason=self.paused_reason,
+            interval_s=self.cfg.interval_s,
+        )
 
 
 def drift_configs(
-    s: Any, redis_url: str | None, postgres_url: str | None, model_dirs: dict[str, str], webhook: bool
-) -> tuple[DriftConfig | None, Any]:
+    s: Settings, redis_url: str | None, postgres_url: str | None, model_dirs: dict[str, str], webhook: bool
+) -> tuple[DriftConfig | None, TapConfig | None]:
     """The drift watch's actor config and the Classifier's tap config from the settings
     (serve_app.settings.Settings); (None, None) when it is off or Redis/PostgreSQL are missing."""
     from serve_app.drift_store import TapConfig

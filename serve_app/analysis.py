@@ -29,7 +29,7 @@ from serve_app.posts import FetchResult
 from serve_app.preprocess import post_text
 from serve_app.quantify import served_counting
 from serve_app.question import Question
-from serve_app.records import PredictionRow, ServedModels, Summary
+from serve_app.records import ClassifyResult, PredictionRow, ServedModels, Summary
 from serve_app.request_budget import Priority
 from serve_app.rollout import keyword_in_canary
 from serve_app.schemas import Analysis
@@ -234,7 +234,7 @@ class AnalysisFlow:
         cached = await self.cache.get(key)
         if self.held.due:
             await self.held.save(None)  # Redis may be back: hand over what was held
-        hit = cached is not None and (not plot or bool(cached.get("plot_base64")))
+        hit = cached is not None and (not plot or bool(cached.plot_base64))
         metrics.record_cache(hit)
         await self._track(q)
         if cached is not None and hit:
@@ -263,7 +263,7 @@ class AnalysisFlow:
             key, lambda: self._compute(q, models, priority="background", canary=canary)
         )
         return BackgroundOutcome(
-            computed, result["count"], result["scored"], result["newly_scored"], result["partial"]
+            computed, result.count, result.scored or 0, result.newly_scored or 0, result.partial
         )
 
     async def _compute(
@@ -303,9 +303,9 @@ class AnalysisFlow:
         # hit gives the id it was computed with.
         record = make_record(q, analysis, fetched.posts, preds, sel.keep)
         analysis.analysis_id = record["query_id"]
-        # JSON types (the scope's datetimes as ISO strings): what the cache holds and a hit returns.
-        result = analysis.model_dump(mode="json")
-        await self.cache.set(q.key(versions), result, self.cfg.partial_ttl_s if partial else None)
+        await self.cache.set(q.key(versions), analysis, self.cfg.partial_ttl_s if partial else None)
+        # Read back from its JSON form (the scope's datetimes as ISO strings), as a cache hit is.
+        result = Analysis.model_validate(analysis.model_dump(mode="json"))
         if self.cfg.history and fetched.posts:
             await self.held.save(record)
         return result
@@ -343,8 +343,8 @@ class AnalysisFlow:
 
     async def _classify(
         self, texts: list[str], tasks: list[str], shadow: ShadowTag | None = None, canary: bool = False
-    ) -> dict[str, tuple[str, list[PredictionRow]]]:
-        answers: dict[str, tuple[str, list[PredictionRow]]] = await self._call(
+    ) -> ClassifyResult:
+        answers: ClassifyResult = await self._call(
             "classifier",
             lambda: self.handles.classifier.classify_tasks.remote(texts, tasks, shadow, canary),
             self.cfg.classify_timeout_s,

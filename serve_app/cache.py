@@ -6,13 +6,13 @@ import hashlib
 import json
 import logging
 import time
-from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
 from serve_app.defaults import CACHE_TTL_S
 from serve_app.preprocess import normalize_keyword
+from serve_app.schemas import Analysis
 from serve_app.tasks import TRIAGE_TASK
 
 # A child of "ray.serve": inside a replica, Serve's handlers (JSON with request_id) get it.
@@ -94,7 +94,7 @@ class AnalysisCache:
             log.warning("Redis is back after %.1f s; caching resumed", time.monotonic() - self._down_since)
             self._down_since = None
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> Analysis | None:
         if not self.available or self.client is None:
             return None
         try:
@@ -106,16 +106,18 @@ class AnalysisCache:
         if raw is None:
             return None
         try:
-            value: dict[str, Any] = json.loads(raw)
-        except ValueError:
+            return Analysis.model_validate_json(raw)
+        except ValueError:  # not JSON, or not an answer this version can read: a miss
             return None
-        return value
 
-    async def set(self, key: str, value: dict[str, Any], ttl_s: int | None = None) -> bool:
+    async def set(self, key: str, value: Analysis, ttl_s: int | None = None) -> bool:
         if not self.available or self.client is None:
             return False
+        # The stored form predates this model: compact json.dumps of its JSON dump, so entries
+        # written by either version read the same.
+        text = json.dumps(value.model_dump(mode="json"), separators=(",", ":"))
         try:
-            await self.client.set(key, json.dumps(value, separators=(",", ":")), ex=ttl_s or self.ttl_s)
+            await self.client.set(key, text, ex=ttl_s or self.ttl_s)
         except (redis.RedisError, OSError) as exc:
             self.mark_failed(exc)
             return False

@@ -183,9 +183,10 @@ class Ingress:
         )
         log.debug("analyze %r limit=%d source=%s", req.keyword, req.limit, question.source)
         answer, how = await self.flow.answer(question, models, plot=req.return_plot)
+        fields = dict(answer)  # the Analysis's fields, already validated
         if not req.return_plot:
-            answer = {**answer, "plot_base64": None}
-        return AnalyzeResponse(**answer, source=how, time=round(time.perf_counter() - started, 4))
+            fields["plot_base64"] = None
+        return AnalyzeResponse(**fields, source=how, time=round(time.perf_counter() - started, 4))
 
     @api.post("/compare", response_model=CompareResponse, responses=ERRORS, dependencies=AUTH)
     async def compare(self, req: CompareRequest, request: Request) -> CompareResponse:
@@ -270,7 +271,9 @@ class Ingress:
             raise ServiceUnavailable(
                 f"history sync not running ({type(exc).__name__}); is PostgreSQL configured?", 30
             ) from None
-        return SyncStatus(**state, unsaved_in_ingress=self.held_records.held)
+        # model_validate: a detached actor started by an older version still answers a dict.
+        status = SyncStatus.model_validate(state)
+        return status.model_copy(update={"unsaved_in_ingress": self.held_records.held})
 
     @api.get("/labels", response_model=LabelsResponse, dependencies=AUTH)
     async def labels(self, request: Request) -> LabelsResponse:

@@ -7,12 +7,18 @@ prefix, e.g. `ray_emotion_monitor_predictions_total`; `cluster/grafana/` queries
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from serve_app.drift import DriftCheck
+
+P = ParamSpec("P")
 
 log = logging.getLogger("emotion_monitor.metrics")
 
@@ -155,10 +161,11 @@ def _metric(name: str) -> Any:
         return _made[name]
 
 
-def _safe(fn: Any) -> Any:
+def _safe(fn: Callable[P, None]) -> Callable[P, None]:
     """Metrics must never fail a request: outside Ray (unit tests, the CLI) they are no-ops."""
 
-    def wrapper(*args: Any, **kwargs: Any) -> None:
+    @functools.wraps(fn)  # the helpers keep their names, docstrings and signatures for callers
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             fn(*args, **kwargs)
         except Exception as exc:  # pragma: no cover - depends on the Ray runtime
@@ -272,7 +279,7 @@ def record_alert_delivery(outcome: str) -> None:
 
 
 @_safe
-def record_drift(check: Any) -> None:
+def record_drift(check: DriftCheck) -> None:
     """One drift check (serve_app.drift.DriftCheck): its gauges, per source and task."""
     tags = {"source": check.source, "task": check.task}
     for t in check.tests:

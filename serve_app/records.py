@@ -80,6 +80,9 @@ class EmergingTermRow(TypedDict):
 # Per task, per label (drivers and representative posts of an analysis).
 Drivers = dict[str, dict[str, list[DriverTermRow]]]
 Representatives = dict[str, dict[str, list[RepresentativeRow]]]
+# What the Classifier returns to the flow: per task, (model version that produced the rows,
+# one row per text in order).
+ClassifyResult = dict[str, tuple[str, list[PredictionRow]]]
 
 
 @dataclass(frozen=True)

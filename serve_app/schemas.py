@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from serve_app.actor_status import ForcedPass
 from serve_app.insight_schemas import DriverRow, EmergingTerm, NetSentiment, RepresentativePost
 from serve_app.scope import SortOrder
 from serve_app.scope_fields import AnalyzeOptions, CommentsOut, ScopeEcho, ScopeFields
@@ -280,9 +281,10 @@ class SyncStatus(BaseModel):
     last_sync: float | None = Field(description="Unix time of the last record synced.")
     cpu: float | None = Field(description="Last sampled machine CPU %.")
     cpu_threshold: float
+    cpu_pauses: int = Field(0, description="Passes skipped because the machine's CPU was over the threshold.")
     paused_reason: str | None
     running: bool
-    last_forced_pass: dict[str, object] | None = Field(None, description="Outcome of the last `sync --now`.")
+    last_forced_pass: ForcedPass | None = Field(None, description="Outcome of the last `sync --now`.")
     unsaved_in_ingress: int = Field(0, description="Records held in memory while Redis is down.")
 
 

@@ -23,15 +23,15 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import redis
 
 from serve_app.cache import AnalysisCache
+from serve_app.schemas import Analysis
 
 LOCK_PREFIX = "em:flight:"
 LOCK_TTL_S = 15.0  # a lock nobody keeps alive (its owner died) expires this soon
-Answer = dict[str, Any]
+Answer = Analysis  # the cached answer
 
 # Delete the lock only if it is still ours (it may have expired and been taken by another).
 _RELEASE = """
@@ -70,7 +70,7 @@ class SingleFlight:
         if flight is not None:
             answer = await asyncio.shield(flight)
             self.coalesced += 1
-            return dict(answer), False
+            return answer.model_copy(), False
         fut: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._flights[flight_key] = fut
         try:
@@ -110,7 +110,7 @@ class SingleFlight:
         while time.monotonic() < deadline:
             await asyncio.sleep(self.poll_s)
             answer = await self.cache.get(key)
-            if answer is not None and (not with_plot or answer.get("plot_base64")):
+            if answer is not None and (not with_plot or answer.plot_base64):
                 self.coalesced += 1
                 return answer, False
             try:

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Concatenate, Literal, ParamSpec, TypeVar
 
 from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -44,6 +44,10 @@ from serve_app.watchlists import (
 MAX_UNIX_TIME = 4_102_444_800  # 2100-01-01: later `since` values are mistakes, not trends
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
 @dataclasses.dataclass
 class WatchDesk:
     """What the watch routes need from the replica they run in."""
@@ -54,7 +58,7 @@ class WatchDesk:
     rate_limit: Callable[[Request], None]
     schema_ready: bool = False
 
-    async def pg(self, fn: Callable[..., Any], *args: Any) -> Any:
+    async def pg(self, fn: Callable[Concatenate[str, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """A query in a thread; 503 when PostgreSQL is not configured or not reachable."""
         if not self.postgres_url:
             raise ServiceUnavailable(
@@ -66,7 +70,7 @@ class WatchDesk:
             if not self.schema_ready:
                 await asyncio.to_thread(ensure_schema, self.postgres_url)
                 self.schema_ready = True
-            return await asyncio.to_thread(fn, self.postgres_url, *args)
+            return await asyncio.to_thread(fn, self.postgres_url, *args, **kwargs)
         except HistoryUnavailable as exc:
             raise ServiceUnavailable(exc.message, 10) from None
 

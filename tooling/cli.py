@@ -718,6 +718,7 @@ def sync(
     import ray
 
     from deployments.background import get_actor, sync_actor_name
+    from serve_app.schemas import SyncStatus
 
     ray.init(address=address, log_to_driver=False)
     try:
@@ -726,7 +727,9 @@ def sync(
         typer.echo("the sync actor is not running (start the app with PostgreSQL configured)", err=True)
         raise typer.Exit(2) from None
     state = ray.get(actor.sync_now.remote() if now else actor.status.remote())
-    typer.echo(json.dumps(state, indent=2))
+    # The actor's own fields, as printed before the status was typed (the ingress adds the rest).
+    fields = SyncStatus.model_validate(state).model_dump(mode="json", exclude={"unsaved_in_ingress"})
+    typer.echo(json.dumps(fields, indent=2))
 
 
 @bench_app.command("predict")

@@ -108,7 +108,7 @@ def test_export_is_the_same_bytes_before_and_after_the_sync(
     cached = client.post("/analyze", json={"keyword": "coffee", "limit": 40, "source": "jsonl"}).json()
     assert cached["source"] == "cache" and cached["analysis_id"] == aid
     state = ray.get(get_actor(SYNC_ACTOR).sync_now.remote())
-    assert state["pending"] == 0 and state["last_forced_pass"]["error"] is None
+    assert state.pending == 0 and state.last_forced_pass is not None and state.last_forced_pass.error is None
     clean_cache.delete(REC_PREFIX + aid)  # as when the held record's retention ends
     for fmt, first in before.items():
         after = _get(client, aid, fmt)

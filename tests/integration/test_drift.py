@@ -199,7 +199,7 @@ def test_the_detached_drift_actor_checks_and_alerts(
         actor = handles[drift_actor_name("drift-test")]
         assert ray.get(actor.run_once.remote(True), timeout=120) == 2  # both heads drifted
         status = ray.get(actor.status.remote(), timeout=30)
-        assert status["checks_total"] == 2 and status["alerts_total"] == 2 and status["retrain_jobs"] == []
+        assert status.checks_total == 2 and status.alerts_total == 2 and status.retrain_jobs == []
     finally:
         assert stop_background("drift-test") == [drift_actor_name("drift-test")]
 

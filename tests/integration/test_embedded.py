@@ -137,7 +137,7 @@ def test_the_supervisor_restarts_killed_embedded_servers(tmp_path: Path, ray_ses
         # The servers accept connections a moment before the supervisor's check returns
         # and counts them (CI saw `restarts == {}` read in that gap).
         assert wait_for(
-            lambda: ray.get(actor.status.remote())["restarts"] == {"redis": 1, "postgres": 1},
+            lambda: ray.get(actor.status.remote()).restarts == {"redis": 1, "postgres": 1},
             timeout=15,
             step=0.5,
         ), ray.get(actor.status.remote())

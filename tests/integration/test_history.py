@@ -269,14 +269,14 @@ def test_actor_syncs_nothing_under_load_then_drains(
     try:
         ray.get(actor.start.remote())
         # The loop must have sampled the CPU and held back several times (not merely been slow).
-        assert wait_for(lambda: ray.get(actor.status.remote())["cpu_pauses"] >= 5, timeout=30)
+        assert wait_for(lambda: ray.get(actor.status.remote()).cpu_pauses >= 5, timeout=30)
         state = ray.get(actor.status.remote())
-        assert state["synced_total"] == 0 and counts(url)["queries"] == 0
-        assert "cpu" in (state["paused_reason"] or "")
+        assert state.synced_total == 0 and counts(url)["queries"] == 0
+        assert "cpu" in (state.paused_reason or "")
         cpu_load.stop()
         assert wait_for(lambda: counts(url)["queries"] == 6, timeout=60), ray.get(actor.status.remote())
-        assert wait_for(lambda: ray.get(actor.status.remote())["pending"] == 0, timeout=10)
-        assert ray.get(actor.status.remote())["synced_total"] == 6
+        assert wait_for(lambda: ray.get(actor.status.remote()).pending == 0, timeout=10)
+        assert ray.get(actor.status.remote()).synced_total == 6
     finally:
         ray.kill(actor)
 
@@ -300,12 +300,14 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
     actor = SyncActor.remote(bad)  # type: ignore[attr-defined]
     try:
         state = ray.get(actor.sync_now.remote())
-        assert "OperationalError" in state["last_forced_pass"]["error"]
+        assert state.last_forced_pass is not None
+        assert "OperationalError" in (state.last_forced_pass.error or "")
         assert r.scard(PENDING) == 4 and counts(url)["queries"] == 0
         ray.get(actor.configure.remote(SyncConfig(**{**bad.__dict__, "postgres_url": url})))
         state = ray.get(actor.sync_now.remote())  # PostgreSQL is back
-        assert state["pending"] == 0 and state["synced_total"] == 4
-        assert state["last_forced_pass"] == {
+        assert state.pending == 0 and state.synced_total == 4
+        assert state.last_forced_pass is not None
+        assert state.last_forced_pass.model_dump() == {
             "at": pytest.approx(time.time(), abs=30),
             "synced": 4,
             "error": None,

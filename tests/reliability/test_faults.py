@@ -63,9 +63,11 @@ def sync_now() -> dict[str, Any]:
     import ray
 
     from deployments.background import get_actor, sync_actor_name
+    from serve_app.schemas import SyncStatus
 
-    state: dict[str, Any] = ray.get(get_actor(sync_actor_name(APP)).sync_now.remote(), timeout=120)
-    return state
+    state: SyncStatus = ray.get(get_actor(sync_actor_name(APP)).sync_now.remote(), timeout=120)
+    # The fault tests read the JSON form, as /sync/status serves it
+    return state.model_dump()
 
 
 @pytest.fixture()
