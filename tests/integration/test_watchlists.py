@@ -14,7 +14,9 @@ import redis
 
 from serve_app.analysis import BackgroundRun
 from serve_app.history import insert_records
+from serve_app.predictor import read_artifact_info
 from serve_app.tasks import TASKS
+from tests.conftest import MODEL_DIR
 from tests.records import history_record
 from tests.webhook_receiver import WebhookReceiver
 
@@ -111,7 +113,11 @@ SPIKE_TERM = "burnt toaster"  # what the spike hour's angry posts are about
 
 def spike_history(pg_url: str, keyword: str, now: float) -> None:
     """24 hours at 10 % anger, then an hour at 50 %: 30 posts an hour, one analysis each. The
-    spike hour's angry posts say what it is about (`SPIKE_TERM`)."""
+    spike hour's angry posts say what it is about (`SPIKE_TERM`). Labelled by the served
+    model's version: spike baselines count only the version behind the keyword's newest
+    analysis, and the monitor's own poll (now) is newer than the spike hour's record (half
+    past the hour) for half of every hour."""
+    version = read_artifact_info(MODEL_DIR).version
     records = []
     for h in range(25):
         share = 15 if h == 24 else 3
@@ -127,7 +133,13 @@ def spike_history(pg_url: str, keyword: str, now: float) -> None:
         agg = [{"label": "anger", "pct": 100 * share / 30, "count": share, "avg_score": 0.9}]
         records.append(
             history_record(
-                keyword, posts, {"emotion": preds}, limit=30, created_at=start + 1800, breakdowns={"agg": agg}
+                keyword,
+                posts,
+                {"emotion": preds},
+                limit=30,
+                created_at=start + 1800,
+                breakdowns={"agg": agg},
+                model_versions={"emotion": version},
             )
         )
     with psycopg.connect(pg_url) as conn:
