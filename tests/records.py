@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serve_app.history import make_record
-from serve_app.posts import Post
-from serve_app.question import Question
-from serve_app.records import HistoryRecord, PredictionRow
-from serve_app.schemas import Analysis
+from serve_app.domain.posts import Post
+from serve_app.domain.question import Question
+from serve_app.domain.records import HistoryRecord, PredictionRow
+from serve_app.domain.schemas import Analysis
+from serve_app.stores.history import make_record
 
 
 def history_record(

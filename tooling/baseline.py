@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from serve_app.predictor import OnnxPredictor
-from serve_app.schemas import PredictRequest
-from serve_app.settings import get_settings
+from serve_app.config.settings import get_settings
+from serve_app.domain.schemas import PredictRequest
+from serve_app.model.predictor import OnnxPredictor
 
 app = FastAPI(title="emotion-monitor baseline (single process, no batching)")
 _predictor: OnnxPredictor | None = None

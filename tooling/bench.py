@@ -28,7 +28,7 @@ from tooling.bench_insights import INSIGHT_HEADERS, in_process_ms, insight_colum
 from tooling.net import free_port
 
 if TYPE_CHECKING:
-    from serve_app.records import HistoryRecord
+    from serve_app.domain.records import HistoryRecord
 
 
 def cpu_model() -> str:
@@ -112,14 +112,14 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def truncation_sweep(
     model_dir: Path, texts_by_kw: dict[str, list[str]], lengths: Sequence[int], threads: int, repeats: int
 ) -> tuple[str, dict[int, float]]:
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
 
     ref = {
         kw: OnnxPredictor(model_dir, threads=threads, max_length=512).predict(t)
         for kw, t in texts_by_kw.items()
     }
-    from serve_app.predictor import load_tokenizer
-    from serve_app.preprocess import normalize_text
+    from serve_app.model.predictor import load_tokenizer
+    from serve_app.model.preprocess import normalize_text
 
     whole = load_tokenizer(model_dir / "tokenizer.json", 100_000)
     full_lengths = [
@@ -171,7 +171,7 @@ def bench_analyze(
     """/analyze cold and cache-hit latency beside model-only time, for every task the
     artifact has a head for (the default /analyze). Model-only is one pass of the shared
     encoder with all heads; beside it, two passes: what two separate models would cost."""
-    from serve_app.predictor import read_artifact_info
+    from serve_app.model.predictor import read_artifact_info
 
     texts = _keyword_texts(jsonl, keywords)
     sweep, _ = truncation_sweep(model_dir, dict(list(texts.items())[:3]), lengths, 2, 2)
@@ -232,8 +232,8 @@ ANALYZE_HEADERS = [
 
 def _keyword_texts(jsonl: Path, keywords: Sequence[str], n: int = 250) -> dict[str, list[str]]:
     """The texts /analyze scores for each keyword with `n` posts in the corpus."""
-    from serve_app.corpus import JsonlCorpus
-    from serve_app.preprocess import post_text
+    from serve_app.model.preprocess import post_text
+    from serve_app.sources.corpus import JsonlCorpus
 
     corpus = JsonlCorpus.from_file(jsonl)
     texts = {kw: [post_text(p.title, p.body) for p in corpus.search(kw, n).posts] for kw in keywords}
@@ -245,7 +245,7 @@ def _model_only_times(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Per keyword, the median seconds of one pass of the shared encoder with all heads, and
     of two passes (what two separate models would cost)."""
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
 
     model = OnnxPredictor(model_dir, threads=2, max_length=max_length)
 
@@ -270,8 +270,8 @@ def _deploy_analyze_app(
     """The serving path alone: cache on, no history sync competing for the cores."""
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(redis_url=redis_url, postgres_url=None, embedded=False, background=False)
     args = AppArgs(
@@ -302,8 +302,8 @@ def _time_analyses(
     import httpx
     import redis
 
-    from serve_app.cache import analysis_key
-    from serve_app.predictor import read_artifact_info
+    from serve_app.model.predictor import read_artifact_info
+    from serve_app.stores.cache import analysis_key
 
     info = read_artifact_info(model_dir)
     versions = dict.fromkeys(info.tasks, info.version)
@@ -402,13 +402,13 @@ def synthetic_records(n: int, posts_per_record: int, seed: int = 0) -> list[Hist
     """Records of analyses of random posts, built as the service builds them."""
     import random
 
-    from deployments.aggregator import summarize
-    from serve_app.history import make_record
-    from serve_app.labels import EMOTION_LABELS
-    from serve_app.posts import Post
-    from serve_app.question import Question
-    from serve_app.records import PredictionRow
-    from serve_app.schemas import Analysis
+    from serve_app.domain.labels import EMOTION_LABELS
+    from serve_app.domain.posts import Post
+    from serve_app.domain.question import Question
+    from serve_app.domain.records import PredictionRow
+    from serve_app.domain.schemas import Analysis
+    from serve_app.flow.aggregate import summarize
+    from serve_app.stores.history import make_record
 
     rng = random.Random(seed)
     out = []
@@ -455,8 +455,8 @@ def bench_hold(redis_url: str, records: int, posts_per_record: int, journal_dir:
 
     import redis.asyncio as aioredis
 
-    from serve_app.history import PENDING, REC_PREFIX, queue_record
-    from serve_app.journal import Journal
+    from serve_app.stores.history import PENDING, REC_PREFIX, queue_record
+    from serve_app.stores.journal import Journal
 
     recs = synthetic_records(records, posts_per_record, seed=7)
     size_kb = statistics.median(len(json.dumps(r, separators=(",", ":"))) for r in recs) / 1024
@@ -517,7 +517,7 @@ def bench_sync(
     """Sync throughput, then /predict under load with a sync backlog present vs absent."""
     import redis
 
-    from serve_app.history import migrate
+    from serve_app.stores.history import migrate
 
     out = [f"Machine: {machine_line()}", ""]
     r = redis.Redis.from_url(redis_url)
@@ -541,7 +541,7 @@ def _wipe_history(postgres_url: str) -> None:
 
 
 def _sync_throughput(r: Any, postgres_url: str, recs: Sequence[HistoryRecord]) -> list[str]:
-    from serve_app.history import HistorySync, store_record
+    from serve_app.stores.history import HistorySync, store_record
 
     for rec in recs:
         store_record(r, rec)
@@ -588,10 +588,10 @@ def _predict_beside_sync(
     import redis
     from ray import serve
 
-    from deployments.background import NAMESPACE, SYNC_ACTOR
-    from serve_app.app import AppArgs, make_app
-    from serve_app.history import PENDING, store_record
-    from serve_app.settings import Settings
+    from deployments.actor_loops import NAMESPACE, SYNC_ACTOR
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
+    from serve_app.stores.history import PENDING, store_record
 
     r = redis.Redis.from_url(redis_url)
     with local_serve() as url:
@@ -649,7 +649,7 @@ def model_only(
 ) -> tuple[str, float]:
     """texts/s for torch eager FP32, ONNX FP32 and ONNX INT8 (tokenization included), and
     tokenization alone. Returns the table and the best INT8 texts/s."""
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
 
     engines: dict[str, Callable[[Sequence[str]], Any]] = {}
     int8 = OnnxPredictor(model_dir, threads=threads)
@@ -843,8 +843,8 @@ def baseline_server(model_dir: Path, threads: int) -> Iterator[str]:
 def _deploy_predict_app(model_dir: Path, n: int, threads: int, setup: PredictSetup) -> None:
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
     args = AppArgs(

@@ -21,8 +21,8 @@ def _deploy(model_dir: Path, jsonl: Path, redis_url: str, postgres_url: str, ins
     """The serving path with history on (the export reads held records), no background sync."""
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=False)
     args = AppArgs(model_dir=str(model_dir), default_source="jsonl", jsonl_path=str(jsonl),
@@ -98,7 +98,7 @@ def _export_rows(url: str, redis_url: str, postgres_url: str, repeats: int) -> l
     import httpx
     import redis
 
-    from serve_app.history import REC_PREFIX, HistorySync, store_record
+    from serve_app.stores.history import REC_PREFIX, HistorySync, store_record
     from tooling.bench import synthetic_records
 
     rc = redis.Redis.from_url(redis_url)
@@ -136,7 +136,7 @@ def _export_rows(url: str, redis_url: str, postgres_url: str, repeats: int) -> l
 def _peak(rec: Any, fmt: str) -> int:
     """Peak bytes allocated while encoding a held record's export, chunk by chunk (as the
     route streams it), the record itself already in memory."""
-    from serve_app.export import record_chunks
+    from serve_app.flow.export import record_chunks
 
     tracemalloc.start()
     for _ in record_chunks(rec, fmt):  # type: ignore[arg-type]
@@ -149,7 +149,7 @@ def _peak(rec: Any, fmt: str) -> int:
 def bench_compare(
     model_dir: Path, jsonl: Path, keywords: Sequence[str], redis_url: str, postgres_url: str, repeats: int
 ) -> str:
-    from serve_app.history import migrate
+    from serve_app.stores.history import migrate
 
     migrate(postgres_url)
     with local_serve() as url:

@@ -22,11 +22,11 @@ def in_process_ms(
     """Per keyword, the median ms of `describe` (both tasks) over its 250 posts, labelled by the model."""
     import numpy as np
 
-    from serve_app.corpus import JsonlCorpus
-    from serve_app.insights import describe
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.preprocess import post_text
-    from serve_app.records import PredictionRow
+    from serve_app.domain.records import PredictionRow
+    from serve_app.explain.insights import describe
+    from serve_app.model.predictor import OnnxPredictor
+    from serve_app.model.preprocess import post_text
+    from serve_app.sources.corpus import JsonlCorpus
     from tooling.bench import median_time
 
     corpus = JsonlCorpus.from_file(jsonl)

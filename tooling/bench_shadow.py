@@ -26,10 +26,10 @@ from tooling.bench import _keyword_texts, local_serve, machine_line, table
 def _deploy(model_dir: Path, jsonl: Path, redis_url: str, pg_url: str, registry: Path, share: float) -> None:
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.predictor import read_artifact_info
-    from serve_app.rollout import CandidateConfig
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
+    from serve_app.lifecycle.rollout import CandidateConfig
+    from serve_app.model.predictor import read_artifact_info
 
     settings = Settings(
         redis_url=redis_url, postgres_url=pg_url, embedded=False, background=False, registry_dir=registry
@@ -67,7 +67,7 @@ def _cold(
     import httpx
     import redis
 
-    from serve_app.cache import analysis_key
+    from serve_app.stores.cache import analysis_key
 
     rc = redis.Redis.from_url(redis_url)
     out = []
@@ -96,8 +96,8 @@ def bench_shadow(
     redis_url: str,
     pg_url: str,
 ) -> str:
-    from serve_app.predictor import read_artifact_info
-    from serve_app.registry import LocalRegistry
+    from serve_app.model.predictor import read_artifact_info
+    from serve_app.model.registry import LocalRegistry
 
     info = read_artifact_info(model_dir)
     versions = dict.fromkeys(info.tasks, info.version)

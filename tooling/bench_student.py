@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serve_app.predictor import OnnxPredictor
+from serve_app.model.predictor import OnnxPredictor
 
 FULL = 128  # the speed is measured on posts at least this long, cut to it
 
@@ -92,8 +92,8 @@ def _served_figures(
     pred: OnnxPredictor, probs: np.ndarray, y: np.ndarray, draws: int, seed: int
 ) -> tuple[float, dict[str, float]]:
     """The served counting's TVD on the whole set, and its mean TVD under each shift protocol."""
-    from serve_app.breakdown import label_shares, tvd
-    from serve_app.quantify import estimate
+    from serve_app.counting.breakdown import label_shares, tvd
+    from serve_app.counting.quantify import estimate
     from training.shift import shift_protocol
 
     counting = pred.head.counting

@@ -9,7 +9,7 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from serve_app.tasks import DEFAULT_TASK
+from serve_app.domain.tasks import DEFAULT_TASK
 from tooling import cli_scope
 from tooling.cli_drivers import driver_lines
 
@@ -182,7 +182,7 @@ def evaluate(
     A data set may use a subset of the model's labels (CARER has no neutral): a prediction
     outside them counts as wrong. Prints one JSON object per file with --json.
     """
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
     from training.evaluate import evaluate_predictor, plot_confusion
 
     predictor = OnnxPredictor(model, threads=threads)
@@ -253,8 +253,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Classify texts and print the label and the score of every class."""
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.schemas import Task
+    from serve_app.domain.schemas import Task
+    from serve_app.model.predictor import OnnxPredictor
 
     if task not in get_args(Task):
         typer.echo(f"--task must be {' or '.join(get_args(Task))}, not {task!r}", err=True)
@@ -425,7 +425,7 @@ def _call(method: str, url: str, path: str, timeout: float = 60.0, **kwargs: Any
     """One API call with the API key (EMOTION_MONITOR_API_KEY) if set; exits with the error."""
     import httpx
 
-    from serve_app.settings import get_settings, secret
+    from serve_app.config.settings import get_settings, secret
 
     headers = {"X-API-Key": key} if (key := secret(get_settings().api_key)) else {}
     try:
@@ -527,7 +527,7 @@ def save_trend_chart(data: dict[str, Any], task: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from serve_app.tasks import TASKS
+    from serve_app.domain.tasks import TASKS
 
     spec = TASKS[task]
     buckets = [b for b in data["buckets"] if task in b["shares"]]
@@ -597,9 +597,9 @@ def run(
     import shutil
     import sys
 
-    from serve_app.embedded import stop_embedded
-    from serve_app.graceful import run_gracefully
-    from serve_app.settings import Settings
+    from serve_app.config.settings import Settings
+    from serve_app.runtime.embedded import stop_embedded
+    from serve_app.runtime.graceful import run_gracefully
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     serve = shutil.which("serve") or str(Path(sys.executable).with_name("serve"))
@@ -644,7 +644,7 @@ def score_file_cmd(
     ),
 ) -> None:
     """Score a JSONL file through a running Serve app by DeploymentHandle (a Ray job)."""
-    from serve_app.jobs import score_file
+    from serve_app.flow.jobs import score_file
 
     n = score_file(input, output, app_name=app_name, chunk=chunk, field=field, task=task)
     typer.echo(f"scored {n} rows -> {output}")
@@ -694,9 +694,9 @@ def bench_analyze_cmd(
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply the schema migrations not yet applied (EMOTION_MONITOR_POSTGRES_URL or embedded)."""
-    from serve_app.embedded import resolve_infrastructure
-    from serve_app.history import migrate
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
+    from serve_app.runtime.embedded import resolve_infrastructure
+    from serve_app.stores.history import migrate
 
     infra = resolve_infrastructure(get_settings())
     if infra.postgres_url is None:
@@ -717,8 +717,8 @@ def sync(
     """Show the history sync's state; with --now, force a pass (recovery + drain)."""
     import ray
 
-    from deployments.background import get_actor, sync_actor_name
-    from serve_app.schemas import SyncStatus
+    from deployments.actor_loops import get_actor, sync_actor_name
+    from serve_app.domain.schemas import SyncStatus
 
     ray.init(address=address, log_to_driver=False)
     try:
@@ -862,8 +862,8 @@ def bench_sync_cmd(
 
 
 def _registry() -> Any:
-    from serve_app.registry import registry_spec
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
+    from serve_app.model.registry import registry_spec
 
     return registry_spec(get_settings()).open()
 
@@ -875,7 +875,7 @@ def model_push(
     version: Annotated[str | None, typer.Option(help="Version (default: the card's).")] = None,
 ) -> None:
     """Upload an artifact directory as a registry version."""
-    from serve_app.predictor import read_artifact_info
+    from serve_app.model.predictor import read_artifact_info
 
     v = version or read_artifact_info(src).version
     typer.echo(f"pushed {name}/{_registry().push(name, v, src)}")
@@ -932,7 +932,7 @@ def cluster_config(
     """Write SRC with some app args changed, validated: e.g. `--set predict_in_ingress=false`."""
     import yaml
 
-    from serve_app.app import derive_serve_config
+    from deployments.app import derive_serve_config
 
     overrides: dict[str, Any] = {}
     for item in set_ or []:

@@ -1,7 +1,7 @@
 """`emotion-monitor demo`: a live demo with no internet, driven over the service's HTTP API.
 
 It restarts the replayed feed (`POST /demo/replay`: the local corpus's posts arrive from now
-on, with a planted burst of angry posts about a made-up product; serve_app/replay.py),
+on, with a planted burst of angry posts about a made-up product; serve_app/sources/replay.py),
 watches the burst's keyword on source "replay", and prints the keyword's trend after each
 poll of the service's own keyword monitor until a spike alert arrives or its time is up.
 Nothing here computes a trend or an alert: it only shows what the service produced.
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from serve_app.replay import ReplayStatus
-from serve_app.schemas import AlertOut, AlertsResponse, TrendsResponse, WatchOut
+from serve_app.domain.schemas import AlertOut, AlertsResponse, TrendsResponse, WatchOut
+from serve_app.sources.replay import ReplayStatus
 
 WATCH_EVERY_S = 60  # the shortest poll interval a watch may have
 WATCH_LIMIT = 200  # newest posts per poll: more than arrive between two polls

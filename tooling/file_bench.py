@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.preprocess import post_text
+from serve_app.model.preprocess import post_text
 
 MODEL_ONLY_CHUNK = 1000  # texts per chunk, as the file analysis reads them
 
@@ -73,7 +73,7 @@ def _chunks(path: Path, size: int) -> Iterator[list[str]]:
 
 def model_only(model: Path, path: Path, max_length: int, batch_size: int) -> int:
     """Score every text of `path`, a chunk at a time, keeping nothing (the baseline)."""
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(model, threads=2, max_length=max_length, batch_size=batch_size)
     n = 0
@@ -97,9 +97,9 @@ class Runs:
 
 def _throughput(plan: BenchPlan, path: Path, log: Callable[[str], None]) -> tuple[Runs, Runs]:
     """Model-only and the file analysis, runs interleaved, one predictor for both."""
-    from serve_app.file_analysis import FileOptions, analyze_file, local_scorer
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.text_files import TextFields
+    from serve_app.flow.file_analysis import FileOptions, analyze_file, local_scorer
+    from serve_app.flow.text_files import TextFields
+    from serve_app.model.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(plan.model, threads=2, max_length=plan.max_length, batch_size=plan.batch_size)
     texts = [t for chunk in _chunks(path, MODEL_ONLY_CHUNK) for t in chunk]

@@ -41,9 +41,9 @@ def _timed(run: Callable[[], int], repeats: int) -> tuple[float, int]:
 def bench_file_nodes(plan: NodesPlan, log: Callable[[str], None] = lambda _: None) -> str:
     import ray
 
-    from serve_app.file_analysis import FileOptions, analyze_file
-    from serve_app.file_ray import RayScoring
-    from serve_app.text_files import TextFields
+    from serve_app.flow.file_analysis import FileOptions, analyze_file
+    from serve_app.flow.file_ray import RayScoring
+    from serve_app.flow.text_files import TextFields
     from tooling.local_cluster import LocalCluster
 
     path = write_texts(plan.posts, plan.texts, plan.workdir / f"texts-{plan.texts}.jsonl")

@@ -1,6 +1,6 @@
 """Promotion and rollback of a candidate version (`emotion-monitor model promote/rollback`).
 
-Promote: gate (serve_app/gate.py) -> set `model_versions` and clear `candidate` in
+Promote: gate (serve_app/lifecycle/gate.py) -> set `model_versions` and clear `candidate` in
 serve_config.yaml (comments kept) -> `serve deploy` (Classifier.reconfigure swaps the model
 in place, no downtime) -> a row in `model_promotions`. Rollback: the latest row's previous
 versions, the same way.
@@ -19,12 +19,12 @@ from typing import Any
 
 import yaml
 
-from serve_app.agreement import HeadComparison, compare_pairs
-from serve_app.gate import GateResult, PromotionRefused, evaluate_gate, read_card
-from serve_app.registry import RegistryError, registry_spec, resolve_version
-from serve_app.rollout import CandidateConfig, read_rollout, rewrite_serve_config
-from serve_app.settings import Settings
-from serve_app.shadow_store import PromotionRecord, load_pairs, promotions, record_promotion
+from serve_app.config.settings import Settings
+from serve_app.lifecycle.agreement import HeadComparison, compare_pairs
+from serve_app.lifecycle.gate import GateResult, PromotionRefused, evaluate_gate, read_card
+from serve_app.lifecycle.rollout import CandidateConfig, read_rollout, rewrite_serve_config
+from serve_app.model.registry import RegistryError, registry_spec, resolve_version
+from serve_app.stores.shadow_store import PromotionRecord, load_pairs, promotions, record_promotion
 
 
 class RollbackError(RuntimeError):

@@ -1,4 +1,4 @@
-"""Fitting the counting methods of serve_app.quantify on labelled in-domain data (numpy only).
+"""Fitting the counting methods of serve_app.counting.quantify on labelled in-domain data (numpy only).
 
 A fit stores what serving needs: the adjustment matrix (acc, pacc) or the recalibration and
 prior (emq), each also fitted on `resamples` bootstrap resamples of the fitting data, so
@@ -12,7 +12,7 @@ from typing import TypedDict
 
 import numpy as np
 
-from serve_app.quantify import METHODS, Counting, Matrix, Recalibration, Vector
+from serve_app.counting.quantify import METHODS, Counting, Matrix, Recalibration, Vector
 
 RESAMPLES = 50  # stored resampled fits; serving splits its 1000 draws evenly over them
 

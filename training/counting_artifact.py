@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serve_app.predictor import OnnxPredictor
+from serve_app.model.predictor import OnnxPredictor
 from training.card import write_model_card
 from training.config import TrainConfig
 from training.counting import CountingSpec

@@ -22,8 +22,8 @@ from typing import TypedDict
 
 import numpy as np
 
-from serve_app.breakdown import label_shares, tvd
-from serve_app.quantify import METHODS, Counting, estimate
+from serve_app.counting.breakdown import label_shares, tvd
+from serve_app.counting.quantify import METHODS, Counting, estimate
 from training.counting import CountingSpec, counting_spec, fit_counting
 from training.shift import FOLDS, MARGINS, PROTOCOLS, ShiftScore, shift_protocol, whole_set_tvd
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.labels import label_to_id
+from serve_app.domain.labels import label_to_id
 
 # The target of a task a training example has no label for: the loss skips it.
 NO_LABEL = -100
@@ -37,7 +37,7 @@ class TrainExample:
 
 def default_data_root() -> Path:
     """Where the shared data sets live: $EMOTION_MONITOR_DATA_ROOT or ../shared/data."""
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
 
     return get_settings().data_root
 

@@ -2,7 +2,7 @@
 
 The student is all-MiniLM-L6-v2 with only some of its layers kept (`distill.layers`), trained
 on the teacher artifact's probabilities at a distillation temperature (the teacher answers
-through `serve_app.predictor`, exactly as it is served) over a subsample of the training sets
+through `serve_app.model.predictor`, exactly as it is served) over a subsample of the training sets
 plus unlabelled corpus posts, mixed with gold-label cross-entropy where gold exists. The
 kept checkpoint goes through the pipeline's own export (`training.pipeline.build_artifact`:
 INT8, calibration, counting, card), so serving loads the student unchanged.
@@ -26,8 +26,8 @@ import yaml
 from torch import nn
 from torch.nn import functional as F
 
-from serve_app.predictor import OnnxPredictor, load_tokenizer
-from serve_app.preprocess import normalize_text, post_text
+from serve_app.model.predictor import OnnxPredictor, load_tokenizer
+from serve_app.model.preprocess import normalize_text, post_text
 from training.card import write_model_card
 from training.config import ConfigError, TrainConfig, load_config
 from training.data import NO_LABEL, TrainExample, default_data_root, join_tasks

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from serve_app.breakdown import METHODS, breakdown_tvd, estimate_shares, label_shares, tvd
-from serve_app.predictor import OnnxPredictor
-from serve_app.quantify import Counting, estimate
+from serve_app.counting.breakdown import METHODS, breakdown_tvd, estimate_shares, label_shares, tvd
+from serve_app.counting.quantify import Counting, estimate
+from serve_app.model.predictor import OnnxPredictor
 from training.data import read_jsonl
 from training.metrics import (
     agreement,
@@ -30,7 +30,7 @@ def breakdown_report(
     counting: Counting | None = None,
 ) -> dict[str, Any]:
     """True label shares beside each counting method's estimate, with its TVD; the served
-    method as the artifact fits it (`counting`, serve_app.quantify) when given."""
+    method as the artifact fits it (`counting`, serve_app.counting.quantify) when given."""
     true = label_shares(y_true, len(labels))
     methods: dict[str, Any] = {}
     for method in METHODS:

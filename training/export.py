@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from serve_app.preprocess import PREPROCESS_VERSION
+from serve_app.model.preprocess import PREPROCESS_VERSION
 from training.modeling import TextClassifier
 
 INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]

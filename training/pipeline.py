@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from serve_app.breakdown import METHODS, estimate_shares, fit_adjustment, label_shares, tvd
-from serve_app.predictor import OnnxPredictor, softmax
+from serve_app.counting.breakdown import METHODS, estimate_shares, fit_adjustment, label_shares, tvd
+from serve_app.model.predictor import OnnxPredictor, softmax
 from training.card import write_model_card
 from training.config import TrainConfig
 from training.counting_choice import LabelledSet, choose_counting_under_shift
@@ -329,7 +329,7 @@ def model_card(
         "tasks": {t: {"labels": tc.labels} for t, tc in cfg.tasks.items()},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "base_model": cfg.base_model,
-        "preprocessing": "serve_app.preprocess.normalize_text",
+        "preprocessing": "serve_app.model.preprocess.normalize_text",
         "data": {
             "train": [
                 {

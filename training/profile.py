@@ -1,4 +1,4 @@
-"""The reference profile of an artifact (serve_app.drift_profile), and the graph's `embedding`
+"""The reference profile of an artifact (serve_app.model.drift_profile), and the graph's `embedding`
 output it needs.
 
 `add_embedding_output` exposes the pooled sentence vector that already feeds the heads as a
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from serve_app.drift_profile import EMBEDDING_OUTPUT, HeadReference, ReferenceProfile, save_profile
-from serve_app.predictor import OnnxPredictor, read_artifact_info
+from serve_app.model.drift_profile import EMBEDDING_OUTPUT, HeadReference, ReferenceProfile, save_profile
+from serve_app.model.predictor import OnnxPredictor, read_artifact_info
 
 HEAD_OPS = {"MatMul", "Gemm", "MatMulInteger"}
 MAX_CONFIDENCES = 2000  # per head: plenty for a KS test, small in JSON
@@ -96,7 +96,7 @@ def read_jsonl(path: Path) -> list[dict[str, object]]:
 
 def reference_posts(path: Path, n: int, seed: int) -> list[str]:
     """A fixed random sample of the corpus's posts as the classifier sees them."""
-    from serve_app.preprocess import post_text
+    from serve_app.model.preprocess import post_text
 
     rows = read_jsonl(path)
     idx = np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False)

@@ -22,8 +22,8 @@ from typing import Any
 
 import yaml
 
-from serve_app.registry import LocalRegistry, RegistrySpec, S3Registry, check_version
-from serve_app.rollout import CandidateConfig, read_rollout, rewrite_serve_config
+from serve_app.lifecycle.rollout import CandidateConfig, read_rollout, rewrite_serve_config
+from serve_app.model.registry import LocalRegistry, RegistrySpec, S3Registry, check_version
 
 # Set by Ray's job supervisor in every job driver's environment (ray.dashboard job_supervisor).
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -194,8 +194,8 @@ def _push(registry: LocalRegistry | S3Registry, tasks: list[str], version: str, 
 
 def run_retrain(opts: RetrainOptions, echo: Callable[[str], None] = print) -> RetrainResult:
     """The job body: train, export + evaluate (build_artifact), push a candidate, start its shadow."""
-    from serve_app.registry import RegistryError, registry_spec
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
+    from serve_app.model.registry import RegistryError, registry_spec
     from training.config import ConfigError, load_config
     from training.data import default_data_root
 

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from serve_app.breakdown import label_shares, tvd
-from serve_app.quantify import Counting, estimate, quantify
+from serve_app.counting.breakdown import label_shares, tvd
+from serve_app.counting.quantify import Counting, estimate, quantify
 from training.counting import RESAMPLES, fit_counting
 
 PROTOCOLS = ("uniform", "natural")
@@ -68,9 +68,7 @@ def draw_sample(
     if mix.sum() <= 0:
         raise ValueError("no labelled texts to draw a sample from")
     counts = rng.multinomial(n, mix / mix.sum())
-    return np.concatenate(
-        [rng.choice(idx, size=c) for idx, c in zip(by_label, counts, strict=True) if c > 0]
-    )
+    return np.concatenate([rng.choice(idx, size=c) for idx, c in zip(by_label, counts, strict=True) if c > 0])
 
 
 def _fold_ids(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,9 +104,7 @@ class _Tally:
         cov = {m: self.hits[m] / pairs for m in sorted(self.hits)}
         wid = {m: self.width[m] / pairs for m in sorted(self.width)}
         m = self.served_margin
-        return ShiftScore(
-            float(t.mean()), float(np.percentile(t, 90)), cov[m], wid[m], len(t), cov, wid
-        )
+        return ShiftScore(float(t.mean()), float(np.percentile(t, 90)), cov[m], wid[m], len(t), cov, wid)
 
 
 def shift_protocol(

@@ -133,7 +133,7 @@ def maybe_tracked_run(
     if not enabled:
         yield None
         return
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
 
     s = get_settings()
     with tracked_run(cfg, config_path, data_root, s.mlflow_tracking_uri, s.mlflow_experiment) as tracker:

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from serve_app.breakdown import breakdown_tvd
-from serve_app.predictor import load_tokenizer
-from serve_app.preprocess import normalize_text
+from serve_app.counting.breakdown import breakdown_tvd
+from serve_app.model.predictor import load_tokenizer
+from serve_app.model.preprocess import normalize_text
 from training.config import SourceConfig, TrainConfig
 from training.data import (
     NO_LABEL,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serve_app.file_analysis import FileOptions, analyze_file
-from serve_app.text_files import TextFields
+from serve_app.flow.file_analysis import FileOptions, analyze_file
+from serve_app.flow.text_files import TextFields
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tooling.cli import app
 from tooling.file_bench import write_texts

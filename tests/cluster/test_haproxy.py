@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.app import derive_serve_config
+from deployments.app import derive_serve_config
 from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
 from tooling.bench import haproxy_available
 from tooling.local_cluster import LocalCluster

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from serve_app.registry import LocalRegistry
+from serve_app.model.registry import LocalRegistry
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tooling.local_cluster import LocalCluster
 from tooling.net import free_port
@@ -102,7 +102,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             {
                 "name": APP,
                 "route_prefix": "/",
-                "import_path": "serve_app.app:build_app",
+                "import_path": "deployments.app:build_app",
                 "runtime_env": {
                     "env_vars": {
                         "EMOTION_MONITOR_EMBEDDED": "false",

@@ -59,8 +59,8 @@ def serve_url(
         pytest.skip(f"no post corpus at {jsonl} (../shared absent)")
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(
         redis_url=TEST_REDIS_URL,
@@ -142,7 +142,7 @@ def app_pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A database for history tests that drive the sync directly."""
-    from serve_app.history import migrate
+    from serve_app.stores.history import migrate
 
     for url in _fresh_database("em_hist"):
         migrate(url)

@@ -10,13 +10,13 @@ import psycopg
 from pydantic import ValidationError
 
 import serve_app
-from deployments.aggregator import summarize
-from serve_app.history import insert_records, make_record
-from serve_app.posts import Post
-from serve_app.question import Question
-from serve_app.schemas import Analysis, AnalyzeRequest, AnalyzeResponse, PredictRequest
-from serve_app.tasks import TASK_NAMES, check_head
-from serve_app.trends import spike_rules
+from serve_app.domain.posts import Post
+from serve_app.domain.question import Question
+from serve_app.domain.schemas import Analysis, AnalyzeRequest, AnalyzeResponse, PredictRequest
+from serve_app.domain.tasks import TASK_NAMES, check_head
+from serve_app.flow.aggregate import summarize
+from serve_app.monitoring.trends import spike_rules
+from serve_app.stores.history import insert_records, make_record
 
 dsn = sys.argv[1]
 out: dict[str, object] = {"package": serve_app.__file__, "tasks": list(TASK_NAMES)}

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import redis
 
-from serve_app.export import iso_utc
-from serve_app.history import REC_PREFIX
+from serve_app.flow.export import iso_utc
+from serve_app.stores.history import REC_PREFIX
 from tooling.cli_commands.compare import save_export
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_export_is_the_same_bytes_before_and_after_the_sync(
 ) -> None:
     import ray
 
-    from deployments.background import SYNC_ACTOR, get_actor
+    from deployments.actor_loops import SYNC_ACTOR, get_actor
 
     answer = client.post("/analyze", json={"keyword": "coffee", "limit": 40, "source": "jsonl"}).json()
     aid = answer["analysis_id"]

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.tasks import TASKS
+from serve_app.domain.tasks import TASKS
 from tests.integration.page_browser import start_browser
 from tests.integration.test_watchlists import SPIKE_TERM, monitor_pass, spike_history
 

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.replay import DEMO_KEYWORD, PLANTED_SUBREDDIT, PLANTED_TERM
+from serve_app.sources.replay import DEMO_KEYWORD, PLANTED_SUBREDDIT, PLANTED_TERM
 from tests.conftest import DATA_ROOT, MODEL_DIR
 from tests.integration.conftest import TEST_REDIS_URL, _fresh_database
 from tooling.demo import STATED_TIME_S
@@ -44,9 +44,9 @@ def demo_url(
         pytest.skip(f"no post corpus at {jsonl} (../shared absent)")
     from ray import serve
 
+    from deployments.app import AppArgs, make_app
     from deployments.background import stop_background
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from serve_app.config.settings import Settings
 
     settings = Settings(
         redis_url=TEST_REDIS_URL,

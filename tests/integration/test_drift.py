@@ -21,13 +21,13 @@ import psycopg
 import pytest
 import redis
 
-from deployments.drift_watch import DriftConfig, record_checks, run_checks, submit_retrain
-from serve_app.alerts import alert_payload, deliver
-from serve_app.drift import DriftThresholds, check_window
-from serve_app.drift_profile import EMBEDDINGS_FILE, PROFILE_FILE, ReferenceProfile, load_profile
-from serve_app.drift_store import DriftTap, TapConfig, drift_keyword, latest_checks
-from serve_app.predictor import OnnxPredictor
-from serve_app.watchlists import pending_alerts
+from serve_app.model.drift_profile import EMBEDDINGS_FILE, PROFILE_FILE, ReferenceProfile, load_profile
+from serve_app.model.predictor import OnnxPredictor
+from serve_app.monitoring.alerts import alert_payload, deliver
+from serve_app.monitoring.drift import DriftThresholds, check_window
+from serve_app.monitoring.drift_checks import DriftConfig, record_checks, run_checks, submit_retrain
+from serve_app.stores.drift_store import DriftTap, TapConfig, drift_keyword, latest_checks
+from serve_app.stores.watchlists import pending_alerts
 from tests.integration.conftest import TEST_REDIS_URL
 from tests.webhook_receiver import WebhookReceiver
 from training.profile import add_embedding_output, read_jsonl, reference_posts
@@ -127,9 +127,9 @@ def _get_drift(pg_url: str) -> None:
     """GET /drift on the ingress's FastAPI app (its watch desk pointed at this database)."""
     from fastapi.testclient import TestClient
 
-    import serve_app.drift_api  # noqa: F401  (registers /drift)
-    from serve_app.http_api import api
-    from serve_app.watch_api import WatchDesk
+    import serve_app.api.drift_api  # noqa: F401  (registers /drift)
+    from serve_app.api.http_api import api
+    from serve_app.api.watch_api import WatchDesk
 
     async def served(tasks: object) -> list[str]:
         return list(TASKS)
@@ -207,7 +207,7 @@ def test_the_detached_drift_actor_checks_and_alerts(
 def test_the_served_app_records_scored_posts_per_source(serve_url: str, clean_cache: redis.Redis) -> None:
     """The Classifier's tap in the running app: an /analyze of the corpus leaves its posts'
     float16 rows (probabilities + embedding) in the window of source `jsonl`."""
-    from serve_app.drift_store import read_window, window_key
+    from serve_app.stores.drift_store import read_window, window_key
 
     with httpx.Client(base_url=serve_url, timeout=120) as c:
         body = c.post("/analyze", json={"keyword": "coffee", "limit": 30, "source": "jsonl"}).json()

@@ -8,8 +8,8 @@ import httpx
 import pytest
 import redis
 
-from serve_app.schemas import AnalyzeResponse, LabelAgg
-from serve_app.tasks import TASKS
+from serve_app.domain.schemas import AnalyzeResponse, LabelAgg
+from serve_app.domain.tasks import TASKS
 from tests.reddit_server import RedditTestServer, make_post
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.embedded import _KEEP, resolve_infrastructure, stop_embedded
-from serve_app.history import HistorySync, migrate, migration_files, store_record
-from serve_app.settings import Settings
+from serve_app.config.settings import Settings
+from serve_app.runtime.embedded import _KEEP, resolve_infrastructure, stop_embedded
+from serve_app.stores.history import HistorySync, migrate, migration_files, store_record
 from tests.records import history_record
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.export import AnalysisExpired, AnalysisNotFound, iso_utc
-from serve_app.export_store import from_postgres, from_record
-from serve_app.history import REC_PREFIX, HistorySync, current_format, store_record
+from serve_app.flow.export import AnalysisExpired, AnalysisNotFound, iso_utc
+from serve_app.stores.export_store import from_postgres, from_record
+from serve_app.stores.history import REC_PREFIX, HistorySync, current_format, store_record
 from tests.unit.test_export import TITLES, make_test_record
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.history import (
+from serve_app.domain.labels import EMOTION_LABELS
+from serve_app.stores.history import (
     PENDING,
     REC_PREFIX,
     HistorySync,
@@ -20,7 +21,6 @@ from serve_app.history import (
     store_record,
     track_keyword,
 )
-from serve_app.labels import EMOTION_LABELS
 from tests.conftest import wait_for
 from tests.integration.conftest import CpuLoad
 from tests.records import history_record
@@ -250,7 +250,7 @@ def test_actor_syncs_nothing_under_load_then_drains(
 ) -> None:
     import ray
 
-    from deployments.background import SyncActor, SyncConfig
+    from deployments.sync_actor import SyncActor, SyncConfig
 
     url, r = clean_history
     for i in range(6):
@@ -286,7 +286,7 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
 ) -> None:
     import ray
 
-    from deployments.background import SyncActor, SyncConfig
+    from deployments.sync_actor import SyncActor, SyncConfig
 
     url, r = clean_history
     for i in range(4):

@@ -21,8 +21,8 @@ def inline_url(serve_http: str) -> Iterator[str]:
         pytest.skip(f"no model at {MODEL_DIR}")
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     args = AppArgs(
         model_dir=str(MODEL_DIR),

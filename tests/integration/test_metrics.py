@@ -55,7 +55,7 @@ def test_dashboard_queries_only_exported_metrics(serve_url: str, clean_cache: re
     # created on the first pass. Force both so the dashboard's every series exists.
     import ray
 
-    from deployments.background import get_actor, sync_actor_name
+    from deployments.actor_loops import get_actor, sync_actor_name
 
     ray.get(get_actor(sync_actor_name()).sync_now.remote(), timeout=60)
     missing: set[str] = set()

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from serve_app.tasks import TASKS
+from serve_app.domain.tasks import TASKS
 from tests.integration.page_browser import (
     LAPTOP,
     LOW_CONTRAST,
@@ -43,6 +43,7 @@ def js1(x: float) -> str:
     from decimal import ROUND_HALF_UP, Decimal
 
     return str(Decimal(x).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 KEYWORD = "game"  # in the local corpus (reddit_sample): a few hundred posts

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
+from serve_app.model.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
 from tooling.net import free_port
 
 pytestmark = pytest.mark.integration

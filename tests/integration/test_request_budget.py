@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from serve_app.errors import SourceError
-from serve_app.reddit import RedditPublicClient
-from serve_app.request_budget import BudgetConfig, RequestBudget, take
+from serve_app.domain.errors import SourceError
+from serve_app.sources.reddit import RedditPublicClient
+from serve_app.sources.request_budget import BudgetConfig, RequestBudget, take
 from tests.integration.conftest import TEST_REDIS_URL
 from tests.reddit_server import RedditTestServer, make_post
 

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deployments.classifier import Classifier, run_batch
-from serve_app.gate import PromotionRefused
-from serve_app.registry import LocalRegistry, RegistrySpec
-from serve_app.rollout import CandidateConfig, in_shadow, read_rollout
-from serve_app.settings import Settings
-from serve_app.shadow import ShadowTag, ShadowWorker
-from serve_app.shadow_store import load_pairs, promotions
+from deployments.classifier import Classifier
+from serve_app.config.settings import Settings
+from serve_app.lifecycle.gate import PromotionRefused
+from serve_app.lifecycle.rollout import CandidateConfig, in_shadow, read_rollout
+from serve_app.lifecycle.shadow import ShadowTag, ShadowWorker
+from serve_app.model.batching import run_batch
+from serve_app.model.registry import LocalRegistry, RegistrySpec
+from serve_app.stores.shadow_store import load_pairs, promotions
 from tests.integration.conftest import _fresh_database
 from tooling.promotion import DeployError, compare, promote, rollback
 
@@ -40,7 +41,7 @@ TASKS = ["emotion", "sentiment"]
 
 @pytest.fixture(scope="module")
 def roll_pg() -> Iterator[str]:
-    from serve_app.history import migrate
+    from serve_app.stores.history import migrate
 
     for url in _fresh_database("em_roll"):
         migrate(url)
@@ -238,9 +239,9 @@ def test_compare_route_answers_the_direct_comparison(shadowed: str) -> None:
     """GET /models/compare on the ingress's FastAPI app (its watch desk on this database)."""
     from fastapi.testclient import TestClient
 
-    import serve_app.rollout_api  # noqa: F401  (registers /models/compare)
-    from serve_app.http_api import api
-    from serve_app.watch_api import WatchDesk
+    import serve_app.api.rollout_api  # noqa: F401  (registers /models/compare)
+    from serve_app.api.http_api import api
+    from serve_app.api.watch_api import WatchDesk
 
     async def served(tasks: object) -> list[str]:
         return TASKS

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serve_app.registry import LocalRegistry
-from serve_app.rollout import CandidateConfig, keyword_in_canary
+from serve_app.lifecycle.rollout import CandidateConfig, keyword_in_canary
+from serve_app.model.registry import LocalRegistry
 from tests.integration.conftest import TEST_REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -30,8 +30,8 @@ def canary_url(
 ) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     reg_root = tmp_path_factory.mktemp("canary-registry")
     shuf = tmp_path_factory.mktemp("canary-shuf") / "m"

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from serve_app.history import insert_records, migrate
-from serve_app.records import PredictionRow
-from serve_app.trends import detect_spikes, spike_rules
-from serve_app.watchlists import trend_buckets
+from serve_app.domain.records import PredictionRow
+from serve_app.monitoring.trends import detect_spikes, spike_rules
+from serve_app.stores.history import insert_records, migrate
+from serve_app.stores.watchlists import trend_buckets
 from tests.integration.conftest import _fresh_database
 from tests.records import history_record
 

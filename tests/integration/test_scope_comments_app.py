@@ -12,12 +12,12 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.history import REC_PREFIX, HistorySync, make_record, store_record
-from serve_app.posts import Post
-from serve_app.question import Question
-from serve_app.records import PredictionRow
-from serve_app.schemas import Analysis
-from serve_app.scope import Scope
+from serve_app.domain.posts import Post
+from serve_app.domain.question import Question
+from serve_app.domain.records import PredictionRow
+from serve_app.domain.schemas import Analysis
+from serve_app.domain.scope import Scope
+from serve_app.stores.history import REC_PREFIX, HistorySync, make_record, store_record
 from tests.reddit_server import RedditTestServer, comment_listing, recorded_comments
 from tooling.cli import format_analysis
 

@@ -25,8 +25,8 @@ AWS_KEY_ID, AWS_SECRET = "AKIATESTKEYID4F2A9C", "aws-secret-7d0c5b2e91f4"
 def secured_url(serve_url: str, reddit_server: RedditTestServer) -> Iterator[str]:
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(
         redis_url=TEST_REDIS_URL,

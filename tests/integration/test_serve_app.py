@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from serve_app.labels import EMOTION_LABELS
+from serve_app.domain.labels import EMOTION_LABELS
 from tests.conftest import MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
 from tooling.cli import format_analysis

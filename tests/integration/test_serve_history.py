@@ -9,7 +9,7 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.cache import analysis_key
+from serve_app.stores.cache import analysis_key
 from tests.integration.conftest import CpuLoad
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def test_analysis_reaches_postgres_exactly_once(
 ) -> None:
     import ray
 
-    from deployments.background import SYNC_ACTOR, get_actor
+    from deployments.actor_loops import SYNC_ACTOR, get_actor
 
     r = httpx.post(
         f"{serve_url}/analyze", json={"keyword": "bicycle", "limit": 30, "source": "jsonl"}, timeout=120
@@ -71,7 +71,7 @@ def _threshold(resp: dict[str, Any]) -> float | None:
 
 
 def _warmer(redis_url: str, threshold: float) -> Any:
-    from deployments.background import WarmerActor, WarmerConfig
+    from deployments.warmer_actor import WarmerActor, WarmerConfig
 
     return WarmerActor.remote(  # type: ignore[attr-defined]
         WarmerConfig(redis_url=redis_url, seeds=(), cpu_threshold=threshold, per_pass=3, refresh_below_s=300)
@@ -122,7 +122,7 @@ def test_concurrent_analyses_all_reach_postgres_once(
 
     import ray
 
-    from deployments.background import SYNC_ACTOR, get_actor
+    from deployments.actor_loops import SYNC_ACTOR, get_actor
 
     keywords = ["garden", "running", "weather", "startup", "anxiety", "college", "movies", "space"]
 

@@ -8,9 +8,9 @@ import json
 import pytest
 import redis
 
-from serve_app.cache import AnalysisCache
-from serve_app.schemas import Analysis
-from serve_app.single_flight import SingleFlight
+from serve_app.domain.schemas import Analysis
+from serve_app.stores.cache import AnalysisCache
+from serve_app.stores.single_flight import SingleFlight
 from tests.integration.conftest import TEST_REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ def test_a_lock_left_by_a_lost_release_does_not_hold_this_replica(redis_client: 
 
 
 def test_the_lock_outlives_its_ttl_while_the_computation_runs(redis_client: redis.Redis) -> None:
-    from serve_app import single_flight
+    from serve_app.stores import single_flight
 
     async def main() -> int:
         (flight,) = replicas(1)

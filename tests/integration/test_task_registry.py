@@ -1,4 +1,4 @@
-"""Adding a task touches its declaration in serve_app/tasks.py and nothing else.
+"""Adding a task touches its declaration in serve_app/domain/tasks.py and nothing else.
 
 The service's packages are copied, a throwaway third task ("toxicity") is added to the copy's
 registry, and a fresh interpreter that imports the copy checks every place a task reaches:

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 import redis
 
-from serve_app.analysis import BackgroundRun
-from serve_app.history import insert_records
-from serve_app.predictor import read_artifact_info
-from serve_app.tasks import TASKS
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.analysis import BackgroundRun
+from serve_app.model.predictor import read_artifact_info
+from serve_app.stores.history import insert_records
 from tests.conftest import MODEL_DIR
 from tests.records import history_record
 from tests.webhook_receiver import WebhookReceiver
@@ -46,7 +46,7 @@ def no_watches(client: httpx.Client, app_pg_url: str, clean_cache: redis.Redis) 
 def monitor_pass() -> int:
     import ray
 
-    from deployments.background import get_actor, monitor_actor_name
+    from deployments.actor_loops import get_actor, monitor_actor_name
 
     return int(ray.get(get_actor(monitor_actor_name(APP)).run_once.remote(True), timeout=300))
 

@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
-from serve_app.predictor import OnnxPredictor
-from serve_app.preprocess import normalize_text
+from serve_app.model.predictor import OnnxPredictor
+from serve_app.model.preprocess import normalize_text
 from training.evaluate import evaluate_predictor
 
 pytestmark = pytest.mark.model

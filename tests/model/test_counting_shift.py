@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serve_app.predictor import OnnxPredictor
-from serve_app.quantify import quantify
+from serve_app.counting.quantify import quantify
+from serve_app.model.predictor import OnnxPredictor
 from training.counting_choice import CHOICE_N
 from training.data import read_jsonl
 from training.shift import shift_protocol, whole_set_tvd

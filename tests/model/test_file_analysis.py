@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from deployments.aggregator import strongly_negative, summarize
-from deployments.classifier import probs_to_rows
-from serve_app.file_analysis import FileOptions, analyze_file, served_models
-from serve_app.posts import Post, clean_body
-from serve_app.predictor import OnnxPredictor
-from serve_app.preprocess import post_text
-from serve_app.quantify import Counting
-from serve_app.text_files import TextFields
+from serve_app.counting.quantify import Counting
+from serve_app.domain.posts import Post, clean_body
+from serve_app.flow.aggregate import strongly_negative, summarize
+from serve_app.flow.file_analysis import FileOptions, analyze_file, served_models
+from serve_app.flow.text_files import TextFields
+from serve_app.model.batching import probs_to_rows
+from serve_app.model.predictor import OnnxPredictor
+from serve_app.model.preprocess import post_text
 from tooling.cli import app
 from tooling.file_bench import _peak_rss, write_texts
 

@@ -1,4 +1,4 @@
-"""The ingress's copy of the Classifier's models (serve_app.inline), without Ray."""
+"""The ingress's copy of the Classifier's models (deployments.inline), without Ray."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from deployments.classifier import run_batch
-from serve_app.inline import InlineModels, matches
-from serve_app.predictor import OnnxPredictor
-from serve_app.records import TaskModel
-from serve_app.tasks import TASKS
+from deployments.inline import InlineModels, matches
+from serve_app.domain.records import TaskModel
+from serve_app.domain.tasks import TASKS
+from serve_app.model.batching import run_batch
+from serve_app.model.predictor import OnnxPredictor
 
 pytestmark = pytest.mark.model
 

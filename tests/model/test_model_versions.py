@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deployments.classifier import Classifier, ModelVersionError, parse_user_config, run_batch
-from serve_app.predictor import ModelArtifactError, artifact_digest
-from serve_app.registry import LocalRegistry, RegistryError, RegistrySpec
+from deployments.classifier import Classifier
+from serve_app.model.batching import ModelVersionError, parse_user_config, run_batch
+from serve_app.model.predictor import ModelArtifactError, artifact_digest
+from serve_app.model.registry import LocalRegistry, RegistryError, RegistrySpec
 
 pytestmark = pytest.mark.model
 
@@ -167,8 +168,8 @@ def test_user_config_is_checked() -> None:
 
 
 def test_a_task_can_be_served_by_an_artifact_of_its_own(model_dir: Path, tmp_path: Path) -> None:
-    from serve_app.app import AppArgs, model_dirs
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, model_dirs
+    from serve_app.config.settings import Settings
 
     own = _versioned_copy(model_dir, tmp_path / "sentiment-only", "sen-x")
     settings = Settings(model_dir=model_dir, embedded=False, background=False)

@@ -165,8 +165,8 @@ def flaky_reddit() -> Iterator[RedditTestServer]:
 def deploy(settings_kw: dict[str, Any], **args_kw: Any) -> None:
     from ray import serve
 
-    from serve_app.app import AppArgs, make_app
-    from serve_app.settings import Settings
+    from deployments.app import AppArgs, make_app
+    from serve_app.config.settings import Settings
 
     settings = Settings(embedded=False, background=True, warmer_per_pass=0, **settings_kw)
     args = AppArgs(

@@ -100,7 +100,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
-        from serve_app.embedded import stop_embedded
+        from serve_app.runtime.embedded import stop_embedded
 
         stop_embedded(work / "state")
         with contextlib.suppress(OSError):  # kept for a failure's reading
@@ -172,7 +172,7 @@ def _stored_live(data_dir: Path) -> list[str]:
     import psycopg
     import redis
 
-    from serve_app.history import REC_PREFIX
+    from serve_app.stores.history import REC_PREFIX
 
     r = redis.Redis(unix_socket_path=str(data_dir / "redis" / "redis.sock"), socket_timeout=5)
     held = {k: json.loads(r.get(k) or b"{}").get("keyword", "") for k in r.scan_iter(REC_PREFIX + "*")}
@@ -186,8 +186,8 @@ def _stored_live(data_dir: Path) -> list[str]:
 
 def _keywords_stored(data_dir: Path) -> set[str]:
     """The same after the app stopped: the embedded servers are started to read, then stopped."""
-    from serve_app.embedded import resolve_infrastructure, stop_embedded
-    from serve_app.settings import Settings
+    from serve_app.config.settings import Settings
+    from serve_app.runtime.embedded import resolve_infrastructure, stop_embedded
 
     resolve_infrastructure(Settings(embedded=True, data_dir=data_dir))
     try:
@@ -261,7 +261,7 @@ def test_concurrent_identical_analyses_are_computed_once(app: App, report: Repor
 
 @pytest.mark.parametrize("server", ["redis", "postgres"])
 def test_kill_9_of_an_embedded_server_under_load_loses_nothing(app: App, report: Report, server: str) -> None:
-    from serve_app.embedded import embedded_status
+    from serve_app.runtime.embedded import embedded_status
 
     def pid() -> int | None:
         st = embedded_status(app.data_dir)
@@ -289,7 +289,7 @@ def test_kill_9_of_an_embedded_server_under_load_loses_nothing(app: App, report:
 
 
 def test_sigterm_under_load_answers_what_it_accepted_and_stops_everything(app: App, report: Report) -> None:
-    from serve_app.embedded import embedded_status
+    from serve_app.runtime.embedded import embedded_status
 
     out = Outcomes()
     stop_at = time.monotonic() + 120
@@ -308,9 +308,7 @@ def test_sigterm_under_load_answers_what_it_accepted_and_stops_everything(app: A
     before = [a for a in out.answered if a[0] < out.signal_at]
     analyses = {kw for _, path, status, kw in out.answered if path == "/analyze" and status == 200}
     status = embedded_status(app.data_dir)
-    left = [
-        p for p in psutil.process_iter(["cmdline"]) if str(app.work) in " ".join(p.info["cmdline"] or [])
-    ]
+    left = [p for p in psutil.process_iter(["cmdline"]) if str(app.work) in " ".join(p.info["cmdline"] or [])]
     stored = _keywords_stored(app.data_dir)
     lost = sorted(analyses - stored)
     print(f"stop: rc={rc} in {stopped_in:.1f} s; {len(out.answered)} answered; {out.cut_before_signal[:3]}")

@@ -62,8 +62,8 @@ def pg_counts(url: str) -> dict[str, int]:
 def sync_now() -> dict[str, Any]:
     import ray
 
-    from deployments.background import get_actor, sync_actor_name
-    from serve_app.schemas import SyncStatus
+    from deployments.actor_loops import get_actor, sync_actor_name
+    from serve_app.domain.schemas import SyncStatus
 
     state: SyncStatus = ray.get(get_actor(sync_actor_name(APP)).sync_now.remote(), timeout=120)
     # The fault tests read the JSON form, as /sync/status serves it
@@ -72,7 +72,7 @@ def sync_now() -> dict[str, Any]:
 
 @pytest.fixture()
 def clean(rel_url: str, private_redis: PrivateRedis, private_pg: PrivatePostgres) -> Iterator[str]:
-    from serve_app.history import migrate
+    from serve_app.stores.history import migrate
 
     migrate(private_pg.url)
 
@@ -433,7 +433,7 @@ def test_monitor_polls_through_a_redis_outage_and_an_actor_kill_lose_nothing(
     import ray
     from ray.util.state import list_actors
 
-    from deployments.background import get_actor, monitor_actor_name
+    from deployments.actor_loops import get_actor, monitor_actor_name
 
     def poll() -> int:
         return int(ray.get(get_actor(monitor_actor_name(APP)).run_once.remote(True), timeout=120))

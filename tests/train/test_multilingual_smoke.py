@@ -60,7 +60,7 @@ def tiny_xlmr(texts: list[str], out: Path) -> Path:
 
 def test_multilingual_config_trains_a_working_artifact(tmp_path: Path, data_root: Path) -> None:
     pytest.importorskip("torch", reason="training needs the `train` extra")
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
     from training.config import load_config
     from training.pipeline import run_pipeline
 

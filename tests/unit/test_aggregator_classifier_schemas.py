@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from deployments.aggregator import Counting, aggregate, render_chart, round_to_total
-from deployments.classifier import probs_to_rows, replica_threads, split_back
-from serve_app.cache import cache_key
-from serve_app.labels import EMOTION_LABELS
-from serve_app.schemas import AnalyzeRequest, PredictRequest
-from serve_app.tasks import TASKS
+from serve_app.counting.quantify import Counting
+from serve_app.domain.labels import EMOTION_LABELS
+from serve_app.domain.schemas import AnalyzeRequest, PredictRequest
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.aggregate import aggregate, render_chart, round_to_total
+from serve_app.model.batching import probs_to_rows, replica_threads, split_back
+from serve_app.stores.cache import cache_key
 
 pytestmark = pytest.mark.unit
 
@@ -168,8 +169,8 @@ def test_the_task_name_type_is_the_registry() -> None:
     the registry's tasks, in order, so a task added to TASKS is accepted everywhere."""
     from typing import get_args
 
-    from serve_app.schemas import PredictRequest
-    from serve_app.tasks import TASK_NAMES, TaskName
+    from serve_app.domain.schemas import PredictRequest
+    from serve_app.domain.tasks import TASK_NAMES, TaskName
 
     assert get_args(TaskName) == TASK_NAMES
     schema = PredictRequest.model_json_schema()

@@ -1,15 +1,16 @@
-"""The analysis flow's pure steps (serve_app.analysis), without Ray or Redis."""
+"""The analysis flow's pure steps (serve_app.flow.analysis), without Ray or Redis."""
 
 from __future__ import annotations
 
 import pytest
 
-from deployments.aggregator import Counting, summarize
-from serve_app.analysis import build_analysis, select_posts
-from serve_app.posts import FetchResult, Post
-from serve_app.question import Question
-from serve_app.records import PredictionRow, ServedModels, TaskModel
-from serve_app.tasks import TASKS
+from serve_app.counting.quantify import Counting
+from serve_app.domain.posts import FetchResult, Post
+from serve_app.domain.question import Question
+from serve_app.domain.records import PredictionRow, ServedModels, TaskModel
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.aggregate import summarize
+from serve_app.flow.analysis import build_analysis, select_posts
 
 pytestmark = pytest.mark.unit
 

@@ -1,11 +1,11 @@
-"""Counting methods, breakdown error and intervals (serve_app.breakdown)."""
+"""Counting methods, breakdown error and intervals (serve_app.counting.breakdown)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from serve_app.breakdown import (
+from serve_app.counting.breakdown import (
     BreakdownError,
     breakdown,
     breakdown_tvd,

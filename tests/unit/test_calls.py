@@ -1,4 +1,4 @@
-"""Calls to other deployments (serve_app.calls), without Ray: retries, timeouts, admission."""
+"""Calls to other deployments (serve_app.flow.calls), without Ray: retries, timeouts, admission."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError
 
-from serve_app.calls import Admission, call_with_retries
-from serve_app.errors import ServiceUnavailable, SourceError
+from serve_app.domain.errors import ServiceUnavailable, SourceError
+from serve_app.flow.calls import Admission, call_with_retries
 
 pytestmark = pytest.mark.unit
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deployments.classifier import parse_user_config
-from serve_app.app import AppArgs, derive_serve_config
+from deployments.app import AppArgs, derive_serve_config
+from serve_app.model.batching import parse_user_config
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.unit
@@ -132,7 +132,7 @@ def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> 
 
 
 def test_dashboard_label_colours_follow_the_task_registry() -> None:
-    from serve_app.tasks import TASKS
+    from serve_app.domain.tasks import TASKS
 
     panels = json.loads((ROOT / "cluster" / "grafana" / "dashboards" / "emotion-monitor.json").read_text())[
         "panels"

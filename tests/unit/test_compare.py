@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from deployments.aggregator import Counting, aggregate
-from serve_app.compare import (
+from serve_app.counting.polarity import net_from_counts, net_from_shares
+from serve_app.counting.quantify import Counting
+from serve_app.domain.records import PredictionRow
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.aggregate import aggregate
+from serve_app.flow.compare import (
     CompareRequest,
     holm,
     net_differences,
@@ -19,9 +23,6 @@ from serve_app.compare import (
     share_se,
     z_test,
 )
-from serve_app.polarity import net_from_counts, net_from_shares
-from serve_app.records import PredictionRow
-from serve_app.tasks import TASKS
 
 pytestmark = pytest.mark.unit
 
@@ -181,14 +182,14 @@ def test_compare_takes_every_analyze_option() -> None:
     subs = req.per_keyword()
     assert [s.keyword for s in subs] == ["python", "Java"]
     assert all(s.limit == 40 and s.tasks == ["sentiment"] and s.negative_threshold == 0.9 for s in subs)
-    from serve_app.schemas import AnalyzeRequest
+    from serve_app.domain.schemas import AnalyzeRequest
 
     # Every /analyze field but `keyword` is a /compare field too (new options flow in).
     assert set(AnalyzeRequest.model_fields) - {"keyword"} <= set(CompareRequest.model_fields)
 
 
 def _answer(keyword: str, counts: dict[str, int], sentiment: dict[str, int]) -> object:
-    from serve_app.schemas import AnalyzeResponse
+    from serve_app.domain.schemas import AnalyzeResponse
 
     preds = posts_with(counts)
     n = len(preds)
@@ -208,7 +209,7 @@ def _answer(keyword: str, counts: dict[str, int], sentiment: dict[str, int]) -> 
 def test_a_comparison_prints_a_table_and_saves_a_chart(tmp_path: object) -> None:
     from pathlib import Path
 
-    from serve_app.compare import compare_answers
+    from serve_app.flow.compare import compare_answers
     from tooling.cli_commands.compare import format_comparison, save_comparison_chart
 
     answers = [
@@ -229,7 +230,7 @@ def test_a_comparison_prints_a_table_and_saves_a_chart(tmp_path: object) -> None
 
 
 def test_trend_buckets_carry_net_sentiment_from_their_counts() -> None:
-    from serve_app.trends import buckets_from_rows
+    from serve_app.monitoring.trends import buckets_from_rows
 
     rows_ = [(0.0, "sentiment", "positive", 30), (0.0, "sentiment", "negative", 10),
              (0.0, "sentiment", "neutral", 60), (3600.0, "emotion", "joy", 5)]  # fmt: skip
@@ -240,8 +241,8 @@ def test_trend_buckets_carry_net_sentiment_from_their_counts() -> None:
 
 
 def test_the_answers_own_net_sentiment_is_used_when_given() -> None:
-    from serve_app.compare import net_sentiment_of
-    from serve_app.schemas import NetSentiment
+    from serve_app.domain.schemas import NetSentiment
+    from serve_app.flow.compare import net_sentiment_of
 
     answer = _answer("cats", A, {"positive": 300, "negative": 50, "neutral": 50})
     fallback = net_sentiment_of(answer)  # type: ignore[arg-type]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.labels import EMOTION_LABELS
-from serve_app.tasks import TASKS
+from serve_app.domain.labels import EMOTION_LABELS
+from serve_app.domain.tasks import TASKS
 from training.config import ConfigError, load_config
 from training.data import NO_LABEL, DataError, file_sha256, join_tasks, label_counts, read_jsonl
 from training.train import class_weights, length_grouped_batches, mix_epoch

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serve_app.app import AppArgs
+from deployments.app import AppArgs
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +18,7 @@ def test_serve_config_args_validate_and_bind_loopback() -> None:
     cfg = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     assert cfg["http_options"]["host"] == "127.0.0.1"
     app = cfg["applications"][0]
-    assert app["import_path"] == "serve_app.app:build_app"
+    assert app["import_path"] == "deployments.app:build_app"
     AppArgs.model_validate(app["args"])  # raises on a typo or a bad value
     with pytest.raises(ValueError):
         AppArgs.model_validate({**app["args"], "classifier_min_replicas": 3, "classifier_max_replicas": 1})
@@ -47,7 +47,7 @@ def test_builder_takes_exactly_the_validated_args() -> None:
     import inspect
     import typing
 
-    from serve_app.app import build_app
+    from deployments.app import build_app
 
     params = list(inspect.signature(build_app).parameters.values())
     assert len(params) == 1

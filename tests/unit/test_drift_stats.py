@@ -1,4 +1,4 @@
-"""The drift statistics (numpy only, serve_app/drift.py) against scipy's, and the float16 rows
+"""The drift statistics (numpy only, serve_app/monitoring/drift.py) against scipy's, and the float16 rows
 the Classifier's tap writes."""
 
 from __future__ import annotations
@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_app.drift import (
+from serve_app.model.drift_profile import HeadReference, ReferenceProfile
+from serve_app.monitoring.drift import (
     DriftThresholds,
     check_window,
     chi2_homogeneity,
@@ -15,8 +16,7 @@ from serve_app.drift import (
     mmd_permutation,
     total_variation,
 )
-from serve_app.drift_profile import HeadReference, ReferenceProfile
-from serve_app.drift_store import decode_rows, encode_rows
+from serve_app.stores.drift_store import decode_rows, encode_rows
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Drivers, their terms and emerging terms (serve_app.terms, serve_app.drivers), pure.
+"""Drivers, their terms and emerging terms (serve_app.explain.terms, serve_app.explain.drivers), pure.
 
 The planted-phrase tests use real labelled Reddit comments (GoEmotions validation split,
 true labels standing in for the predictions): a phrase added to a share of one label's
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from serve_app.drivers import (
+from serve_app.domain.records import EmergingTermRow
+from serve_app.explain.drivers import (
     Params,
     TermTable,
     contrast,
@@ -25,8 +26,7 @@ from serve_app.drivers import (
     log_odds_z,
     net_sentiment,
 )
-from serve_app.records import EmergingTermRow
-from serve_app.terms import keyword_words, post_terms
+from serve_app.explain.terms import keyword_words, post_terms
 from tests.conftest import DATA_ROOT
 
 pytestmark = pytest.mark.unit
@@ -238,8 +238,8 @@ def test_params_are_the_documented_ones() -> None:
 
 
 def test_the_alert_message_says_what_rose() -> None:
-    from serve_app.alerts import alert_payload
-    from serve_app.watchlists import AlertRow
+    from serve_app.monitoring.alerts import alert_payload
+    from serve_app.stores.watchlists import AlertRow
 
     terms: tuple[EmergingTermRow, ...] = (
         {"term": "burnt toaster", "z": 5.1, "posts": 15},

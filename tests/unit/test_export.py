@@ -10,7 +10,12 @@ import json
 import pandas as pd
 import pytest
 
-from serve_app.export import (
+from serve_app.domain.posts import Post
+from serve_app.domain.question import Question
+from serve_app.domain.records import HistoryRecord, PredictionRow
+from serve_app.domain.schemas import Analysis
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.export import (
     BOM,
     ExportText,
     chunks,
@@ -21,12 +26,7 @@ from serve_app.export import (
     text_rows,
     texts_from_record,
 )
-from serve_app.history import make_record
-from serve_app.posts import Post
-from serve_app.question import Question
-from serve_app.records import HistoryRecord, PredictionRow
-from serve_app.schemas import Analysis
-from serve_app.tasks import TASKS
+from serve_app.stores.history import make_record
 
 pytestmark = pytest.mark.unit
 
@@ -217,9 +217,9 @@ def test_an_unreachable_redis_says_retry_not_unknown() -> None:
 
     import redis.asyncio as aioredis
 
-    from serve_app.errors import ServiceUnavailable
-    from serve_app.export import AnalysisNotFound
-    from serve_app.export_api import ExportDesk
+    from serve_app.api.export_api import ExportDesk
+    from serve_app.domain.errors import ServiceUnavailable
+    from serve_app.flow.export import AnalysisNotFound
     from tooling.net import free_port
 
     down = aioredis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)

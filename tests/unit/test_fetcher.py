@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from deployments.fetcher import FetcherConfig, PostSources
-from serve_app.corpus import JsonlCorpus
-from serve_app.errors import SourceConfigError, SourceError
-from serve_app.posts import Post
-from serve_app.reddit import RedditPrawClient, RedditPublicClient
-from serve_app.request_budget import BudgetConfig, RequestBudget
+from serve_app.domain.errors import SourceConfigError, SourceError
+from serve_app.domain.posts import Post
+from serve_app.sources.corpus import JsonlCorpus
+from serve_app.sources.post_sources import FetcherConfig, PostSources
+from serve_app.sources.reddit import RedditPrawClient, RedditPublicClient
+from serve_app.sources.request_budget import BudgetConfig, RequestBudget
 from tests.reddit_server import CLIENT_ID, CLIENT_SECRET, RedditTestServer, make_post
 
 pytestmark = pytest.mark.unit

@@ -32,7 +32,7 @@ except KeyboardInterrupt:
 
 WRAPPER = """
 import sys
-from serve_app.graceful import run_gracefully
+from serve_app.runtime.graceful import run_gracefully
 sys.exit(run_gracefully([sys.executable, "-c", sys.argv[1], sys.argv[2], sys.argv[3]], float(sys.argv[4])))
 """
 

@@ -11,17 +11,17 @@ import random
 import numpy as np
 import pytest
 
-from deployments.aggregator import aggregate_quantified
-from serve_app.drivers import TermTable, _interval
-from serve_app.file_analysis import PredictionRows
-from serve_app.insights import InsightBuilder, describe
-from serve_app.language import SeenLanguages, detect
-from serve_app.posts import Post
-from serve_app.quantify import Counting
-from serve_app.records import PredictionRow
-from serve_app.representatives import Candidate, KeptPosts, _jaccard, pick
-from serve_app.tasks import TASKS
-from serve_app.terms import TermSets, post_terms
+from serve_app.counting.quantify import Counting
+from serve_app.domain.posts import Post
+from serve_app.domain.records import PredictionRow
+from serve_app.domain.tasks import TASKS
+from serve_app.explain.drivers import TermTable, _interval
+from serve_app.explain.insights import InsightBuilder, describe
+from serve_app.explain.representatives import Candidate, KeptPosts, _jaccard, pick
+from serve_app.explain.terms import TermSets, post_terms
+from serve_app.flow.aggregate import aggregate_quantified
+from serve_app.flow.file_analysis import PredictionRows
+from serve_app.model.language import SeenLanguages, detect
 from tests.unit.test_insights import corpus
 
 pytestmark = pytest.mark.unit

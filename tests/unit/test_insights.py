@@ -1,4 +1,4 @@
-"""Drivers and representative posts of an analysis (serve_app.insights, .representatives), pure:
+"""Drivers and representative posts of an analysis (serve_app.explain.insights, .representatives), pure:
 the Aggregator's path, a stream of chunks, and the answers' edge cases."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from functools import partial
 
 import pytest
 
-from deployments.aggregator import summarize
-from serve_app.insights import InsightBuilder, describe
-from serve_app.posts import Post
-from serve_app.records import PredictionRow
-from serve_app.representatives import SNIPPET_CHARS, Candidate, KeptPosts, pick, snippet
-from serve_app.schemas import Analysis, DriverRow, RepresentativePost
+from serve_app.domain.posts import Post
+from serve_app.domain.records import PredictionRow
+from serve_app.domain.schemas import Analysis, DriverRow, RepresentativePost
+from serve_app.explain.insights import InsightBuilder, describe
+from serve_app.explain.representatives import SNIPPET_CHARS, Candidate, KeptPosts, pick, snippet
+from serve_app.flow.aggregate import summarize
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from serve_app.journal import Journal
+from serve_app.stores.journal import Journal
 
 pytestmark = pytest.mark.unit
 
@@ -54,7 +54,7 @@ def test_a_failed_push_keeps_the_records(tmp_path: Path) -> None:
 WRITER = """
 import sys, time
 from pathlib import Path
-from serve_app.journal import Journal
+from serve_app.stores.journal import Journal
 j = Journal(Path(sys.argv[1]), name="killed")
 for i in range(5):
     j.append({"query_id": f"q{i}"})

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.labels import EMOTION_LABELS, UnknownLabelError, label_to_id
-from serve_app.predictor import length_chunks
-from serve_app.preprocess import normalize_text, post_text
+from serve_app.domain.labels import EMOTION_LABELS, UnknownLabelError, label_to_id
+from serve_app.model.predictor import length_chunks
+from serve_app.model.preprocess import normalize_text, post_text
 
 pytestmark = pytest.mark.unit
 

@@ -1,14 +1,15 @@
 """Net sentiment in the Aggregator's summary: from the served sentiment shares and the same
-bootstrap draws as their intervals (deployments.aggregator, serve_app.quantify)."""
+bootstrap draws as their intervals (deployments.aggregator, serve_app.counting.quantify)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from deployments.aggregator import Counting, summarize
-from serve_app.records import PredictionRow
-from serve_app.tasks import TASKS
+from serve_app.counting.quantify import Counting
+from serve_app.domain.records import PredictionRow
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.aggregate import summarize
 from training.counting import fit_counting
 
 pytestmark = pytest.mark.unit

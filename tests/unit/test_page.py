@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from serve_app.page import (
+from serve_app.api.page import (
     DOC_ASSETS,
     AssetNotFound,
     docs_asset,
@@ -19,7 +19,7 @@ from serve_app.page import (
     page_asset_names,
     registry_json,
 )
-from serve_app.tasks import TASKS
+from serve_app.domain.tasks import TASKS
 
 pytestmark = pytest.mark.unit
 
@@ -99,8 +99,8 @@ def test_static_files_are_package_data() -> None:
 def client() -> Any:
     from fastapi.testclient import TestClient
 
-    import serve_app.page_api  # noqa: F401  (registers the routes on the shared app)
-    from serve_app.http_api import api
+    import serve_app.api.page_api  # noqa: F401  (registers the routes on the shared app)
+    from serve_app.api.http_api import api
 
     return TestClient(api)
 

@@ -1,5 +1,5 @@
 """Counting under a shifted label mix and intervals that include the fit's error
-(serve_app.quantify, serve_app.emq, training.counting, training.shift) on synthetic data
+(serve_app.counting.quantify, serve_app.counting.emq, training.counting, training.shift) on synthetic data
 whose truth is known."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from serve_app.breakdown import label_shares, tvd
-from serve_app.emq import em_draws, em_point
-from serve_app.quantify import (
+from serve_app.counting.breakdown import label_shares, tvd
+from serve_app.counting.emq import em_draws, em_point
+from serve_app.counting.quantify import (
     METHODS,
     Counting,
     bootstrap_weights,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serve_app.quantify import Counting, _draws, _shares, bootstrap_weights, quantify
+from serve_app.counting.quantify import Counting, _draws, _shares, bootstrap_weights, quantify
 
 pytestmark = pytest.mark.unit
 
@@ -43,7 +43,7 @@ def test_emq_bootstrap_memory_does_not_grow_with_a_files_length() -> None:
     import tracemalloc
     from pathlib import Path
 
-    from serve_app.quantify import counting_from_spec
+    from serve_app.counting.quantify import counting_from_spec
 
     spec = json.loads(Path("models/multitask/labels.json").read_text())["heads"]["emotion"]["breakdown"]
     counting = counting_from_spec(spec)

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from serve_app.corpus import JsonlCorpus
-from serve_app.errors import SourceError
-from serve_app.posts import Post, PostFilter, clean_body
-from serve_app.reddit import PAGE, RedditPrawClient, RedditPublicClient, max_pages, user_agent
+from serve_app.domain.errors import SourceError
+from serve_app.domain.posts import Post, PostFilter, clean_body
+from serve_app.sources.corpus import JsonlCorpus
+from serve_app.sources.reddit import PAGE, RedditPrawClient, RedditPublicClient, max_pages, user_agent
 from tests.reddit_server import CLIENT_ID, CLIENT_SECRET, RedditTestServer, make_post
 
 pytestmark = pytest.mark.unit

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from deployments.background import MonitorConfig
-from deployments.fetcher import FetcherConfig, PostSources
-from serve_app.corpus import JsonlCorpus
-from serve_app.errors import SourceConfigError
-from serve_app.posts import Post
-from serve_app.replay import (
+from deployments.monitor_actor import MonitorConfig
+from serve_app.domain.errors import SourceConfigError
+from serve_app.domain.posts import Post
+from serve_app.domain.schemas import AlertOut, TrendsResponse
+from serve_app.monitoring.trends import parse_bucket
+from serve_app.sources.corpus import JsonlCorpus
+from serve_app.sources.post_sources import FetcherConfig, PostSources
+from serve_app.sources.replay import (
     DEMO_KEYWORD,
     PLANTED_POSTS,
     PLANTED_SUBREDDIT,
@@ -23,8 +25,6 @@ from serve_app.replay import (
     ReplayPlan,
     planted_texts,
 )
-from serve_app.schemas import AlertOut, TrendsResponse
-from serve_app.trends import parse_bucket
 from tests.conftest import DATA_ROOT
 from tooling.demo import DemoOutcome, alert_line, trend_lines
 
@@ -171,7 +171,7 @@ def test_demo_lines_show_the_buckets_and_the_alert() -> None:
         created_at=1_900_000_100.0, delivery="none", attempts=0,
     )  # fmt: skip
     assert alert_line(alert).startswith("ALERT emotion/anger in the 17:47 bucket: 62.5 % of 40 posts")
-    from serve_app.replay import ReplayStatus
+    from serve_app.sources.replay import ReplayStatus
 
     status = small_feed().status(now=T0)
     assert isinstance(status, ReplayStatus)

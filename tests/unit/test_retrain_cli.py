@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from serve_app.registry import LocalRegistry
+from serve_app.model.registry import LocalRegistry
 from tests.conftest import MODEL_DIR, ROOT
 from tooling.cli import app
 from tooling.cli_commands.retrain import job_entrypoint
@@ -85,7 +85,7 @@ def test_bad_input_stops_the_job_before_training(
     (tmp_path / "no_classifier.yaml").write_text("applications:\n  - name: x\n    deployments: []\n")
     monkeypatch.setenv("EMOTION_MONITOR_REGISTRY_DIR", str(tmp_path / "registry"))
     monkeypatch.setenv(RAY_JOB_ENV, "{}")  # as inside a Ray job: no --local needed
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
 
     get_settings.cache_clear()
     try:

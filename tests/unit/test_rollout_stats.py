@@ -13,12 +13,11 @@ from pydantic import ValidationError
 from scipy.stats import chi2
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
-from serve_app.agreement import compare_pairs
-from serve_app.analysis import AnalysisFlow
-from serve_app.drift import chi2_sf as numpy_chi2_sf
-from serve_app.gate import card_figures, figure_checks
-from serve_app.records import ServedModels, TaskModel
-from serve_app.rollout import (
+from serve_app.domain.records import ServedModels, TaskModel
+from serve_app.flow.analysis import AnalysisFlow
+from serve_app.lifecycle.agreement import compare_pairs
+from serve_app.lifecycle.gate import card_figures, figure_checks
+from serve_app.lifecycle.rollout import (
     CandidateConfig,
     classifier_user_config,
     in_shadow,
@@ -26,7 +25,8 @@ from serve_app.rollout import (
     read_rollout,
     rewrite_serve_config,
 )
-from serve_app.shadow import ShadowPair
+from serve_app.lifecycle.shadow import ShadowPair
+from serve_app.monitoring.drift import chi2_sf as numpy_chi2_sf
 
 pytestmark = pytest.mark.unit
 

@@ -14,19 +14,19 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from deployments.aggregator import summarize
-from deployments.fetcher import FetcherConfig, PostSources
-from serve_app.analysis import select_posts
-from serve_app.comments import CORPUS_HAS_NO_COMMENTS, CommentPlan, fetch_comments, with_comments
-from serve_app.corpus import JsonlCorpus
-from serve_app.posts import FetchResult, Post
-from serve_app.question import Question
-from serve_app.records import PredictionRow, ServedModels, TaskModel
-from serve_app.reddit import RedditPrawClient, RedditPublicClient
-from serve_app.request_budget import BudgetConfig, RequestBudget
-from serve_app.schemas import AnalyzeRequest, WatchRequest
-from serve_app.scope import CountOver, Scope, window_covering
-from serve_app.tasks import TASKS
+from serve_app.domain.posts import FetchResult, Post
+from serve_app.domain.question import Question
+from serve_app.domain.records import PredictionRow, ServedModels, TaskModel
+from serve_app.domain.schemas import AnalyzeRequest, WatchRequest
+from serve_app.domain.scope import CountOver, Scope, window_covering
+from serve_app.domain.tasks import TASKS
+from serve_app.flow.aggregate import summarize
+from serve_app.flow.analysis import select_posts
+from serve_app.sources.comments import CORPUS_HAS_NO_COMMENTS, CommentPlan, fetch_comments, with_comments
+from serve_app.sources.corpus import JsonlCorpus
+from serve_app.sources.post_sources import FetcherConfig, PostSources
+from serve_app.sources.reddit import RedditPrawClient, RedditPublicClient
+from serve_app.sources.request_budget import BudgetConfig, RequestBudget
 from tests import reddit_server
 from tests.reddit_server import (
     CLIENT_ID,
@@ -409,7 +409,7 @@ def test_the_breakdown_counts_posts_comments_or_both(count_over: Any, joy: float
 def test_the_scope_is_part_of_the_cache_key_and_the_default_keeps_old_keys() -> None:
     base = Question("kw", 10, "reddit", ("emotion",), 0.8)
     versions = {"emotion": "v1"}
-    from serve_app.cache import analysis_key
+    from serve_app.stores.cache import analysis_key
 
     assert base.key(versions) == analysis_key("kw", 10, "reddit", versions, negative_threshold=0.8)
     cases: list[tuple[Scope, int, CountOver]] = [

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.security import RateLimiter, key_matches, replica_share
-from serve_app.settings import Settings
+from serve_app.api.security import RateLimiter, key_matches, replica_share
+from serve_app.config.settings import Settings
 
 pytestmark = pytest.mark.unit
 

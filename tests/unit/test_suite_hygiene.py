@@ -38,9 +38,7 @@ def test_every_test_module_carries_a_known_tier_marker() -> None:
     assert len(modules) > 30
     missing = [m for m in modules if _module_marker(m) is None]
     assert not missing, f"modules without `pytestmark = pytest.mark.<tier>`: {missing}"
-    unknown = [
-        m for m in modules if not any(f"mark.{k}" in (_module_marker(m) or "") for k in known)
-    ]
+    unknown = [m for m in modules if not any(f"mark.{k}" in (_module_marker(m) or "") for k in known)]
     assert not unknown, f"modules whose marker is none of {sorted(known)}: {unknown}"
 
 

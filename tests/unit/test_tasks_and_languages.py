@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deployments.aggregator import render_chart, strongly_negative
-from deployments.classifier import group_by_model, split_back
-from serve_app.language import UNDETERMINED, count_languages, detect, is_supported, readable_languages
+from serve_app.flow.aggregate import render_chart, strongly_negative
+from serve_app.model.batching import group_by_model, split_back
+from serve_app.model.language import UNDETERMINED, count_languages, detect, is_supported, readable_languages
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""Reading a user's texts (serve_app.text_files) and the file analysis's hygiene."""
+"""Reading a user's texts (serve_app.flow.text_files) and the file analysis's hygiene."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.file_analysis import Hygiene
-from serve_app.text_files import TextFields, TextFileError, read_posts
+from serve_app.flow.file_analysis import Hygiene
+from serve_app.flow.text_files import TextFields, TextFileError, read_posts
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.trends import (
+from serve_app.monitoring.trends import (
     Bucket,
     SpikeRule,
     buckets_from_rows,

@@ -122,7 +122,7 @@ def test_the_scan_sees_any_directly_through_an_alias_and_in_quotes() -> None:
 
 
 def test_metrics_helpers_keep_their_names_and_signatures() -> None:
-    from serve_app import metrics
+    from serve_app.monitoring import metrics
 
     assert metrics.record_alert.__name__ == "record_alert"
     assert list(inspect.signature(metrics.record_alert).parameters) == ["task", "label"]
@@ -130,7 +130,7 @@ def test_metrics_helpers_keep_their_names_and_signatures() -> None:
 
 
 def test_the_sync_status_carries_every_counter_the_actor_keeps() -> None:
-    from serve_app.schemas import SyncStatus
+    from serve_app.domain.schemas import SyncStatus
 
     # The sync actor's counters (deployments/background.py SyncActor) all reach /sync/status.
     assert {"pending", "synced_total", "recovered_total", "cpu_pauses", "last_forced_pass"} <= set(

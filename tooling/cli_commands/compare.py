@@ -25,7 +25,7 @@ def format_comparison(data: dict[str, Any]) -> list[str]:
     analyses = data["analyses"]
     lines = [", ".join(f"{kw!r}: {a['scored']} of {a['count']} posts scored ({a['source']})"
                        for kw, a in zip(keywords, analyses, strict=True))]  # fmt: skip
-    from serve_app.tasks import TASKS
+    from serve_app.domain.tasks import TASKS
 
     for task, diffs in data["differences"].items():
         field = TASKS[task].response_field
@@ -61,7 +61,7 @@ def save_comparison_chart(data: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from serve_app.tasks import TASKS
+    from serve_app.domain.tasks import TASKS
 
     tasks = list(data["differences"])
     keywords = data["keywords"]
@@ -116,7 +116,7 @@ def save_export(url: str, analysis_id: str | None, path: Path, timeout: float = 
     """Download an analysis's scored posts (streamed to the file) in the format its suffix names."""
     import httpx
 
-    from serve_app.settings import get_settings, secret
+    from serve_app.config.settings import get_settings, secret
 
     if not analysis_id:
         typer.echo("the service's answer has no analysis_id: it predates export", err=True)

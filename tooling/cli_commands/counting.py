@@ -33,7 +33,7 @@ def model_counting(
     own predictions for the product's domain (Reddit validation, cross-fitted), without
     retraining; write it to labels.json and the model card; report CARER / TweetEval and the
     test splits with the served fit (never used to choose)."""
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
     from training.config import load_config
     from training.counting_artifact import log_counting_run, refit_counting
     from training.data import default_data_root
@@ -108,8 +108,8 @@ def shift_tables(
 ) -> dict[str, dict[str, object]]:
     """`evaluate --shift`: per file, every candidate cross-fitted on the file itself, and
     the artifact's served fit ("served") on every text of it."""
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.quantify import METHODS, Counting
+    from serve_app.counting.quantify import METHODS, Counting
+    from serve_app.model.predictor import OnnxPredictor
     from training.counting_choice import _table
     from training.data import read_jsonl
     from training.shift import shift_protocol, whole_set_tvd
@@ -145,10 +145,10 @@ def shift_tables(
 
 def bench_counting(posts: int, repeats: int, model: Path, data: Path) -> str:
     """Counting + intervals for `posts` posts, today's cc bootstrap beside each method as
-    served (serve_app.quantify), medians over `repeats` samples of real validation posts."""
-    from serve_app.breakdown import breakdown
-    from serve_app.predictor import OnnxPredictor
-    from serve_app.quantify import quantify
+    served (serve_app.counting.quantify), medians over `repeats` samples of real validation posts."""
+    from serve_app.counting.breakdown import breakdown
+    from serve_app.counting.quantify import quantify
+    from serve_app.model.predictor import OnnxPredictor
     from training.counting import fit_counting
     from training.data import read_jsonl
 

@@ -24,7 +24,7 @@ def demo(
     Exit status: 0 with a trend and an alert; 1 if none came in time; 2 if the service is not
     running or refused a call.
     """
-    from serve_app.settings import get_settings, secret
+    from serve_app.config.settings import get_settings, secret
 
     cfg = DemoConfig(url=url, api_key=secret(get_settings().api_key), timeout_s=timeout)
     try:

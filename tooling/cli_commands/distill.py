@@ -32,7 +32,7 @@ def distill_cmd(
     """Distil the teacher artifact named in CONFIG into a student with fewer layers, export it
     (INT8, calibration, counting, card: the pipeline's own code) and print its figures."""
     _offline()
-    from serve_app.registry import LocalRegistry
+    from serve_app.model.registry import LocalRegistry
     from training.data import default_data_root
     from training.distill import load_student_config, run_distill
 
@@ -64,7 +64,7 @@ def bench_student(
     """Student and teacher side by side, one run: model-only posts/s at 128 tokens (batch 32),
     then per validation set macro-F1, breakdown TVD (natural mix and shifted mixes, each
     model's served counting) and agreement, and agreement on held-out corpus posts."""
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.predictor import OnnxPredictor
     from tooling import bench_student as bs
     from training.config import load_config
     from training.data import default_data_root

@@ -27,11 +27,11 @@ def bench_drift(
     repeats: Annotated[int, typer.Option(help="Timed repeats of each measurement.")] = 20,
 ) -> None:
     """Print the drift watch's CPU cost and the tap's overhead on a serving batch."""
-    from deployments.classifier import run_batch
-    from serve_app.drift import DriftThresholds, check_window
-    from serve_app.drift_profile import load_profile
-    from serve_app.drift_store import DriftTap, TapConfig
-    from serve_app.predictor import OnnxPredictor
+    from serve_app.model.batching import run_batch
+    from serve_app.model.drift_profile import load_profile
+    from serve_app.model.predictor import OnnxPredictor
+    from serve_app.monitoring.drift import DriftThresholds, check_window
+    from serve_app.stores.drift_store import DriftTap, TapConfig
     from training.data import default_data_root
     from training.profile import reference_posts
 

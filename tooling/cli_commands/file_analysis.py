@@ -15,7 +15,7 @@ import typer
 from tooling.cli import _emit_report, _offline, bench_app, format_analysis
 
 if TYPE_CHECKING:
-    from serve_app.file_ray import RayScoring
+    from serve_app.flow.file_ray import RayScoring
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,10 @@ def run_file_analysis(req: FileRequest) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-    from serve_app.file_analysis import FileAnalysisError, FileOptions, analyze_file
-    from serve_app.predictor import ModelArtifactError
-    from serve_app.settings import get_settings
-    from serve_app.text_files import TextFields, TextFileError, file_kind
+    from serve_app.config.settings import get_settings
+    from serve_app.flow.file_analysis import FileAnalysisError, FileOptions, analyze_file
+    from serve_app.flow.text_files import TextFields, TextFileError, file_kind
+    from serve_app.model.predictor import ModelArtifactError
 
     settings = get_settings()
     try:
@@ -88,7 +88,7 @@ def run_file_analysis(req: FileRequest) -> None:
 
 
 def _ray_scoring(address: str) -> RayScoring:
-    from serve_app.file_ray import RayScoring  # Ray Data only when asked for
+    from serve_app.flow.file_ray import RayScoring  # Ray Data only when asked for
 
     return RayScoring(address)
 

@@ -21,8 +21,8 @@ EXIT_FAILED = 4  # nothing to roll back to, or `serve deploy` failed
 
 
 def _dsn() -> str:
-    from serve_app.embedded import start_postgres
-    from serve_app.settings import get_settings, secret
+    from serve_app.config.settings import get_settings, secret
+    from serve_app.runtime.embedded import start_postgres
 
     s = get_settings()
     dsn = secret(s.postgres_url)
@@ -38,7 +38,7 @@ def _dsn() -> str:
 
 def comparison_lines(comp: object) -> list[str]:
     """One head's comparison as text: the figures, the confusion matrix, the label shifts."""
-    from serve_app.agreement import HeadComparison
+    from serve_app.lifecycle.agreement import HeadComparison
 
     assert isinstance(comp, HeadComparison)
     mt = comp.mix_test
@@ -92,8 +92,8 @@ def model_promote(
 ) -> None:
     """Promote VERSION if the gate holds (validation figures no worse, enough shadow pairs, no
     label share beyond the bound), roll it with zero downtime, and record it; exit 3 if refused."""
-    from serve_app.gate import PromotionRefused
-    from serve_app.settings import get_settings
+    from serve_app.config.settings import get_settings
+    from serve_app.lifecycle.gate import PromotionRefused
     from tooling.promotion import DeployError, promote
 
     try:
@@ -136,7 +136,7 @@ def model_rollback(
 @model_app.command("promotions")
 def model_promotions(limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
     """The latest promotions and rollbacks: who, what, when."""
-    from serve_app.shadow_store import promotions
+    from serve_app.stores.shadow_store import promotions
 
     for p in promotions(_dsn(), limit):
         typer.echo(f"{p.at:%Y-%m-%d %H:%M:%S} {p.action:<9} {p.actor}: {p.from_versions} -> {p.to_versions}")

@@ -24,7 +24,7 @@ DataDir = Annotated[
 
 
 def _data_dir(given: Path | None) -> Path:
-    from serve_app.settings import Settings
+    from serve_app.config.settings import Settings
 
     return given if given is not None else Settings().data_dir
 
@@ -32,7 +32,7 @@ def _data_dir(given: Path | None) -> Path:
 @services_app.command("status")
 def services_status(data_dir: DataDir = None) -> None:
     """Say which embedded servers run (pid) under the data dir; JSON."""
-    from serve_app.embedded import embedded_status
+    from serve_app.runtime.embedded import embedded_status
 
     typer.echo(json.dumps(asdict(embedded_status(_data_dir(data_dir))), indent=2))
 
@@ -40,7 +40,7 @@ def services_status(data_dir: DataDir = None) -> None:
 @services_app.command("stop")
 def services_stop(data_dir: DataDir = None) -> None:
     """Stop the embedded servers under the data dir (their data stays)."""
-    from serve_app.embedded import embedded_status, stop_embedded
+    from serve_app.runtime.embedded import embedded_status, stop_embedded
 
     base = _data_dir(data_dir)
     before = embedded_status(base)

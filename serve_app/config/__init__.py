@@ -1,0 +1,1 @@
+"""Settings, declared once (env prefix EMOTION_MONITOR_), and defaults shared by layers."""

@@ -1,0 +1,1 @@
+"""Why: the terms that drive each label, emerging terms, representative posts."""

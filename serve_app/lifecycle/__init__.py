@@ -1,0 +1,1 @@
+"""Model versions in service: shadow and canary candidates, agreement, promotion gate."""

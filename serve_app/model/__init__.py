@@ -1,0 +1,1 @@
+"""The model at run time: preprocessing, language, ONNX predictor, batching, registry."""

@@ -1,0 +1,1 @@
+"""Over time: trends, spike alerts and their webhook, drift checks, Prometheus metrics."""

@@ -1,0 +1,1 @@
+"""Running on one machine: the embedded Redis and PostgreSQL, a graceful stop."""

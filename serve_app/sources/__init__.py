@@ -1,0 +1,1 @@
+"""Where posts come from: Reddit under one request budget, comments, corpus, replay."""

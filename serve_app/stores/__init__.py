@@ -1,0 +1,1 @@
+"""Redis and PostgreSQL: caches, single flight, held records, history, watchlists, pairs."""
