@@ -1,1 +1,2 @@
-"""Ray Serve deployments: thin shells over pure functions in this package."""
+"""Ray shells over the core (`serve_app`), the detached actors, and the composition root
+(`app.py`: the app builder; `ingress.py`: the HTTP routes)."""

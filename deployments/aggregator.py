@@ -1,4 +1,5 @@
-"""Aggregator: per-label share with its 95 % interval and mean confidence, and a PNG chart."""
+"""Aggregator: a Serve shell over `serve_app.flow.aggregate.summarize` (breakdowns with
+95 % intervals, drivers, representatives, the chart)."""
 
 from __future__ import annotations
 

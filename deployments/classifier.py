@@ -2,7 +2,8 @@
 
 Each call carries a list of texts (one for a single /predict, hundreds for /analyze);
 concurrent calls are gathered into one batch, flattened, run through the predictor (which
-sorts by length and pads per model batch), and split back per caller.
+sorts by length and pads per model batch), and split back per caller: the pure half is
+`serve_app.model.batching.run_batch`; this shell holds the models, versions and shadow.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""Fetcher: up to `limit` posts for a keyword, from Reddit or a local JSONL corpus.
-
-The sources are plain classes tested without Ray (`serve_app.sources.reddit`, `serve_app.sources.corpus`);
-the `Fetcher` deployment at the bottom only holds them and detects each post's language.
-"""
+"""Fetcher: a Serve shell over `serve_app.sources.post_sources.PostSources` (Reddit, the
+local corpus, the replayed feed), which it holds and calls."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""emotion-monitor: emotion analysis of public posts, served by Ray Serve.
+"""emotion-monitor's core: a library, torch-free, that imports no Ray Serve deployment.
 
-This package holds everything the service needs at run time (no torch): labels, text
-preprocessing shared with training, the ONNX predictor, the model registry, settings,
-the HTTP schemas and the app builder.
+Subpackages by concern (config, domain, model, sources, stores, counting, explain, flow,
+monitoring, lifecycle, api, runtime); the Ray shells and the app builder live in
+`deployments/` (docs/architecture.md).
 """
 
 __version__ = "0.1.0"

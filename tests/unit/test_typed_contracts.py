@@ -132,7 +132,7 @@ def test_metrics_helpers_keep_their_names_and_signatures() -> None:
 def test_the_sync_status_carries_every_counter_the_actor_keeps() -> None:
     from serve_app.domain.schemas import SyncStatus
 
-    # The sync actor's counters (deployments/background.py SyncActor) all reach /sync/status.
+    # The sync actor's counters (deployments/sync_actor.py SyncActor) all reach /sync/status.
     assert {"pending", "synced_total", "recovered_total", "cpu_pauses", "last_forced_pass"} <= set(
         SyncStatus.model_fields
     )
