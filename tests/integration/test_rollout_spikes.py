@@ -7,15 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-from serve_app.domain.records import PredictionRow
 from serve_app.monitoring.trends import detect_spikes, spike_rules
-from serve_app.stores.history import insert_records, migrate
+from serve_app.stores.history import migrate
 from serve_app.stores.watchlists import trend_buckets
 from tests.integration.conftest import _fresh_database
-from tests.records import history_record
+from tests.integration.test_watchlists import spike_history
 
 pytestmark = pytest.mark.integration
 
@@ -32,32 +30,7 @@ def test_spike_baseline_restarts_at_a_model_change(spikes_pg: str) -> None:
     (50 % anger): the trend shows the jump, the spike test sees no baseline for v2, so the
     version change raises no alert; with every bucket it would."""
     keyword, now = "versionswitch", time.time()
-    records = []
-    for h in range(25):
-        share, version = (15, "v2") if h == 24 else (3, "v1")
-        start = (now // 3600 - 24 + h) * 3600
-        posts = [
-            {"id": f"vs{h}_{i}", "title": f"{keyword} post", "body": "", "subreddit": "s",
-             "created_utc": start + 60 * i, "score": 1, "url": ""}
-            for i in range(30)
-        ]  # fmt: skip
-        preds: list[PredictionRow] = [
-            {"label": lab, "confidence": 0.9, "scores": {lab: 0.9}}
-            for lab in ["anger"] * share + ["neutral"] * (30 - share)
-        ]
-        records.append(
-            history_record(
-                keyword,
-                posts,
-                {"emotion": preds},
-                limit=30,
-                created_at=start + 1800,
-                model_versions={"emotion": version},
-            )
-        )
-    with psycopg.connect(spikes_pg) as conn:
-        insert_records(conn, records)
-        conn.commit()
+    spike_history(spikes_pg, keyword, now, version_of_hour=lambda h: "v2" if h == 24 else "v1")
     rules = spike_rules(3.0, 20, 24)
     every = trend_buckets(spikes_pg, keyword, 3600, now - 2 * 86_400)
     assert len(every) == 25 and [s.task for s in detect_spikes(keyword, every, rules, 3600)] == ["emotion"]

@@ -4,7 +4,7 @@ webhook delivery (a local receiver that is down, then up)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +12,7 @@ import psycopg
 import pytest
 import redis
 
+from serve_app.domain.records import PredictionRow
 from serve_app.domain.tasks import TASKS
 from serve_app.flow.analysis import BackgroundRun
 from serve_app.model.predictor import read_artifact_info
@@ -111,13 +112,15 @@ def test_the_monitor_polls_scores_new_posts_only_and_feeds_trends(
 SPIKE_TERM = "burnt toaster"  # what the spike hour's angry posts are about
 
 
-def spike_history(pg_url: str, keyword: str, now: float) -> None:
+def spike_history(
+    pg_url: str, keyword: str, now: float, version_of_hour: Callable[[int], str] | None = None
+) -> None:
     """24 hours at 10 % anger, then an hour at 50 %: 30 posts an hour, one analysis each. The
     spike hour's angry posts say what it is about (`SPIKE_TERM`). Labelled by the served
-    model's version: spike baselines count only the version behind the keyword's newest
-    analysis, and the monitor's own poll (now) is newer than the spike hour's record (half
-    past the hour) for half of every hour."""
-    version = read_artifact_info(MODEL_DIR).version
+    model's version unless `version_of_hour` says otherwise: spike baselines count only the
+    version behind the keyword's newest analysis, and the monitor's own poll (now) is newer
+    than the spike hour's record (half past the hour) for half of every hour."""
+    served = read_artifact_info(MODEL_DIR).version
     records = []
     for h in range(25):
         share = 15 if h == 24 else 3
@@ -129,8 +132,11 @@ def spike_history(pg_url: str, keyword: str, now: float) -> None:
              "created_utc": start + 60 * i, "score": 1, "url": ""}
             for i in range(30)
         ]  # fmt: skip
-        preds = [{"label": lab, "confidence": 0.9, "scores": {lab: 0.9}} for lab in labels]
+        preds: list[PredictionRow] = [
+            {"label": lab, "confidence": 0.9, "scores": {lab: 0.9}} for lab in labels
+        ]
         agg = [{"label": "anger", "pct": 100 * share / 30, "count": share, "avg_score": 0.9}]
+        version = version_of_hour(h) if version_of_hour else served
         records.append(
             history_record(
                 keyword,
