@@ -25,7 +25,7 @@ NEWTON_TOLERANCE = 1e-6
 POLISH_TOLERANCE = 1e-4
 
 
-def _likelihood_ratios(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:
+def likelihood_ratios(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """L = p / prior, per group: (g, n, k)."""
     return probs / np.maximum(priors[:, None, :], PROB_FLOOR)
 
@@ -62,7 +62,7 @@ def _em_rows(lr: np.ndarray, weights: np.ndarray, start: np.ndarray, tolerance: 
 def em_point(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """The EM estimate over all posts once each, per group: probs (g, n, k), priors (g, k)
     -> (g, k). Starts at the prior, as SLD does."""
-    lr = _likelihood_ratios(probs, priors)
+    lr = likelihood_ratios(probs, priors)
     return _em_rows(lr, np.ones(probs.shape[:2]), priors, EM_TOLERANCE)
 
 
@@ -85,8 +85,13 @@ def _kkt_inverses(lr: np.ndarray, points: np.ndarray) -> np.ndarray:
 def em_draws(probs: np.ndarray, weights: np.ndarray, priors: np.ndarray) -> np.ndarray:
     """EM estimates for every row of `weights`: probs (g, n, k) per group, weights (g, d, n)
     (how often each post is drawn), priors (g, k) -> (g, d, k), each row on the simplex."""
-    lr = _likelihood_ratios(probs, priors)
-    points = em_point(probs, priors)
+    return em_draws_lr(likelihood_ratios(probs, priors), weights, priors)
+
+
+def em_draws_lr(lr: np.ndarray, weights: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """`em_draws` from the likelihood ratios (g, n, k) of the posts: the caller need not keep
+    the probabilities too (a long file's bootstrap holds a few (n, k) arrays at its peak)."""
+    points = _em_rows(lr, np.ones(lr.shape[:2]), priors, EM_TOLERANCE)  # em_point's estimate
     step_map = _kkt_inverses(lr, points)
     lt = np.ascontiguousarray(np.swapaxes(lr, 1, 2))
     n = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-300)
@@ -101,18 +106,18 @@ def em_draws(probs: np.ndarray, weights: np.ndarray, priors: np.ndarray) -> np.n
         w = new
         if done:
             break
-    return _polish(lr, weights, w)
+    return _polish(lr, weights, w, lt)
 
 
 _last_polished = [0]
 
 
-def _polish(lr: np.ndarray, weights: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _polish(lr: np.ndarray, weights: np.ndarray, w: np.ndarray, lt: np.ndarray) -> np.ndarray:
     """Rows the Newton steps left short of EM's fixed point (a share near 0 bends the
     likelihood too much for the group's Hessian) finish with EM + SQUAREM; every row takes
     the grouped steps (two batched matrix products), until one more EM step would move no
-    share by more than POLISH_TOLERANCE."""
-    lt = np.ascontiguousarray(np.swapaxes(lr, 1, 2))
+    share by more than POLISH_TOLERANCE. `lt`: lr's axes 1 and 2 swapped, contiguous (the
+    Newton steps' own, not copied again)."""
     n = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-300)
 
     def step(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from serve_app.counting.breakdown import BreakdownError, label_shares
-from serve_app.counting.emq import PROB_FLOOR, em_draws, em_point
+from serve_app.counting.emq import PROB_FLOOR, em_draws_lr, em_point, likelihood_ratios
 
 METHODS = ("cc", "pcc", "acc", "pacc", "emq")
 ADJUSTED = ("acc", "pacc")
@@ -43,7 +43,7 @@ class Recalibration:
     bias: Vector = ()
 
     def apply(self, probs: np.ndarray) -> np.ndarray:
-        z = self.scale * np.log(np.maximum(probs, PROB_FLOOR))
+        z = self.scale * np.log(np.maximum(np.asarray(probs, dtype=np.float64), PROB_FLOOR))
         if self.bias:
             z = z + np.asarray(self.bias)
         z -= z.max(axis=-1, keepdims=True)
@@ -172,7 +172,10 @@ def _emq(probs: np.ndarray, weights: np.ndarray, counting: Counting, resampled: 
     p = np.stack([r.apply(probs) for r in recals])
     if not resampled and weights.shape[0] == 1 and bool((weights == 1).all()):
         return to_simplex(em_point(p, priors))
-    out = em_draws(p, weights.reshape(g, weights.shape[0] // g, -1), priors)
+    # The ratios, not the probabilities, go on: one (g, n, k) array fewer held at the peak.
+    lr = likelihood_ratios(p, priors)
+    del p
+    out = em_draws_lr(lr, weights.reshape(g, weights.shape[0] // g, -1), priors)
     return to_simplex(out.reshape(weights.shape[0], -1))
 
 
@@ -183,7 +186,8 @@ def _shares(probs: np.ndarray, weights: np.ndarray, counting: Counting, resample
     method = counting.method
     if method == "emq":
         return _emq(probs, weights, counting, resampled)
-    basis = np.eye(k)[probs.argmax(axis=1)] if method in ("cc", "acc") else probs
+    cc = method in ("cc", "acc")
+    basis = np.eye(k)[probs.argmax(axis=1)] if cc else probs.astype(np.float64, copy=False)
     observed = weights @ basis / np.maximum(n, 1e-300)
     if method in ("cc", "pcc"):
         return observed
@@ -195,9 +199,17 @@ def _shares(probs: np.ndarray, weights: np.ndarray, counting: Counting, resample
     return _adjust(observed, matrices)
 
 
+def _exact(probs: np.ndarray) -> np.ndarray:
+    """float64 probabilities, or float32 ones as they are (a file's: float32 -> float64 is
+    exact, so each step widens what it reads, and no (n, k) float64 copy is held throughout)."""
+    if isinstance(probs, np.ndarray) and probs.dtype == np.float32:
+        return probs
+    return np.asarray(probs, dtype=np.float64)
+
+
 def estimate(probs: np.ndarray, counting: Counting) -> np.ndarray:
     """Label shares of the posts whose probabilities are the rows of `probs`."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = _exact(probs)
     if len(probs) == 0:
         return np.zeros(probs.shape[1])
     if counting.method == "cc":  # exact, so a share is count / posts
@@ -305,7 +317,7 @@ def quantify(
 ) -> Quantified:
     """Shares and intervals over posts and fits. The seed is fixed so the same posts always
     get the same interval (answers are cached and compared)."""
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = _exact(probs)
     n, k = probs.shape
     if n == 0:
         zero, z1 = np.zeros(k), None if rest is None else np.zeros(k - 1)

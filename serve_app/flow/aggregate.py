@@ -77,11 +77,12 @@ def net_sentiment_of(task: TaskSpec, q: Quantified) -> NetSentimentRow | None:
 
 def _score_matrix(predictions: Sequence[PredictionRow], labels: Sequence[str]) -> np.ndarray:
     """The posts' scores, a row per post. Rows that hold their own float32 matrix (a file's
-    `PredictionRows`) hand it over: the same numbers (float32 -> float64 is exact) without
-    a list of Python floats per post, which grew a 100,000-text file's peak memory."""
+    `PredictionRows`) hand it over as it is: the counting widens what it reads (float32 ->
+    float64 is exact, the same numbers) without a list of Python floats per post or a float64
+    copy held throughout, which grew a 100,000-text file's peak memory."""
     held = getattr(predictions, "probs", None)
     if isinstance(held, np.ndarray) and tuple(getattr(predictions, "labels", ())) == tuple(labels):
-        return held.astype(np.float64).reshape(len(predictions), len(labels))
+        return held.reshape(len(predictions), len(labels))
     return np.array([[float(p["scores"][lab]) for lab in labels] for p in predictions]).reshape(
         len(predictions), len(labels)
     )
@@ -125,25 +126,34 @@ def aggregate_quantified(
     return out, bd
 
 
+def negative_hits(
+    post_ids: Sequence[str], predictions: Sequence[PredictionRow], threshold: float, label: str = "negative"
+) -> list[tuple[float, str]]:
+    """(confidence, id) of the posts the triage task calls `label` with at least `threshold`
+    confidence (a file's are gathered a chunk at a time, so its ids need not all be kept)."""
+    return [
+        (float(p["confidence"]), pid)
+        for pid, p in zip(post_ids, predictions, strict=True)
+        if p["label"] == label and float(p["confidence"]) >= threshold
+    ]
+
+
+def triage_row(hits: Sequence[tuple[float, str]], n: int, threshold: float) -> StronglyNegativeRow:
+    """The answer's `strongly_negative` from the hits among `n` posts, most confident first."""
+    ordered = sorted(hits, reverse=True)
+    return {
+        "threshold": threshold,
+        "count": len(ordered),
+        "pct": round(100.0 * len(ordered) / n, 2) if n else 0.0,
+        "ids": [pid for _, pid in ordered],
+    }
+
+
 def strongly_negative(
     post_ids: Sequence[str], predictions: Sequence[PredictionRow], threshold: float, label: str = "negative"
 ) -> StronglyNegativeRow:
     """Posts the triage task (sentiment) calls `label` with at least `threshold` confidence."""
-    hits = sorted(
-        (
-            (float(p["confidence"]), pid)
-            for pid, p in zip(post_ids, predictions, strict=True)
-            if p["label"] == label and float(p["confidence"]) >= threshold
-        ),
-        reverse=True,
-    )
-    n = len(predictions)
-    return {
-        "threshold": threshold,
-        "count": len(hits),
-        "pct": round(100.0 * len(hits) / n, 2) if n else 0.0,
-        "ids": [pid for _, pid in hits],
-    }
+    return triage_row(negative_hits(post_ids, predictions, threshold, label), len(predictions), threshold)
 
 
 def _bars(ax: Any, agg: Sequence[ShareRow], task: TaskSpec, title: str) -> None:

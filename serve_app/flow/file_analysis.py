@@ -7,8 +7,10 @@ cluster: `serve_app.flow.file_ray`), rows are built as the Classifier builds the
 and the Aggregator's own `summarize` and `strongly_negative` count them.
 
 Memory stays flat in the file's size: a chunk of texts at a time is read, selected and
-scored; per text only its id and its probabilities (float32) are kept, and the rows the
-Aggregator reads are made on the fly from those (`PredictionRows`). Extra per-text work
+scored; per text its probabilities (float32) go to a temporary file (`ProbabilityStore`,
+read back a task at a time for the counting), only the strongly negative texts' ids are
+kept (the answer lists them), and the rows the Aggregator reads are made on the fly
+(`PredictionRows`). Extra per-text work
 (drivers, representative texts) plugs in as a `TextSink` that sees every chunk once.
 
 No Ray here: the counting (`serve_app.flow.aggregate`) and the rows
@@ -33,8 +35,9 @@ from serve_app.domain.records import PredictionRow, ServedModels, TaskModel
 from serve_app.domain.schemas import Analysis
 from serve_app.domain.tasks import DEFAULT_TASK, TASKS, TRIAGE_TASK
 from serve_app.explain.insights import InsightBuilder
-from serve_app.flow.aggregate import strongly_negative, summarize
+from serve_app.flow.aggregate import negative_hits, summarize, triage_row
 from serve_app.flow.analysis import Selection, select_posts
+from serve_app.flow.prob_store import ProbabilityStore
 from serve_app.flow.text_files import TextFields, read_posts
 from serve_app.model.batching import probs_to_rows
 from serve_app.model.language import count_languages, detect
@@ -177,40 +180,63 @@ def with_languages(posts: Sequence[Post], min_confidence: float) -> list[Post]:
     ]
 
 
+class StoredRows(Mapping[str, PredictionRows]):
+    """Each task's rows, read from the store when asked (the counting reads one task at a
+    time, so one task's matrix is in memory at once)."""
+
+    def __init__(self, store: ProbabilityStore, labels: Mapping[str, Sequence[str]]) -> None:
+        self.store, self.labels = store, labels
+
+    def __getitem__(self, task: str) -> PredictionRows:
+        return PredictionRows(self.store.matrix(task), self.labels[task])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __contains__(self, task: object) -> bool:  # without reading the matrix
+        return task in self.labels
+
+
 class FileTally:
-    """What is kept of the texts already read: counts, and per scored text its id and its
-    probabilities; the answer is made from it at the end."""
+    """What is kept of the texts already read: counts, the strongly negative texts (id and
+    confidence) and, on disk, every scored text's probabilities; the answer is made from it
+    at the end."""
 
     def __init__(self, models: ServedModels, q: Question, sinks: Sequence[TextSink] = ()) -> None:
         self.models, self.q, self.sinks = models, q, list(sinks)
         self.count = 0  # rows admitted (the service's `count`: posts fetched after hygiene)
         self.langs: collections.Counter[str] = collections.Counter()
         self.language_excluded = 0
-        self.ids: list[str] = []
-        self.probs: dict[str, list[np.ndarray]] = {t: [] for t in q.tasks}
+        self.labels = {t: models.tasks[t].labels for t in q.tasks}
+        self.store = ProbabilityStore({t: len(labels) for t, labels in self.labels.items()})
+        # Only the hits of the triage are kept (the answer lists them), not every text's id.
+        self.negative: list[tuple[float, str]] = []
+
+    @property
+    def scored(self) -> int:
+        return self.store.rows
 
     def add(self, posts: Sequence[Post], sel: Selection, probs: Mapping[str, np.ndarray]) -> None:
         self.count += len(posts)
         self.langs.update(sel.langs)
         self.language_excluded += sel.excluded.get("language", 0)
         kept = [posts[i] for i in sel.keep]
-        self.ids.extend(p.id for p in kept)
-        for t in self.q.tasks:
-            self.probs[t].append(np.asarray(probs[t], dtype=np.float32))
-        if self.sinks and kept:
-            preds = {t: PredictionRows(probs[t], self.models.tasks[t].labels) for t in self.q.tasks}
-            for sink in self.sinks:
-                sink.add(kept, preds)
+        self.store.append({t: probs[t] for t in self.q.tasks})
+        if not kept:
+            return
+        preds = {t: PredictionRows(probs[t], self.labels[t]) for t in self.q.tasks}
+        if TRIAGE_TASK in preds:
+            label = TASKS[TRIAGE_TASK].triage_label or ""
+            ids = [p.id for p in kept]
+            self.negative += negative_hits(ids, preds[TRIAGE_TASK], self.q.negative_threshold, label)
+        for sink in self.sinks:
+            sink.add(kept, preds)
 
-    def predictions(self) -> dict[str, PredictionRows]:
-        out = {}
-        for t in self.q.tasks:
-            labels = self.models.tasks[t].labels
-            parts = self.probs[t]
-            probs = np.concatenate(parts) if parts else np.zeros((0, len(labels)), dtype=np.float32)
-            self.probs[t] = [probs]  # one array from now on
-            out[t] = PredictionRows(probs, labels)
-        return out
+    def predictions(self) -> StoredRows:
+        return StoredRows(self.store, self.labels)
 
     def analysis(self, name: str, hygiene: Mapping[str, int]) -> Analysis:
         """The answer, as `serve_app.flow.analysis.build_analysis` makes it for `/analyze`."""
@@ -222,8 +248,7 @@ class FileTally:
         summary = summarize(name, preds, False, counting)
         negative = None
         if TRIAGE_TASK in preds:
-            label = TASKS[TRIAGE_TASK].triage_label or ""
-            negative = strongly_negative(self.ids, preds[TRIAGE_TASK], q.negative_threshold, label)
+            negative = triage_row(self.negative, self.scored, q.negative_threshold)
         versions = models.versions(q.tasks)
         # `language` as select_posts counts it; `not_counted` never applies (a file has no comments).
         excluded = {"language": self.language_excluded, **hygiene}
@@ -239,11 +264,11 @@ class FileTally:
                 "breakdown_methods": {t: c.method for t, c in counting.items()},
                 "strongly_negative": negative,
                 "tasks": list(q.tasks),
-                "scored": len(self.ids),
+                "scored": self.scored,
                 "languages": count_languages(self.langs.elements()),
                 "excluded": self.language_excluded,
                 "excluded_reasons": {reason: n for reason, n in excluded.items() if n},
-                "newly_scored": len(self.ids),
+                "newly_scored": self.scored,
                 "partial": False,
                 "partial_reason": None,
                 "model_versions": versions,
@@ -274,16 +299,19 @@ def analyze_posts(
     q = question(models, opts, name)
     hygiene = Hygiene(opts.dedupe)
     tally = FileTally(models, q, sinks)
-    for chunk in chunks:
-        admitted = [p for p in (hygiene.admit(post) for post in chunk) if p is not None]
-        posts = with_languages(admitted, opts.lang_min_confidence)
-        sel = select_posts(FetchResult(posts), models, q)
-        if sel.texts:
-            probs = score(sel.texts)
-        else:
-            probs = {t: np.zeros((0, len(models.tasks[t].labels)), dtype=np.float32) for t in q.tasks}
-        tally.add(posts, sel, probs)
-    return tally.analysis(name, hygiene.counts())
+    try:
+        for chunk in chunks:
+            admitted = [p for p in (hygiene.admit(post) for post in chunk) if p is not None]
+            posts = with_languages(admitted, opts.lang_min_confidence)
+            sel = select_posts(FetchResult(posts), models, q)
+            if sel.texts:
+                probs = score(sel.texts)
+            else:
+                probs = {t: np.zeros((0, len(models.tasks[t].labels)), dtype=np.float32) for t in q.tasks}
+            tally.add(posts, sel, probs)
+        return tally.analysis(name, hygiene.counts())
+    finally:
+        tally.store.close()
 
 
 class InsightSink:
