@@ -67,8 +67,9 @@ class LoopActor:
 
 class GatedLoop(LoopActor):
     """Scheduling and CPU gating shared by the background workers that call the service
-    (the warmer, the keyword monitor): every `cfg.interval_s`, if the machine's CPU is below
-    `cfg.cpu_threshold`, one `run_once()`; `busy()` lets a pass stop between items."""
+    (the warmer, the keyword monitor, the drift watch): every `cfg.settings.interval_s`, if the
+    machine's CPU is below `cfg.settings.cpu_threshold` (the actor's settings group), one
+    `run_once()`; `busy()` lets a pass stop between items."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,11 +78,11 @@ class GatedLoop(LoopActor):
         self.last_pass: float | None = None
 
     async def busy(self, window_s: float = 0.5) -> bool:
-        if self.cfg.cpu_threshold >= 100:  # the gate is off: a full machine still polls
+        if self.cfg.settings.cpu_threshold >= 100:  # the gate is off: a full machine still polls
             return False
         self.cpu = await asyncio.to_thread(cpu_percent, window_s)
-        if self.cpu >= self.cfg.cpu_threshold:
-            self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+        if self.cpu >= self.cfg.settings.cpu_threshold:
+            self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.settings.cpu_threshold:.0f}%"
             return True
         return False
 
@@ -90,7 +91,7 @@ class GatedLoop(LoopActor):
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.cfg.interval_s)
+            await asyncio.sleep(self.cfg.settings.interval_s)
             try:
                 if await self.busy(1.0):
                     continue

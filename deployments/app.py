@@ -29,16 +29,14 @@ from deployments.monitor_actor import MonitorConfig
 from deployments.sync_actor import SyncConfig
 from deployments.warmer_actor import WarmerConfig
 from serve_app.config.defaults import BATCH_WAIT_S, MAX_BATCH_SIZE
-from serve_app.config.settings import Settings, Source, get_settings, reddit_user_agent, secret
+from serve_app.config.settings import ModelSettings, Settings, SourcesSettings, get_settings, merged
 from serve_app.domain.tasks import TASK_NAMES, TaskName, check_head
 from serve_app.flow.analysis import FlowConfig
 from serve_app.lifecycle.rollout import CandidateConfig
 from serve_app.model.predictor import ModelArtifactError, read_artifact_info
 from serve_app.model.registry import check_version, registry_spec
-from serve_app.monitoring.trends import spike_rules
 from serve_app.runtime.embedded import Infrastructure, resolve_infrastructure
 from serve_app.sources.post_sources import FetcherConfig
-from serve_app.sources.replay import ReplayPlan
 from serve_app.stores.drift_store import TapConfig
 
 log = logging.getLogger("emotion_monitor.app")
@@ -47,27 +45,23 @@ log = logging.getLogger("emotion_monitor.app")
 class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model_dir: str | None = Field(
+    # Settings groups (serve_app.config.settings), merged over the environment's: the fields
+    # given here win, the rest come from EMOTION_MONITOR_MODEL__* / EMOTION_MONITOR_SOURCES__*.
+    model: ModelSettings | None = Field(
         None,
-        description="INT8 artifact dir with a head per task (default: settings.model_dir); one encoder pass "
-        "answers every task it has a head for",
+        description="Model settings: `dir` (an INT8 artifact with a head per task; one encoder pass answers "
+        "every task it has a head for), `task_dirs` (an artifact per task instead, an encoder pass each), "
+        "`ort_threads` (default: the replica's num_cpus), `max_length` (default: the model's)",
     )
-    task_model_dirs: dict[TaskName, str] = Field(
-        default_factory=dict,
-        description="An INT8 artifact per task instead of model_dir's head (default: "
-        "settings.task_model_dirs); tasks on different artifacts cost an encoder pass each",
-    )
+    sources: SourcesSettings | None = Field(None, description="Source settings: default_source, jsonl_path")
     tasks: list[TaskName] = Field(
         list(TASK_NAMES),
         min_length=1,
         description="Models to serve; sentiment is skipped (with a warning) if its artifact is absent and it "
         "was not asked for explicitly",
     )
-    default_source: Source | None = None
-    jsonl_path: str | None = None
     cache: bool = Field(True, description="Use the Redis cache")
     history: bool = Field(True, description="Record analyses and sync them to PostgreSQL")
-    background: bool | None = Field(None, description="Run the sync and warmer actors (default: settings)")
     ingress_replicas: int = Field(
         1,
         ge=1,
@@ -84,8 +78,6 @@ class AppArgs(BaseModel):
     classifier_min_replicas: int = Field(1, ge=1, le=64)
     classifier_max_replicas: int = Field(2, ge=1, le=64)
     classifier_num_cpus: float = Field(1.0, gt=0, le=64)
-    ort_threads: int | None = Field(None, ge=1, le=64, description="default: the replica's num_cpus")
-    max_length: int | None = Field(None, ge=8, le=512, description="tokens per text (default: model's)")
     max_batch_size: int = Field(MAX_BATCH_SIZE, ge=1, le=512)
     batch_wait_timeout_s: float = Field(BATCH_WAIT_S, ge=0, le=1)
     fetch_deadline_s: float = Field(25.0, gt=0, le=120)
@@ -144,7 +136,8 @@ def derive_serve_config(config: dict[str, Any], overrides: dict[str, Any]) -> di
 
     Clusters deploy the same app with other args (no /predict in the ingress, more replicas,
     node pinning); deriving them keeps one source of truth, and the result is validated
-    against AppArgs here rather than at `serve deploy` time on a remote head.
+    against AppArgs here rather than at `serve deploy` time on a remote head. A dotted key
+    sets one field of a settings group (`model.ort_threads`), keeping the group's others.
     """
     import copy
 
@@ -152,7 +145,10 @@ def derive_serve_config(config: dict[str, Any], overrides: dict[str, Any]) -> di
     apps = out.get("applications") or []
     if len(apps) != 1:
         raise ValueError(f"expected one application in the Serve config, found {len(apps)}")
-    args = {**(apps[0].get("args") or {}), **overrides}
+    args = dict(apps[0].get("args") or {})
+    for key, value in overrides.items():
+        group, _, field = key.partition(".")
+        args[group] = {**(args.get(group) or {}), field: value} if field else value
     AppArgs.model_validate(args)  # raises with the field and the reason
     apps[0]["args"] = args
     return out
@@ -194,50 +190,32 @@ def read_seeds(path: Path, default_limit: int, default_source: str) -> tuple[tup
     return tuple(seeds)
 
 
-def background_configs(
-    s: Settings, infra: Infrastructure, default_source: str, app_name: str
-) -> BackgroundConfigs:
+def background_configs(s: Settings, infra: Infrastructure, app_name: str) -> BackgroundConfigs:
+    """The background actors' configs: their settings groups as they are, plus run-time values."""
     redis_url, postgres_url = infra.redis_url, infra.postgres_url
-    sync = warmer = None
+    sync = warmer = monitor = None
     if redis_url and postgres_url:
-        sync = SyncConfig(
-            redis_url=redis_url,
-            postgres_url=postgres_url,
-            cpu_threshold=s.sync_cpu_threshold,
-            batch_size=s.sync_batch_size,
-            recovery_interval_s=s.sync_recovery_interval_s,
-        )
-    if redis_url and s.warmer_per_pass > 0:
-        warmer = WarmerConfig(
-            redis_url=redis_url,
-            app_name=app_name,
-            seeds=read_seeds(s.warmer_seeds_file, 250, default_source),
-            cpu_threshold=s.warmer_cpu_threshold,
-            interval_s=s.warmer_interval_s,
-            per_pass=s.warmer_per_pass,
-            refresh_below_s=s.warmer_refresh_below_s,
-        )
-    monitor = None
-    if redis_url and postgres_url and s.monitor:
-        monitor = MonitorConfig(
-            postgres_url=postgres_url,
-            app_name=app_name,
-            cpu_threshold=s.monitor_cpu_threshold,
-            interval_s=s.monitor_interval_s,
-            bucket_s=s.alert_bucket_s,
-            rules=spike_rules(s.alert_z, s.alert_min_posts, s.alert_baseline_buckets),
-            webhook_url=secret(s.alert_webhook_url),
-            webhook_attempts=s.alert_webhook_attempts,
-            replay_bucket_s=s.replay_bucket_s,
-        )
+        sync = SyncConfig(redis_url, postgres_url, s.sync)
+    if redis_url and s.warmer.per_pass > 0:
+        seeds = read_seeds(s.warmer.seeds_file, 250, s.sources.default_source)
+        warmer = WarmerConfig(redis_url, app_name, seeds, s.warmer)
+    if redis_url and postgres_url and s.monitor.enabled:
+        monitor = MonitorConfig(postgres_url, app_name, s.monitor, s.replay)
     return BackgroundConfigs(sync, warmer, infra.supervised(), monitor)
+
+
+def with_args(args: AppArgs, s: Settings) -> Settings:
+    """The settings with the app args' groups merged over the environment's."""
+    return s.model_copy(
+        update={"model": merged(s.model, args.model), "sources": merged(s.sources, args.sources)}
+    )
 
 
 def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
     """Task -> artifact directory for the Classifier; every artifact is checked here, not in a
     replica. Tasks that share a directory share one ONNX session and one encoder pass."""
-    shared = _abs(args.model_dir or s.model_dir)
-    own = {**{t: str(p) for t, p in s.task_model_dirs.items()}, **args.task_model_dirs}
+    m = merged(s.model, args.model)
+    shared, own = _abs(m.dir), {t: str(p) for t, p in m.task_dirs.items()}
     wanted = {t: _abs(own[t]) if t in own else shared for t in args.tasks}
     explicit = "tasks" in args.model_fields_set
     out: dict[str, str] = {}
@@ -252,29 +230,26 @@ def model_dirs(args: AppArgs, s: Settings) -> dict[str, str]:
         check_head(task, info.heads[task].labels, str(path))
         out[task] = str(path)
     if not out:
-        raise ValueError("no model to serve: check model_dir / task_model_dirs and tasks")
+        raise ValueError("no model to serve: check model.dir / model.task_dirs and tasks")
     return out
 
 
 def make_app(
     args: AppArgs, settings: Settings | None = None, app_name: str = "emotion-monitor"
 ) -> Application:
-    s = settings or get_settings()
-    infra = resolve_infrastructure(s)
-    default_source = args.default_source or s.default_source
-    if default_source == "reddit" and not (s.reddit_contact or s.reddit_user_agent):
-        log.warning("EMOTION_MONITOR_REDDIT_CONTACT is not set: Reddit asks every client to name a contact")
+    s = with_args(args, settings or get_settings())
+    infra = resolve_infrastructure(s.stores)
+    if s.sources.default_source == "reddit" and not (s.reddit.contact or s.reddit.user_agent):
+        log.warning("EMOTION_MONITOR_REDDIT__CONTACT is not set: Reddit asks every client to name a contact")
     logs = {"encoding": args.log_encoding, "log_level": args.log_level, "enable_access_log": args.access_log}
-    background = s.background if args.background is None else args.background
     # The drift watch: the Classifier records scored posts (tap), a background actor checks them.
-    webhook = bool(secret(s.alert_webhook_url))
-    drift, tap = drift_configs(s, infra.redis_url, infra.postgres_url, model_dirs(args, s), webhook)
-    classifier = classifier_deployment(args, s, logs, infra.postgres_url, tap if background else None)
-    if background:
+    drift, tap = drift_configs(s, infra.redis_url, infra.postgres_url, model_dirs(args, s))
+    classifier = classifier_deployment(args, s, logs, infra.postgres_url, tap if s.background else None)
+    if s.background:
         # Started here, by the app's builder (once per deploy, wherever Serve builds it), not
         # by each ingress replica: detached actors, found again by name on a redeploy.
         try:
-            cfgs = replace(background_configs(s, infra, default_source, app_name), drift=drift)
+            cfgs = replace(background_configs(s, infra, app_name), drift=drift)
             start_background(cfgs, app_name=app_name)
         except Exception as exc:  # the API works without them; /sync/status says so
             log.error("background actors not started: %r", exc)
@@ -292,33 +267,14 @@ def make_app(
         placed(Fetcher, front).options(logging_config=logs).bind(fetcher_config(args, s, infra)),
         classifier,
         placed(Aggregator, front).options(logging_config=logs).bind(),
-        ingress_config(args, s, infra, default_source, app_name),
+        ingress_config(args, s, infra, app_name),
     )
 
 
 def fetcher_config(args: AppArgs, s: Settings, infra: Infrastructure) -> FetcherConfig:
-    return FetcherConfig(
-        jsonl_path=_abs(args.jsonl_path or s.jsonl_path),
-        reddit_client_id=s.reddit_client_id,
-        reddit_client_secret=secret(s.reddit_client_secret),
-        reddit_user_agent=reddit_user_agent(s),
-        reddit_public_url=s.reddit_public_url,
-        reddit_oauth_url=s.reddit_oauth_url,
-        reddit_www_url=s.reddit_www_url,
-        timeout_s=s.fetch_timeout_s,
-        retries=s.fetch_retries,
-        deadline_s=args.fetch_deadline_s,
-        lang_min_confidence=s.lang_min_confidence,
-        include_nsfw=s.include_nsfw,
-        redis_url=infra.redis_url,
-        reddit_oauth_per_min=s.reddit_oauth_per_min,
-        reddit_public_per_min=s.reddit_public_per_min,
-        reddit_burst=s.reddit_burst,
-        reddit_background_reserve=s.reddit_background_reserve,
-        replay=ReplayPlan(s.replay_posts_per_s, s.replay_backlog_s, s.replay_burst_at_s, s.replay_burst_s),
-        comments_per_post=s.comments_per_post,
-        comments_total=s.comments_total,
-    )
+    # Replicas may not share the driver's working directory: the corpus path made absolute.
+    sources = s.sources.model_copy(update={"jsonl_path": Path(_abs(s.sources.jsonl_path))})
+    return FetcherConfig(sources, s.reddit, s.replay, s.model, args.fetch_deadline_s, infra.redis_url)
 
 
 def classifier_deployment(
@@ -350,35 +306,31 @@ def classifier_deployment(
         )
         .bind(
             model_dirs(args, s),
-            args.ort_threads or s.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
-            args.max_length,
+            s.model.ort_threads or max(1, math.ceil(args.classifier_num_cpus)),
+            # The model's own max_length unless the app args name one.
+            args.model.max_length if args.model and "max_length" in args.model.model_fields_set else None,
             registry=registry_spec(s),
-            cache_dir=_abs(s.data_dir / "models"),
+            cache_dir=_abs(s.stores.data_dir / "models"),
             postgres_url=postgres_url,  # where shadow pairs go (serve_app/stores/shadow_store.py)
             drift=drift,  # where scored posts go for the drift watch (serve_app/stores/drift_store.py)
         )
     )
 
 
-def ingress_config(
-    args: AppArgs, s: Settings, infra: Infrastructure, default_source: str, app_name: str
-) -> IngressConfig:
+def ingress_config(args: AppArgs, s: Settings, infra: Infrastructure, app_name: str) -> IngressConfig:
     return IngressConfig(
         flow=FlowConfig(
-            default_source=default_source,
-            negative_threshold=s.negative_threshold,
+            sources=s.sources,
+            model=s.model,
             history=args.history and infra.postgres_url is not None,
             insights=args.insights,
         ),
+        http=s.http,
+        stores=s.stores,
         redis_url=infra.redis_url,
         cache=args.cache,
-        journal_dir=_abs(s.data_dir / "journal"),
+        journal_dir=_abs(s.stores.data_dir / "journal"),
         postgres_url=infra.postgres_url,
-        cache_ttl_s=s.cache_ttl_s,
-        score_ttl_s=s.score_ttl_s,
-        api_key=secret(s.api_key),
-        analyze_rate_per_min=s.analyze_rate_per_min,
-        analyze_burst=s.analyze_burst,
         replicas=args.ingress_replicas,
         app_name=app_name,
         max_inflight=args.max_inflight,

@@ -21,7 +21,7 @@ import ray
 from deployments.actor_loops import DEFAULT_APP, GatedLoop
 from serve_app.domain.actor_status import DriftStatus
 from serve_app.model.drift_profile import load_profile
-from serve_app.monitoring.drift import DriftCheck, DriftThresholds
+from serve_app.monitoring.drift import DriftCheck
 from serve_app.monitoring.drift_checks import (
     DriftConfig,
     record_checks,
@@ -57,14 +57,14 @@ class DriftActor(GatedLoop):
 
     async def run_once(self, force: bool = False) -> int:
         """One round of checks; the number of drift alerts it filed."""
-        from serve_app.stores.history import migrate
+        from serve_app.stores.history_sql import migrate
 
         cfg = self.cfg
         await asyncio.to_thread(migrate, cfg.postgres_url)
         profiles = {task: load_profile(Path(d)) for task, d in cfg.model_dirs}
         checks = await asyncio.to_thread(run_checks, cfg, profiles)
         alerted = await asyncio.to_thread(record_checks, cfg, checks)
-        if alerted and cfg.retrain_on_drift:
+        if alerted and cfg.settings.retrain_on_drift:
             job = await asyncio.to_thread(submit_retrain, cfg)
             if job:
                 self.retrain_jobs.append(job)
@@ -81,31 +81,27 @@ class DriftActor(GatedLoop):
             last_pass=self.last_pass,
             cpu=self.cpu,
             paused_reason=self.paused_reason,
-            interval_s=self.cfg.interval_s,
+            interval_s=self.cfg.settings.interval_s,
         )
 
 
 def drift_configs(
-    s: Settings, redis_url: str | None, postgres_url: str | None, model_dirs: dict[str, str], webhook: bool
+    s: Settings, redis_url: str | None, postgres_url: str | None, model_dirs: dict[str, str]
 ) -> tuple[DriftConfig | None, TapConfig | None]:
-    """The drift watch's actor config and the Classifier's tap config from the settings
-    (serve_app.config.settings.Settings); (None, None) when it is off or Redis/PostgreSQL are missing."""
+    """The drift watch's actor config and the Classifier's tap config: the settings' drift and
+    monitor groups as they are, plus the run-time URLs and served models; (None, None) when
+    it is off or Redis/PostgreSQL are missing."""
     from serve_app.model.predictor import read_artifact_info
     from serve_app.stores.drift_store import TapConfig
 
-    if not (s.drift and redis_url and postgres_url):
+    if not (s.drift.enabled and redis_url and postgres_url):
         return None, None
     cfg = DriftConfig(
         redis_url=redis_url,
         postgres_url=postgres_url,
         model_dirs=tuple(model_dirs.items()),
         versions=tuple((t, read_artifact_info(Path(d)).version) for t, d in model_dirs.items()),
-        window=s.drift_window,
-        interval_s=s.drift_interval_s,
-        cpu_threshold=s.drift_cpu_threshold,
-        thresholds=DriftThresholds(alpha=s.drift_alpha, min_posts=s.drift_min_posts),
-        alert_bucket_s=s.alert_bucket_s,
-        webhook=webhook,
-        retrain_on_drift=s.retrain_on_drift,
+        settings=s.drift,
+        monitor=s.monitor,
     )
-    return cfg, TapConfig(redis_url=redis_url, window=s.drift_window)
+    return cfg, TapConfig(redis_url=redis_url, drift=s.drift)

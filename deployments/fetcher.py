@@ -31,8 +31,8 @@ log = logging.getLogger("ray.serve.emotion_monitor.fetcher")
 class Fetcher:
     def __init__(self, cfg: FetcherConfig, preload_jsonl: bool = True) -> None:
         self.sources = PostSources(cfg)
-        self.lang_min_confidence = cfg.lang_min_confidence
-        if preload_jsonl and cfg.jsonl_path and Path(cfg.jsonl_path).is_file():
+        self.lang_min_confidence = cfg.model.lang_min_confidence
+        if preload_jsonl and Path(cfg.sources.jsonl_path).is_file():
             self.sources.corpus()  # load once per replica, before the first request
         detect(["warm up"])  # load the language model now, not on the first request
         self.languages = SeenLanguages()

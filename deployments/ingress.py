@@ -30,7 +30,8 @@ from serve_app.api.replay_api import replay_status  # noqa: F401  (registers the
 from serve_app.api.rollout_api import models_compare  # noqa: F401  (registers /models/compare)
 from serve_app.api.security import RateLimiter, replica_share
 from serve_app.api.watch_api import WatchDesk
-from serve_app.config.defaults import CACHE_TTL_S, MAX_BATCH_SIZE
+from serve_app.config.defaults import MAX_BATCH_SIZE
+from serve_app.config.settings import HttpSettings, StoresSettings, secret
 from serve_app.domain.errors import ServiceUnavailable
 from serve_app.domain.records import ServedModels
 from serve_app.domain.schemas import (
@@ -57,13 +58,12 @@ log = logging.getLogger("ray.serve.emotion_monitor.ingress")
 @dataclass(frozen=True)
 class IngressConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
-    redis_url: str | None = field(default=None, repr=False)  # may carry a password
-    api_key: str | None = field(default=None, repr=False)
-    analyze_rate_per_min: float = 0.0
-    analyze_burst: int = 20
+    http: HttpSettings = field(default_factory=HttpSettings)  # API key, /analyze rate limit
+    stores: StoresSettings = field(default_factory=StoresSettings)  # cache and per-post score TTLs
+    # Resolved at run time (settings or the embedded servers); may carry a password.
+    redis_url: str | None = field(default=None, repr=False)
     replicas: int = 1  # ingress replicas sharing the per-client /analyze limit
     cache: bool = True
-    cache_ttl_s: int = CACHE_TTL_S
     model_info_ttl_s: float = 10.0
     max_inflight: int = 128  # requests doing model work at once; more get 503 + Retry-After
     # Records of analyses answered while Redis is down go to an fsynced journal here before
@@ -75,7 +75,6 @@ class IngressConfig:
     # Concurrent analyses of one question wait for one computation (a Redis lock across
     # replicas); a waiter gives up and computes itself after this long.
     single_flight_s: float = 90.0
-    score_ttl_s: int = 7 * 86_400  # per-post scores kept this long (0: no per-post cache)
     unsaved_shutdown_s: float = 10.0  # last tries at a graceful shutdown (Serve allows 20 s)
     app_name: str = "emotion-monitor"
     # Short /predict calls classified in the ingress itself (see deployments.inline).
@@ -101,16 +100,16 @@ class Ingress:
     ) -> None:
         self.classifier = classifier
         self.cfg = cfg
-        api.state.api_key = cfg.api_key  # read by require_api_key, in this replica's process
+        api.state.api_key = secret(cfg.http.api_key)  # read by require_api_key, in this replica's process
         self.limiter = (
-            RateLimiter(*replica_share(cfg.analyze_rate_per_min, cfg.analyze_burst, cfg.replicas))
-            if cfg.analyze_rate_per_min > 0
+            RateLimiter(*replica_share(cfg.http.analyze_rate_per_min, cfg.http.analyze_burst, cfg.replicas))
+            if cfg.http.analyze_rate_per_min > 0
             else None
         )
         self.catalog = ServedCatalog(self._read_models, cfg.model_info_ttl_s)
         self.admission = Admission(cfg.max_inflight)
-        cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.cache_ttl_s)
-        store = AnalysisCache(cfg.redis_url if cfg.flow.history else None, cfg.cache_ttl_s)
+        cache = AnalysisCache(cfg.redis_url if cfg.cache else None, cfg.stores.cache_ttl_s)
+        store = AnalysisCache(cfg.redis_url if cfg.flow.history else None, cfg.stores.cache_ttl_s)
         self.held_records = HeldRecords(
             store, cfg.journal_dir, cfg.unsaved_retry_s, cfg.unsaved_shutdown_s, cfg.max_unsaved
         )
@@ -122,13 +121,13 @@ class Ingress:
             self.admission,
             cfg.flow,
             cfg.single_flight_s,
-            cfg.score_ttl_s,
+            cfg.stores.score_ttl_s,
         )
         # The watch routes (serve_app.api.watch_api) run in this process and ask it two things.
         # The export route (serve_app.api.export_api) reads held records and PostgreSQL.
         api.state.export = ExportDesk(store.client, cfg.postgres_url)
         api.state.watch = WatchDesk(
-            cfg.postgres_url, cfg.flow.default_source, self._served_tasks, self._rate_limit
+            cfg.postgres_url, cfg.flow.sources.default_source, self._served_tasks, self._rate_limit
         )
         self.inline = (
             InlineModels(cfg.inline_threads, cfg.inline_batch_size, cfg.inline_batch_wait_s)

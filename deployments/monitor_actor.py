@@ -17,6 +17,7 @@ from deployments.actor_loops import (
     get_actor,
     sync_actor_name,
 )
+from serve_app.config.settings import MonitorSettings, ReplaySettings, secret
 from serve_app.domain.actor_status import MonitorStatus
 from serve_app.flow.analysis import BackgroundRun
 from serve_app.model.preprocess import normalize_keyword
@@ -31,22 +32,25 @@ log = logging.getLogger("emotion_monitor.background")
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    postgres_url: str = field(repr=False)
+    postgres_url: str = field(repr=False)  # resolved at run time
     app_name: str = "emotion-monitor"
-    cpu_threshold: float = 50.0
-    interval_s: float = 15.0  # how often due watches are looked for
-    bucket_s: int = 3600  # trend bucket the spike test compares
-    window_s: int = 7 * 86_400  # history read for the baseline
-    rules: tuple[SpikeRule, ...] = field(default_factory=spike_rules)
-    webhook_url: str | None = field(default=None, repr=False)
-    webhook_attempts: int = 8  # delivery attempts (each with in-pass retries) before `failed`
-    webhook_timeout_s: float = 5.0
+    settings: MonitorSettings = field(default_factory=MonitorSettings)
     # A replayed feed (source "replay") runs minutes of posts where a live one runs hours:
-    # its watches' spike test compares buckets of this size instead of `bucket_s`.
-    replay_bucket_s: int = 60
+    # its watches' spike test compares buckets of `replay.bucket_s` instead.
+    replay: ReplaySettings = field(default_factory=ReplaySettings)
+    window_s: int = 7 * 86_400  # history read for the baseline
+    webhook_timeout_s: float = 5.0
+
+    @property
+    def rules(self) -> tuple[SpikeRule, ...]:
+        return spike_rules(self.settings)
+
+    @property
+    def webhook_url(self) -> str | None:
+        return secret(self.settings.alert_webhook_url)
 
     def bucket_for(self, source: str) -> int:
-        return self.replay_bucket_s if source == "replay" else self.bucket_s
+        return self.replay.bucket_s if source == "replay" else self.settings.alert_bucket_s
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -141,7 +145,7 @@ class MonitorActor(GatedLoop):
                     alert.alert_id,
                     ok,
                     error,
-                    self.cfg.webhook_attempts,
+                    self.cfg.settings.alert_webhook_attempts,
                 )
                 metrics.record_alert_delivery("delivered" if ok else "failed_attempt")
                 delivered += int(ok)

@@ -15,6 +15,7 @@ import ray
 from deployments.actor_loops import (
     cpu_percent,
 )
+from serve_app.config.settings import SyncSettings
 from serve_app.domain.actor_status import ForcedPass
 from serve_app.domain.schemas import SyncStatus
 from serve_app.monitoring import metrics
@@ -27,12 +28,11 @@ log = logging.getLogger("emotion_monitor.background")
 
 @dataclass(frozen=True)
 class SyncConfig:
-    redis_url: str = field(repr=False)  # URLs may carry passwords
+    # Resolved at run time (settings or the embedded servers); URLs may carry passwords.
+    redis_url: str = field(repr=False)
     postgres_url: str = field(repr=False)
-    cpu_threshold: float = 20.0  # percent, whole machine
-    batch_size: int = 20  # records (analyses) per PostgreSQL transaction
-    interval_s: float = 1.0  # CPU sampling window between batches
-    recovery_interval_s: float = 60.0
+    settings: SyncSettings = field(default_factory=SyncSettings)
+    sample_s: float = 1.0  # CPU sampling window between batches
     retention_s: int = 86_400  # synced records stay in Redis this long (for recovery)
     backoff_s: float = 5.0  # after a Redis or PostgreSQL failure
 
@@ -60,13 +60,14 @@ class SyncActor:
     def _make_engine(self) -> Any:
         import redis
 
-        from serve_app.stores.history import HistorySync, migrate
+        from serve_app.stores.history import HistorySync
+        from serve_app.stores.history_sql import migrate
 
         migrate(self.cfg.postgres_url)
         return HistorySync(
             redis.Redis.from_url(self.cfg.redis_url, socket_timeout=5, socket_connect_timeout=5),
             self.cfg.postgres_url,
-            self.cfg.batch_size,
+            self.cfg.settings.batch_size,
             self.cfg.retention_s,
         )
 
@@ -92,7 +93,7 @@ class SyncActor:
         """Recovery when due, then batches while (forced or) idle. Returns records synced."""
         engine = await self._engine_ready()
         moved = 0
-        if force or time.monotonic() - self.last_recovery > self.cfg.recovery_interval_s:
+        if force or time.monotonic() - self.last_recovery > self.cfg.settings.recovery_interval_s:
             self.recovered_total += await asyncio.to_thread(engine.recover)
             self.last_recovery = time.monotonic()
         for _ in range(max_batches):
@@ -105,8 +106,8 @@ class SyncActor:
                 break
             if not force:
                 self.cpu = await asyncio.to_thread(cpu_percent, 0.2)
-                if self.cpu >= self.cfg.cpu_threshold:
-                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                if self.cpu >= self.cfg.settings.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.settings.cpu_threshold:.0f}%"
                     break
         self.pending = await asyncio.to_thread(engine.pending)
         metrics.record_sync(self.pending, moved)
@@ -115,9 +116,9 @@ class SyncActor:
     async def _run(self) -> None:
         while True:
             try:
-                self.cpu = await asyncio.to_thread(cpu_percent, self.cfg.interval_s)
-                if self.cpu >= self.cfg.cpu_threshold:
-                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.cpu_threshold:.0f}%"
+                self.cpu = await asyncio.to_thread(cpu_percent, self.cfg.sample_s)
+                if self.cpu >= self.cfg.settings.cpu_threshold:
+                    self.paused_reason = f"cpu {self.cpu:.0f}% >= {self.cfg.settings.cpu_threshold:.0f}%"
                     self.cpu_pauses += 1
                     if self._engine is not None:
                         self.pending = await asyncio.to_thread(self._engine.pending)
@@ -158,7 +159,7 @@ class SyncActor:
             recovered_total=self.recovered_total,
             last_sync=self.last_sync,
             cpu=self.cpu,
-            cpu_threshold=self.cfg.cpu_threshold,
+            cpu_threshold=self.cfg.settings.cpu_threshold,
             cpu_pauses=self.cpu_pauses,
             paused_reason=self.paused_reason,
             running=self._task is not None and not self._task.done(),

@@ -15,6 +15,7 @@ import ray
 from deployments.actor_loops import (
     GatedLoop,
 )
+from serve_app.config.settings import WarmerSettings
 from serve_app.domain.actor_status import WarmerStatus
 from serve_app.flow.analysis import BackgroundOutcome, BackgroundRun
 from serve_app.model.preprocess import normalize_keyword
@@ -26,13 +27,10 @@ if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
 
 @dataclass(frozen=True)
 class WarmerConfig:
-    redis_url: str = field(repr=False)
+    redis_url: str = field(repr=False)  # resolved at run time
     app_name: str = "emotion-monitor"
-    seeds: tuple[tuple[str, int, str], ...] = ()  # (keyword, limit, source)
-    cpu_threshold: float = 35.0
-    interval_s: float = 30.0
-    per_pass: int = 5  # at most this many refreshes per pass
-    refresh_below_s: int = 300  # refresh entries with less TTL than this (or none)
+    seeds: tuple[tuple[str, int, str], ...] = ()  # (keyword, limit, source), read from settings.seeds_file
+    settings: WarmerSettings = field(default_factory=WarmerSettings)
     hot_hours: int = 24
     hot_top: int = 20
 
@@ -80,11 +78,11 @@ class WarmerActor(GatedLoop):
         ingress = serve.get_deployment_handle("Ingress", app_name=self.cfg.app_name)
         refreshed = 0
         for kw, limit, source in warm_candidates(hot, self.cfg.seeds):
-            if refreshed >= self.cfg.per_pass:
+            if refreshed >= self.cfg.settings.per_pass:
                 break
             if not force and await self.busy():
                 break
-            run = BackgroundRun(kw, limit, source, refresh_below_s=self.cfg.refresh_below_s)
+            run = BackgroundRun(kw, limit, source, refresh_below_s=self.cfg.settings.refresh_below_s)
             outcome: BackgroundOutcome = await ingress.run_background.remote(run)
             refreshed += int(outcome.computed)
         self.refreshed_total += refreshed
@@ -97,7 +95,8 @@ class WarmerActor(GatedLoop):
             refreshed_total=self.refreshed_total,
             last_pass=self.last_pass,
             cpu=self.cpu,
-            cpu_threshold=self.cfg.cpu_threshold,
+            cpu_threshold=self.cfg.settings.cpu_threshold,
             paused_reason=self.paused_reason,
-            config=asdict(self.cfg) | {"redis_url": "***"},
+            config=asdict(self.cfg)
+            | {"redis_url": "***", "settings": self.cfg.settings.model_dump(mode="json")},
         )

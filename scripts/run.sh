@@ -8,9 +8,9 @@ export RAY_USAGE_STATS_ENABLED=0 OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 # Without Reddit credentials and with the local sample beside the checkout (this offline
 # workplace), default to the local corpus so the first /analyze works.
-if [ -z "${EMOTION_MONITOR_DEFAULT_SOURCE:-}" ] && [ -z "${EMOTION_MONITOR_REDDIT_CLIENT_ID:-}" ] \
-   && [ -f ../shared/data/reddit_sample/posts.jsonl ] && ! grep -qs '^EMOTION_MONITOR_DEFAULT_SOURCE=' .env; then
-  export EMOTION_MONITOR_DEFAULT_SOURCE=jsonl
+if [ -z "${EMOTION_MONITOR_SOURCES__DEFAULT_SOURCE:-}" ] && [ -z "${EMOTION_MONITOR_REDDIT__CLIENT_ID:-}" ] \
+   && [ -f ../shared/data/reddit_sample/posts.jsonl ] && ! grep -qs '^EMOTION_MONITOR_SOURCES__DEFAULT_SOURCE=' .env; then
+  export EMOTION_MONITOR_SOURCES__DEFAULT_SOURCE=jsonl
   echo "run: default source = jsonl (../shared/data/reddit_sample/posts.jsonl)"
 fi
 # Ray Serve's HAProxy ingress instead of its Python proxy: with two ingress replicas it

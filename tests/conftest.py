@@ -15,7 +15,7 @@ import pytest
 from tests.leftovers import OWN_DIRS, describe, wait_for_none
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("EMOTION_MONITOR_DATA_ROOT", ROOT.parent / "shared" / "data"))
+DATA_ROOT = Path(os.environ.get("EMOTION_MONITOR_MODEL__DATA_ROOT", ROOT.parent / "shared" / "data"))
 MODEL_DIR = ROOT / "models" / "multitask"
 
 

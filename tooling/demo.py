@@ -178,8 +178,8 @@ class DemoRun:
             if not out.trend.buckets and not waiting_told and out.elapsed_s > WAIT_HINT_S:
                 waiting_told = True
                 self.say(f"[{clock(out.elapsed_s)}] no poll yet: the service's monitor waits while the "
-                         "CPU is above EMOTION_MONITOR_MONITOR_CPU_THRESHOLD (50 %), and runs only "
-                         "with EMOTION_MONITOR_MONITOR on and PostgreSQL")  # fmt: skip
+                         "CPU is above EMOTION_MONITOR_MONITOR__CPU_THRESHOLD (50 %), and runs only "
+                         "with EMOTION_MONITOR_MONITOR__ENABLED on and PostgreSQL")  # fmt: skip
             time.sleep(self.cfg.poll_s)
 
     def _intro(self, r: ReplayStatus) -> None:

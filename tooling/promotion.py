@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from serve_app.config.settings import Settings
+from serve_app.config.settings import ModelSettings, Settings, merged
 from serve_app.lifecycle.agreement import HeadComparison, compare_pairs
 from serve_app.lifecycle.gate import GateResult, PromotionRefused, evaluate_gate, read_card
 from serve_app.lifecycle.rollout import CandidateConfig, read_rollout, rewrite_serve_config
@@ -59,16 +59,14 @@ def live_dirs(config: Path, s: Settings) -> dict[str, tuple[str, Path]]:
     args = app_args(config)
     versions, _ = read_rollout(config)
     tasks = args.get("tasks") or ["emotion", "sentiment"]
-    shared = Path(args.get("model_dir") or s.model_dir)
-    own = {
-        **{t: Path(p) for t, p in s.task_model_dirs.items()},
-        **{t: Path(p) for t, p in (args.get("task_model_dirs") or {}).items()},
-    }
+    # The app args' model group over the environment's, as the app builder merges them.
+    m = merged(s.model, ModelSettings.model_validate(args["model"]) if args.get("model") else None)
+    shared, own = m.dir, dict(m.task_dirs)
     registry = registry_spec(s).open()
     out: dict[str, tuple[str, Path]] = {}
     for task in tasks:
         if task in versions:
-            out[task] = resolve_version(registry, task, versions[task], s.data_dir / "models")
+            out[task] = resolve_version(registry, task, versions[task], s.stores.data_dir / "models")
         else:
             path = own.get(task, shared)
             out[task] = (str(read_card(path).get("version", "unknown")), path)
@@ -80,7 +78,7 @@ def candidate_dirs(version: str, tasks: list[str], s: Settings) -> dict[str, Pat
     out = {}
     for task in tasks:
         try:
-            out[task] = resolve_version(registry, task, version, s.data_dir / "models")[1]
+            out[task] = resolve_version(registry, task, version, s.stores.data_dir / "models")[1]
         except RegistryError:
             continue
     if not out:
@@ -101,9 +99,9 @@ def check_gate(config: Path, version: str, dsn: str, s: Settings) -> GateResult:
         {t: read_card(live[t][1]) for t in cand},
         {t: read_card(p) for t, p in cand.items()},
         comparisons,
-        s.gate_metric_tolerance,
-        s.gate_min_pairs,
-        s.gate_share_bound,
+        s.gate.metric_tolerance,
+        s.gate.min_pairs,
+        s.gate.share_bound,
     )
 
 

@@ -36,10 +36,10 @@ class TrainExample:
 
 
 def default_data_root() -> Path:
-    """Where the shared data sets live: $EMOTION_MONITOR_DATA_ROOT or ../shared/data."""
+    """Where the shared data sets live: $EMOTION_MONITOR_MODEL__DATA_ROOT or ../shared/data."""
     from serve_app.config.settings import get_settings
 
-    return get_settings().data_root
+    return get_settings().model.data_root
 
 
 def read_jsonl(
@@ -47,7 +47,7 @@ def read_jsonl(
 ) -> list[Example]:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} does not exist; pass --data-root or set EMOTION_MONITOR_DATA_ROOT")
+        raise DataError(f"{path} does not exist; pass --data-root or set EMOTION_MONITOR_MODEL__DATA_ROOT")
     out: list[Example] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from serve_app.model.predictor import OnnxPredictor, load_tokenizer
 from serve_app.model.preprocess import normalize_text, post_text
+from training.batches import collate, length_grouped_batches
 from training.card import write_model_card
 from training.config import ConfigError, TrainConfig, load_config
 from training.data import NO_LABEL, TrainExample, default_data_root, join_tasks
@@ -37,9 +38,7 @@ from training.train import (
     _Kept,
     _optimizer,
     _warmup_then_linear,
-    collate,
     data_path,
-    length_grouped_batches,
     load_validation_sets,
     read_source,
     set_seed,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,14 @@ import numpy as np
 from serve_app.counting.breakdown import METHODS, estimate_shares, fit_adjustment, label_shares, tvd
 from serve_app.model.predictor import OnnxPredictor, softmax
 from training.card import write_model_card
+from training.card_model import model_card
 from training.config import TrainConfig
 from training.counting_choice import LabelledSet, choose_counting_under_shift
-from training.data import default_data_root, file_sha256, label_counts, read_jsonl
+from training.data import default_data_root, label_counts, read_jsonl
 from training.evaluate import compare_models, plot_confusion
 from training.export import (
     ExportError,
     export_onnx,
-    library_versions,
     max_abs_diff,
     optimize_fp32,
     quantize_int8,
@@ -50,7 +49,7 @@ def check_onnx_matches_torch(model: Any, predictor: OnnxPredictor, texts: list[s
     """Largest |logit| difference between torch and the FP32 ONNX graph, over every head."""
     import torch
 
-    from training.train import collate
+    from training.batches import collate
 
     ids = predictor.encode(texts)
     worst = 0.0
@@ -236,7 +235,27 @@ def build_artifact(
 
     results, figures = _final_report(cfg, data_root, fp32_final, out_dir, threads)
     card = model_card(cfg, data_root, train_result, results, figures)
-    card["export"] = {
+    card["export"] = _export_section(cfg, fp32, out_dir, best, candidates, torch_onnx_diff)
+    card["calibration"] = {"fitted_on": "validation sets, each set weighted equally", "sets": calibration}
+    card["breakdown"] = counting_report
+    card["counting_shift"] = shift_reports
+    for t, rep in shift_reports.items():
+        card["breakdown"][t]["method"] = rep["method"]
+    card["reference_profile"] = _reference_profile(cfg, data_root, out_dir)
+    write_model_card(out_dir, card)
+    return card
+
+
+def _export_section(
+    cfg: TrainConfig,
+    fp32: Path,
+    out_dir: Path,
+    best: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    torch_onnx_diff: float,
+) -> dict[str, Any]:
+    """The card's `export` section: ONNX opset and sizes, and how the INT8 scheme was chosen."""
+    return {
         "opset": cfg.export.opset,
         "torch_vs_onnx_max_abs_diff": torch_onnx_diff,
         "fp32_size_mb": round(fp32.stat().st_size / 2**20, 1),
@@ -250,14 +269,6 @@ def build_artifact(
         },
         "int8_size_mb": round((out_dir / "model.onnx").stat().st_size / 2**20, 1),
     }
-    card["calibration"] = {"fitted_on": "validation sets, each set weighted equally", "sets": calibration}
-    card["breakdown"] = counting_report
-    card["counting_shift"] = shift_reports
-    for t, rep in shift_reports.items():
-        card["breakdown"][t]["method"] = rep["method"]
-    card["reference_profile"] = _reference_profile(cfg, data_root, out_dir)
-    write_model_card(out_dir, card)
-    return card
 
 
 def _reference_profile(cfg: TrainConfig, data_root: Path, out_dir: Path) -> list[str]:
@@ -308,59 +319,6 @@ def _final_report(
         )
         figures[dname] = png.name
     return results, figures
-
-
-def model_card(
-    cfg: TrainConfig,
-    data_root: Path,
-    train_result: TrainResult | None,
-    results: dict[str, Any],
-    figures: dict[str, str],
-) -> dict[str, Any]:
-    """The card's description of the model, its data and its training."""
-
-    def sha(rel: str) -> str | None:
-        p = data_path(rel, data_root)
-        return file_sha256(p) if p.is_file() else None
-
-    return {
-        "name": cfg.name,
-        "version": cfg.version,
-        "tasks": {t: {"labels": tc.labels} for t, tc in cfg.tasks.items()},
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "base_model": cfg.base_model,
-        "preprocessing": "serve_app.model.preprocess.normalize_text",
-        "data": {
-            "train": [
-                {
-                    "name": s.name,
-                    "paths": s.paths,
-                    "repeat": s.repeat,
-                    "sha256": {t: sha(p) for t, p in s.paths.items()},
-                    "label_counts": train_result.train_counts.get(s.name) if train_result else None,
-                }
-                for s in cfg.train
-            ],
-            "validation": {
-                n: {"task": t, "path": p, "sha256": sha(p)} for n, (t, p) in cfg.validation_sets().items()
-            },
-        },
-        "hyperparameters": cfg.to_dict()["hparams"],
-        "task_settings": {
-            t: {k: v for k, v in asdict(tc).items() if k not in {"labels", "validation", "test"}}
-            for t, tc in cfg.tasks.items()
-        },
-        "training": {
-            "best_epoch": train_result.best_epoch if train_result else None,
-            "averaged_epochs": train_result.averaged_epochs if train_result else [],
-            "seconds": round(train_result.seconds, 1) if train_result else None,
-            "history": train_result.history if train_result else None,
-        },
-        "metrics": results,
-        "figures": figures,
-        "libraries": library_versions(),
-        "notes": cfg.notes,
-    }
 
 
 def result_from_run(checkpoint: Path, cfg: TrainConfig, data_root: Path) -> TrainResult | None:

@@ -3,7 +3,7 @@ candidate registry version and start its shadow (serve_config.yaml's Classifier 
 
 It never promotes: the registry's LATEST and the user_config's `model_versions` stay as they
 were; `emotion-monitor model promote` (behind its gates) is the only way a candidate goes live.
-`emotion-monitor retrain` (tooling/cli_commands/retrain.py) runs this body in-process, inside a
+`emotion-monitor retrain` (tooling/cli/retrain.py) runs this body in-process, inside a
 Ray job, or submits that job to a cluster.
 """
 

@@ -1,7 +1,7 @@
 """Experiment tracking: every training run's config, data checksums, per-epoch validation
 figures and exported artifact, logged to MLflow.
 
-The store is `Settings.mlflow_tracking_uri` (EMOTION_MONITOR_MLFLOW_TRACKING_URI; a local
+The store is `Settings.tracking.uri` (EMOTION_MONITOR_TRACKING__URI; a local
 SQLite file under runs/ by default). The model card beside the artifact stays the
 committed record; MLflow is for comparing runs (`mlflow ui --backend-store-uri ...`).
 """
@@ -136,5 +136,5 @@ def maybe_tracked_run(
     from serve_app.config.settings import get_settings
 
     s = get_settings()
-    with tracked_run(cfg, config_path, data_root, s.mlflow_tracking_uri, s.mlflow_experiment) as tracker:
+    with tracked_run(cfg, config_path, data_root, s.tracking.uri, s.tracking.experiment) as tracker:
         yield tracker

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from serve_app.counting.breakdown import breakdown_tvd
 from serve_app.model.predictor import load_tokenizer
 from serve_app.model.preprocess import normalize_text
+from training.batches import collate, length_grouped_batches, mix_epoch
 from training.config import SourceConfig, TrainConfig
 from training.data import (
     NO_LABEL,
@@ -81,54 +82,6 @@ def load_validation_sets(cfg: TrainConfig, data_root: Path) -> dict[str, tuple[s
     return {
         name: (task, read_jsonl(data_path(p, data_root), cfg.tasks[task].labels, name))
         for name, (task, p) in cfg.validation_sets().items()
-    }
-
-
-T = TypeVar("T")
-
-
-def mix_epoch(sources: dict[str, list[T]], repeats: dict[str, float], rng: random.Random) -> list[T]:
-    """One epoch's examples: each source repeated (or subsampled) by its ratio."""
-    out: list[T] = []
-    for name, exs in sources.items():
-        r = repeats.get(name, 1.0)
-        whole, frac = int(r), r - int(r)
-        out.extend(exs * whole)
-        if frac > 0:
-            out.extend(rng.sample(exs, round(frac * len(exs))))
-    return out
-
-
-def length_grouped_batches(
-    lengths: Sequence[int], batch_size: int, rng: random.Random, group: int = 50
-) -> list[list[int]]:
-    """Shuffle, sort by length within groups of `group` batches, then shuffle batches.
-
-    Batches hold texts of similar length, so padding to the longest wastes little,
-    while the order of batches stays random.
-    """
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    chunk = batch_size * group
-    batches: list[list[int]] = []
-    for start in range(0, len(idx), chunk):
-        part = sorted(idx[start : start + chunk], key=lambda i: lengths[i])
-        batches.extend(part[j : j + batch_size] for j in range(0, len(part), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-    width = max(len(x) for x in ids)
-    input_ids = torch.zeros((len(ids), width), dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return {
-        "input_ids": input_ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros_like(input_ids),
     }
 
 

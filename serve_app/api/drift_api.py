@@ -61,5 +61,5 @@ async def drift(
     reference (chi-square test, TVD), confidence (two-sample KS), pooled embeddings (MMD with
     a permutation null), and accuracy estimated from calibrated confidence."""
     checks = await _desk(request).pg(latest_checks, source, task)
-    note = None if checks else "no drift check yet (they run every EMOTION_MONITOR_DRIFT_INTERVAL_S)"
+    note = None if checks else "no drift check yet (they run every EMOTION_MONITOR_DRIFT__INTERVAL_S)"
     return DriftResponse(checks=[_out(c) for c in checks], note=note)

@@ -62,8 +62,8 @@ class WatchDesk:
         """A query in a thread; 503 when PostgreSQL is not configured or not reachable."""
         if not self.postgres_url:
             raise ServiceUnavailable(
-                "watchlists, trends and alerts need PostgreSQL: set EMOTION_MONITOR_POSTGRES_URL "
-                "(or keep EMOTION_MONITOR_EMBEDDED on)",
+                "watchlists, trends and alerts need PostgreSQL: set EMOTION_MONITOR_STORES__POSTGRES_URL "
+                "(or keep EMOTION_MONITOR_STORES__EMBEDDED on)",
                 60,
             )
         try:

@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 import redis
 from ray.serve.handle import DeploymentHandle
 
+from serve_app.config.settings import ModelSettings, SourcesSettings
 from serve_app.counting.quantify import Counting, served_counting
 from serve_app.domain.posts import FetchResult
 from serve_app.domain.question import Question
@@ -58,8 +59,9 @@ class Handles:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    default_source: str = "reddit"
-    negative_threshold: float = 0.8  # sentiment confidence for "strongly negative"
+    # default_source, and negative_threshold (sentiment confidence for "strongly negative")
+    sources: SourcesSettings = field(default_factory=SourcesSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
     history: bool = True  # leave a record of each computed analysis for PostgreSQL
     partial_ttl_s: int = 60  # a partial answer is cached this long: the source may recover soon
     fetch_timeout_s: float = 60.0
@@ -204,11 +206,11 @@ class AnalysisFlow:
     ) -> Question:
         """The question asked, with every default filled in (source, tasks, threshold)."""
         chosen = self.catalog.plan(models, tasks)
-        threshold = self.cfg.negative_threshold if negative_threshold is None else negative_threshold
+        threshold = self.cfg.model.negative_threshold if negative_threshold is None else negative_threshold
         return Question(
             keyword,
             limit,
-            source or self.cfg.default_source,
+            source or self.cfg.sources.default_source,
             tuple(chosen),
             threshold,
             lang,

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serve_app.config.settings import S3Settings, secret
+
 if TYPE_CHECKING:
     from serve_app.config.settings import Settings
 
@@ -153,50 +155,38 @@ class S3Registry:
 class RegistrySpec:
     """Where the registry is, in a form that travels to Ray replicas (plain, picklable).
 
-    S3 when `s3_bucket` is set, else the local directory. Credentials are optional (boto3
-    also reads the usual AWS variables and instance roles) and never shown in a repr.
+    S3 when the `s3` settings name a bucket, else the local directory. Credentials are
+    optional (boto3 also reads the usual AWS variables and instance roles) and never shown in
+    a repr (they are `SecretStr`).
     """
 
-    local_dir: str | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = "models"
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    aws_access_key_id: str | None = field(default=None, repr=False)
-    aws_secret_access_key: str | None = field(default=None, repr=False)
+    local_dir: str | None = None  # the model settings' registry_dir, made absolute
+    s3: S3Settings = field(default_factory=S3Settings)
 
     def open(self) -> LocalRegistry | S3Registry:
-        if self.s3_bucket:
+        s3 = self.s3
+        if s3.bucket:
             return S3Registry(
-                self.s3_bucket,
-                self.s3_prefix,
-                endpoint_url=self.s3_endpoint_url,
-                region_name=self.s3_region,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
+                s3.bucket,
+                s3.prefix,
+                endpoint_url=s3.endpoint_url,
+                region_name=s3.region,
+                aws_access_key_id=secret(s3.access_key_id),
+                aws_secret_access_key=secret(s3.secret_access_key),
             )
         if not self.local_dir:
             raise RegistryError(
-                "no model registry configured: set EMOTION_MONITOR_REGISTRY_DIR or EMOTION_MONITOR_S3_BUCKET"
+                "no model registry configured: set EMOTION_MONITOR_MODEL__REGISTRY_DIR or "
+                "EMOTION_MONITOR_S3__BUCKET"
             )
         return LocalRegistry(self.local_dir)
 
     def where(self) -> str:
-        return f"s3://{self.s3_bucket}/{self.s3_prefix}" if self.s3_bucket else str(self.local_dir)
+        return f"s3://{self.s3.bucket}/{self.s3.prefix}" if self.s3.bucket else str(self.local_dir)
 
 
 def registry_spec(s: Settings) -> RegistrySpec:
-    from serve_app.config.settings import secret
-
-    return RegistrySpec(
-        local_dir=str(Path(s.registry_dir).expanduser().resolve()),
-        s3_bucket=s.s3_bucket,
-        s3_prefix=s.s3_prefix,
-        s3_endpoint_url=s.s3_endpoint_url,
-        s3_region=s.s3_region,
-        aws_access_key_id=secret(s.aws_access_key_id),
-        aws_secret_access_key=secret(s.aws_secret_access_key),
-    )
+    return RegistrySpec(local_dir=str(Path(s.model.registry_dir).expanduser().resolve()), s3=s.s3)
 
 
 def resolve_version(

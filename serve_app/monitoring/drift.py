@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serve_app.config.settings import DriftSettings
 from serve_app.model.drift_profile import HeadReference, ReferenceProfile
 
 
@@ -23,11 +24,12 @@ class DriftThresholds:
     """An alert needs a test significant after Bonferroni over the check's tests AND an
     effect above its floor: with hundreds of posts, tiny harmless shifts are significant."""
 
-    alpha: float = 0.001  # family-wise, per check (all tests of a source and task)
+    # family-wise, per check (all tests of a source and task); the default is the setting's
+    alpha: float = DriftSettings.model_fields["alpha"].default
     min_tvd: float = 0.10  # predicted label mix, total-variation distance
     min_ks: float = 0.10  # confidence, KS statistic D
     min_mmd: float = 0.01  # embeddings, MMD^2 (RBF kernel on unit vectors)
-    min_posts: int = 200  # fewer posts in the window: no verdict
+    min_posts: int = DriftSettings.model_fields["min_posts"].default  # fewer posts in the window: no verdict
     permutations: int = 200
     embedding_sample: int = 500  # reference and window embeddings used by MMD (cost is quadratic)
 

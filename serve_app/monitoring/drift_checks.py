@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from serve_app.config.settings import DriftSettings, MonitorSettings, secret
 from serve_app.model.drift_profile import ReferenceProfile
 from serve_app.monitoring import metrics
 from serve_app.monitoring.drift import DriftCheck, DriftThresholds, check_window
@@ -31,21 +32,23 @@ class DriftConfig:
     postgres_url: str = field(repr=False)
     model_dirs: tuple[tuple[str, str], ...] = ()  # (task, artifact dir) of the served models
     versions: tuple[tuple[str, str], ...] = ()  # (task, version) for the records
-    window: int = 500  # the last N posts per source checked
-    interval_s: float = 300.0
-    cpu_threshold: float = 50.0
-    thresholds: DriftThresholds = field(default_factory=DriftThresholds)
-    alert_bucket_s: int = 3600  # at most one drift alert per source, task and bucket
-    webhook: bool = False  # alerts wait for delivery (`pending`) when a webhook is set
-    retrain_on_drift: bool = False
+    settings: DriftSettings = field(default_factory=DriftSettings)
+    # At most one drift alert per source, task and alert bucket; alerts wait for delivery
+    # (`pending`) when the monitor has a webhook.
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     retrain_entrypoint: str = RETRAIN_ENTRYPOINT
     ray_address: str = "auto"
+
+
+def thresholds(s: DriftSettings) -> DriftThresholds:
+    """The statistical thresholds of a check: the settings' alpha and minimum posts."""
+    return DriftThresholds(alpha=s.alpha, min_posts=s.min_posts)
 
 
 def submit_retrain(cfg: DriftConfig, client_factory: Callable[[str], Any] | None = None) -> str | None:
     """Submit the retraining Ray job when `retrain_on_drift` is on; its job id, else None.
     The job trains, exports, evaluates and pushes a candidate: it never promotes."""
-    if not cfg.retrain_on_drift:
+    if not cfg.settings.retrain_on_drift:
         return None
     if client_factory is None:
         from ray.job_submission import JobSubmissionClient
@@ -73,9 +76,11 @@ def run_checks(cfg: DriftConfig, profiles: dict[str, ReferenceProfile | None]) -
             profile = profiles.get(task)
             n_labels = len(profile.heads[task].labels) if profile and task in profile.heads else 0
             started = time.process_time()
-            probs, emb = read_window(client, source, task, cfg.window, n_labels or _labels(cfg, task))
+            probs, emb = read_window(
+                client, source, task, cfg.settings.window, n_labels or _labels(cfg, task)
+            )
             version = versions.get(task, "unknown")
-            check = check_window(source, task, version, probs, emb, profile, cfg.thresholds)
+            check = check_window(source, task, version, probs, emb, profile, thresholds(cfg.settings))
             checks.append(_stamped(check, time.process_time() - started))
     finally:
         client.close()
@@ -104,7 +109,9 @@ def record_checks(cfg: DriftConfig, checks: list[DriftCheck]) -> list[DriftCheck
         save_check(cfg.postgres_url, check)
         metrics.record_drift(check)
         if check.drifted and wl.record_alert(
-            cfg.postgres_url, drift_alert(check, cfg.alert_bucket_s), cfg.webhook
+            cfg.postgres_url,
+            drift_alert(check, cfg.monitor.alert_bucket_s),
+            secret(cfg.monitor.alert_webhook_url) is not None,
         ):
             alerted.append(check)
             metrics.record_alert(check.task, "drift")

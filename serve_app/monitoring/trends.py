@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from serve_app.config.settings import MonitorSettings
 from serve_app.counting.polarity import net_of_counts
 from serve_app.domain.records import EmergingTermRow, NetSentimentRow
 from serve_app.domain.tasks import TASKS
@@ -98,10 +99,12 @@ class SpikeRule:
     baseline_buckets: int = 24  # trailing buckets pooled into the baseline
 
 
-def spike_rules(z: float = 3.0, min_posts: int = 20, baseline_buckets: int = 24) -> tuple[SpikeRule, ...]:
-    """A rule per task that declares an alert label (the task registry)."""
+def spike_rules(m: MonitorSettings | None = None) -> tuple[SpikeRule, ...]:
+    """A rule per task that declares an alert label (the task registry), with the monitor
+    settings' z, minimum posts and baseline."""
+    m = m or MonitorSettings()
     return tuple(
-        SpikeRule(t.name, t.alert_label, z, min_posts, baseline_buckets)
+        SpikeRule(t.name, t.alert_label, m.alert_z, m.alert_min_posts, m.alert_baseline_buckets)
         for t in TASKS.values()
         if t.alert_label
     )

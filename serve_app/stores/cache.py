@@ -10,7 +10,6 @@ import time
 import redis
 import redis.asyncio as aioredis
 
-from serve_app.config.defaults import CACHE_TTL_S
 from serve_app.domain.schemas import Analysis
 from serve_app.domain.tasks import TRIAGE_TASK
 from serve_app.model.preprocess import normalize_keyword
@@ -63,7 +62,7 @@ class AnalysisCache:
     """
 
     def __init__(
-        self, url: str | None, ttl_s: int = CACHE_TTL_S, timeout_s: float = 0.25, retry_after_s: float = 2.0
+        self, url: str | None, ttl_s: int, timeout_s: float = 0.25, retry_after_s: float = 2.0
     ) -> None:
         self.ttl_s = ttl_s
         self.retry_after_s = retry_after_s

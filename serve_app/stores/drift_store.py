@@ -16,13 +16,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import psycopg
 import redis
 
+from serve_app.config.settings import DriftSettings
 from serve_app.monitoring.drift import DriftCheck, TestResult
 from serve_app.monitoring.trends import Spike
 
@@ -53,8 +54,8 @@ def decode_rows(raw: list[bytes], n_labels: int) -> tuple[np.ndarray, np.ndarray
 class TapConfig:
     """The Classifier's side of the drift watch."""
 
-    redis_url: str
-    window: int = 500  # posts kept per source and task
+    redis_url: str  # resolved at run time
+    drift: DriftSettings = field(default_factory=DriftSettings)  # `window`: posts kept per source and task
     flush_s: float = 1.0
 
 
@@ -104,11 +105,11 @@ class DriftTap:
             return 0
         pipe = self._client.pipeline(transaction=False)
         for key, rows in batch.items():
-            rows = rows[-self.cfg.window :]
+            rows = rows[-self.cfg.drift.window :]
             pipe.lpush(key, *rows)
-            pipe.ltrim(key, 0, self.cfg.window - 1)
+            pipe.ltrim(key, 0, self.cfg.drift.window - 1)
         pipe.execute()
-        n = sum(min(len(r), self.cfg.window) for r in batch.values())
+        n = sum(min(len(r), self.cfg.drift.window) for r in batch.values())
         self.written += n
         return n
 

@@ -72,7 +72,7 @@ def _connect(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 def ensure_schema(dsn: str) -> None:
     """Apply pending migrations (idempotent): the ingress may answer before the sync ran them."""
-    from serve_app.stores.history import migrate
+    from serve_app.stores.history_sql import migrate
 
     try:
         migrate(dsn)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from serve_app.flow.file_analysis import FileOptions, analyze_file
 from serve_app.flow.text_files import TextFields
 from tests.conftest import DATA_ROOT, MODEL_DIR
+from tooling.bench.file import write_texts
 from tooling.cli import app
-from tooling.file_bench import write_texts
 from tooling.local_cluster import LocalCluster
 
 pytestmark = pytest.mark.cluster

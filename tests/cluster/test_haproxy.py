@@ -23,7 +23,7 @@ import yaml
 
 from deployments.app import derive_serve_config
 from tests.conftest import DATA_ROOT, MODEL_DIR, ROOT
-from tooling.bench import haproxy_available
+from tooling.bench.common import haproxy_available
 from tooling.local_cluster import LocalCluster
 from tooling.net import free_port
 
@@ -65,17 +65,19 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
     config = derive_serve_config(
         yaml.safe_load((ROOT / "serve_config.yaml").read_text()),
         {
-            "model_dir": str(MODEL_DIR),
+            "model.dir": str(MODEL_DIR),
             "cache": False,
             "history": False,
-            "background": False,
-            "default_source": "jsonl",
-            "jsonl_path": str(posts),
+            "sources": {"default_source": "jsonl", "jsonl_path": str(posts)},
         },
     )
     config["http_options"] = {"host": "127.0.0.1", "port": port}
     config["applications"][0]["runtime_env"] = {
-        "env_vars": {"EMOTION_MONITOR_EMBEDDED": "false", "EMOTION_MONITOR_DATA_DIR": str(root / "data")}
+        "env_vars": {
+            "EMOTION_MONITOR_STORES__EMBEDDED": "false",
+            "EMOTION_MONITOR_BACKGROUND": "false",
+            "EMOTION_MONITOR_STORES__DATA_DIR": str(root / "data"),
+        }
     }
     config_path = root / "serve.yaml"
     config_path.write_text(yaml.safe_dump(config))

@@ -105,24 +105,22 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
                 "import_path": "deployments.app:build_app",
                 "runtime_env": {
                     "env_vars": {
-                        "EMOTION_MONITOR_EMBEDDED": "false",
+                        "EMOTION_MONITOR_STORES__EMBEDDED": "false",
                         "EMOTION_MONITOR_BACKGROUND": "false",
-                        "EMOTION_MONITOR_REGISTRY_DIR": str(root / "registry"),
-                        "EMOTION_MONITOR_DATA_DIR": str(root / "data"),
+                        "EMOTION_MONITOR_MODEL__REGISTRY_DIR": str(root / "registry"),
+                        "EMOTION_MONITOR_STORES__DATA_DIR": str(root / "data"),
                     }
                 },
                 "args": {
-                    "model_dir": str(MODEL_DIR),
+                    "model": {"dir": str(MODEL_DIR), "ort_threads": 1},
                     "tasks": ["emotion"],
                     "cache": False,
                     "history": False,
-                    "default_source": "jsonl",
-                    "jsonl_path": str(posts),
+                    "sources": {"default_source": "jsonl", "jsonl_path": str(posts)},
                     "classifier_min_replicas": 2,
                     "classifier_max_replicas": 2,
                     "classifier_resources": {"classifier": 1},  # workers have 2 each
                     "frontend_resources": {"frontend": 1},  # only the head has it
-                    "ort_threads": 1,
                 },
                 "deployments": [
                     {

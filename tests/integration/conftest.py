@@ -60,35 +60,35 @@ def serve_url(
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
     settings = Settings(
-        redis_url=TEST_REDIS_URL,
-        postgres_url=app_pg_url,
-        embedded=False,
-        data_dir=tmp_path_factory.mktemp("app-data"),  # the history journal: this app's own
+        stores={
+            "redis_url": TEST_REDIS_URL,
+            "postgres_url": app_pg_url,
+            "embedded": False,
+            "data_dir": tmp_path_factory.mktemp("app-data"),  # the history journal: this app's own
+        },
         background=True,
-        warmer_per_pass=0,  # the warmer is tested on its own
-        reddit_public_url=reddit_server.url,
-        fetch_retries=0,
-        fetch_timeout_s=5,
-        reddit_contact="/u/emotion-monitor-tests",
-        # The shared request budget is tested on its own (test_request_budget.py); here it
-        # must not ration the test server.
-        reddit_public_per_min=6000,
-        reddit_burst=1000,
+        warmer={"per_pass": 0},  # the warmer is tested on its own
+        reddit={
+            "public_url": reddit_server.url,
+            "retries": 0,
+            "timeout_s": 5,
+            "contact": "/u/emotion-monitor-tests",
+            # The shared request budget is tested on its own (test_request_budget.py); here it
+            # must not ration the test server.
+            "public_per_min": 6000,
+            "burst": 1000,
+        },
         # The monitor's passes are forced by the tests (run_once(force=True)).
-        monitor_interval_s=3600,
-        alert_webhook_url=webhook.url,
-        alert_webhook_attempts=3,
+        monitor={"interval_s": 3600, "alert_webhook_url": webhook.url, "alert_webhook_attempts": 3},
     )
     args = AppArgs(
-        model_dir=str(MODEL_DIR),
-        default_source="jsonl",
-        jsonl_path=str(jsonl),
+        model=ModelSettings(dir=MODEL_DIR, max_length=128),
+        sources=SourcesSettings(default_source="jsonl", jsonl_path=jsonl),
         classifier_max_replicas=1,
         classifier_num_cpus=1,
-        max_length=128,
         log_level="DEBUG",  # test_metrics follows a request id through every deployment
     )
     serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
@@ -142,7 +142,7 @@ def app_pg_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A database for history tests that drive the sync directly."""
-    from serve_app.stores.history import migrate
+    from serve_app.stores.history_sql import migrate
 
     for url in _fresh_database("em_hist"):
         migrate(url)

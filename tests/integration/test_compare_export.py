@@ -15,7 +15,7 @@ import redis
 
 from serve_app.flow.export import iso_utc
 from serve_app.stores.history import REC_PREFIX
-from tooling.cli_commands.compare import save_export
+from tooling.cli.compare import save_export
 
 pytestmark = pytest.mark.integration
 

@@ -46,25 +46,24 @@ def demo_url(
 
     from deployments.app import AppArgs, make_app
     from deployments.background import stop_background
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
     settings = Settings(
-        redis_url=TEST_REDIS_URL,
-        postgres_url=demo_pg_url,
-        embedded=False,
-        data_dir=tmp_path_factory.mktemp("demo-data"),
+        stores={
+            "redis_url": TEST_REDIS_URL,
+            "postgres_url": demo_pg_url,
+            "embedded": False,
+            "data_dir": tmp_path_factory.mktemp("demo-data"),
+        },
         background=True,
-        warmer_per_pass=0,
-        monitor_interval_s=5,
-        monitor_cpu_threshold=100,  # 100: the gate is off
+        warmer={"per_pass": 0},
+        monitor={"interval_s": 5, "cpu_threshold": 100},  # 100: the gate is off
     )
     args = AppArgs(
-        model_dir=str(MODEL_DIR),
-        default_source="jsonl",
-        jsonl_path=str(jsonl),
+        model=ModelSettings(dir=MODEL_DIR, max_length=128),
+        sources=SourcesSettings(default_source="jsonl", jsonl_path=jsonl),
         classifier_max_replicas=1,
         classifier_num_cpus=1,
-        max_length=128,
     )
     serve.run(make_app(args, settings, app_name=APP), name=APP, route_prefix=f"/{APP}")
     yield f"{serve_http}/{APP}"

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 
+from serve_app.config.settings import DriftSettings, MonitorSettings
 from serve_app.model.drift_profile import EMBEDDINGS_FILE, PROFILE_FILE, ReferenceProfile, load_profile
 from serve_app.model.predictor import OnnxPredictor
 from serve_app.monitoring.alerts import alert_payload, deliver
@@ -85,10 +86,15 @@ def store(pg_url: str) -> Iterator[tuple[str, redis.Redis]]:
 
 
 def _config(pg_url: str, **kw: object) -> DriftConfig:
+    # A webhook is set: drift alerts wait for delivery (`pending`).
     return DriftConfig(
-        redis_url=REDIS_URL, postgres_url=pg_url, model_dirs=tuple((t, str(MODEL)) for t in TASKS),
-        versions=tuple((t, "test") for t in TASKS), window=WINDOW, webhook=True, **kw,  # type: ignore[arg-type]
-    )  # fmt: skip
+        redis_url=REDIS_URL,
+        postgres_url=pg_url,
+        model_dirs=tuple((t, str(MODEL)) for t in TASKS),
+        versions=tuple((t, "test") for t in TASKS),
+        settings=DriftSettings.model_validate({"window": WINDOW, **kw}),
+        monitor=MonitorSettings.model_validate({"alert_webhook_url": "http://127.0.0.1:9/hook"}),
+    )
 
 
 def _replay(tap: DriftTap, source: str, data: Scored, idx: np.ndarray) -> None:
@@ -106,7 +112,7 @@ def test_the_reddit_corpus_raises_no_drift_over_24_checks(scored: dict[str, Scor
     pg_url, _ = store
     cfg = _config(pg_url)
     profiles = {t: load_profile(MODEL) for t in TASKS}
-    tap = DriftTap(TapConfig(REDIS_URL, window=WINDOW))
+    tap = DriftTap(TapConfig(REDIS_URL, DriftSettings(window=WINDOW)))
     rng = np.random.default_rng(0)
     for _ in range(24):
         _replay(tap, "replay", scored["reddit"], rng.choice(400, WINDOW, replace=False))
@@ -155,7 +161,7 @@ def test_tweets_raise_a_drift_alert_within_two_checks_through_the_webhook(
     pg_url, _ = store
     cfg = _config(pg_url)
     profiles = {t: load_profile(MODEL) for t in TASKS}
-    tap = DriftTap(TapConfig(REDIS_URL, window=WINDOW))
+    tap = DriftTap(TapConfig(REDIS_URL, DriftSettings(window=WINDOW)))
     # In domain first: quiet. (A random slice: the pool is in corpus order, grouped by subreddit.)
     _replay(tap, "reddit", scored["reddit"], np.random.default_rng(1).choice(400, WINDOW, replace=False))
     assert _check(cfg, profiles) == []
@@ -192,7 +198,7 @@ def test_the_detached_drift_actor_checks_and_alerts(
     from deployments.drift_watch import drift_actor_name
 
     pg_url, _ = store
-    tap = DriftTap(TapConfig(REDIS_URL, window=WINDOW))
+    tap = DriftTap(TapConfig(REDIS_URL, DriftSettings(window=WINDOW)))
     _replay(tap, "jsonl", scored["tweets"], np.arange(WINDOW))
     handles = start_background(BackgroundConfigs(drift=_config(pg_url, cpu_threshold=100.0)), "drift-test")
     try:

@@ -9,10 +9,12 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from pydantic import SecretStr
 
-from serve_app.config.settings import Settings
+from serve_app.config.settings import StoresSettings
 from serve_app.runtime.embedded import _KEEP, resolve_infrastructure, stop_embedded
-from serve_app.stores.history import HistorySync, migrate, migration_files, store_record
+from serve_app.stores.history import HistorySync, store_record
+from serve_app.stores.history_sql import migrate, migration_files
 from tests.records import history_record
 
 pytestmark = pytest.mark.integration
@@ -36,7 +38,7 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
     saved = dict(_KEEP)
     _KEEP.clear()
     try:
-        infra = resolve_infrastructure(Settings(embedded=True, data_dir=tmp_path / "state"))
+        infra = resolve_infrastructure(StoresSettings(embedded=True, data_dir=tmp_path / "state"))
         assert infra.redis_embedded and infra.postgres_embedded
         assert infra.redis_url and infra.redis_url.startswith("unix://")
         assert (tmp_path / "state" / "redis" / "appendonly.aof").exists()  # data under data_dir
@@ -71,11 +73,11 @@ def test_embedded_servers_give_the_full_history_path(tmp_path: Path) -> None:
             assert c.execute("SELECT keyword FROM queries").fetchall() == [("embedded",)]
         # Configured URLs always win over embedded servers.
         configured = resolve_infrastructure(
-            Settings(
+            StoresSettings(
                 embedded=True,
                 data_dir=tmp_path / "other",
-                redis_url="redis://127.0.0.1:6379/12",
-                postgres_url="postgresql://postgres@127.0.0.1:5432/test",
+                redis_url=SecretStr("redis://127.0.0.1:6379/12"),
+                postgres_url=SecretStr("postgresql://postgres@127.0.0.1:5432/test"),
             )
         )
         assert not configured.redis_embedded and not configured.postgres_embedded
@@ -104,11 +106,13 @@ def test_the_supervisor_restarts_killed_embedded_servers(tmp_path: Path, ray_ses
     _KEEP.clear()
     app = f"sup-{os.getpid()}"
     try:
-        infra = resolve_infrastructure(Settings(embedded=True, data_dir=tmp_path / "state"))
+        infra = resolve_infrastructure(StoresSettings(embedded=True, data_dir=tmp_path / "state"))
         spec = infra.supervised()
         assert spec is not None and spec.redis_dir and spec.postgres_dir
         configured = resolve_infrastructure(
-            Settings(embedded=False, redis_url="redis://127.0.0.1:6379/12", data_dir=tmp_path / "x")
+            StoresSettings(
+                embedded=False, redis_url=SecretStr("redis://127.0.0.1:6379/12"), data_dir=tmp_path / "x"
+            )
         )
         assert configured.supervised() is None
         r = redis.Redis.from_url(infra.redis_url or "")
@@ -164,7 +168,7 @@ def test_services_status_and_stop_cli(tmp_path: Path) -> None:
     _KEEP.clear()
     state = tmp_path / "state"
     try:
-        resolve_infrastructure(Settings(embedded=True, data_dir=state))
+        resolve_infrastructure(StoresSettings(embedded=True, data_dir=state))
         runner = CliRunner()
         up = json.loads(runner.invoke(app, ["services", "status", "--data-dir", str(state)]).output)
         assert up["redis_pid"] and up["postgres_pid"], up

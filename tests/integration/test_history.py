@@ -16,11 +16,10 @@ from serve_app.stores.history import (
     HistorySync,
     hot_keywords,
     insert_records,
-    migrate,
-    migration_files,
     store_record,
     track_keyword,
 )
+from serve_app.stores.history_sql import migrate, migration_files
 from tests.conftest import wait_for
 from tests.integration.conftest import CpuLoad
 from tests.records import history_record
@@ -251,6 +250,7 @@ def test_actor_syncs_nothing_under_load_then_drains(
     import ray
 
     from deployments.sync_actor import SyncActor, SyncConfig
+    from serve_app.config.settings import SyncSettings
 
     url, r = clean_history
     for i in range(6):
@@ -259,10 +259,8 @@ def test_actor_syncs_nothing_under_load_then_drains(
     cfg = SyncConfig(
         redis_url=f"redis://{redis_url['host']}:{redis_url['port']}/{redis_url['db']}",
         postgres_url=url,
-        cpu_threshold=60.0,
-        batch_size=2,
-        interval_s=0.5,
-        recovery_interval_s=3600,
+        settings=SyncSettings(cpu_threshold=60.0, batch_size=2, recovery_interval_s=3600),
+        sample_s=0.5,
     )
     cpu_load.start()
     actor = SyncActor.remote(cfg)  # type: ignore[attr-defined]
@@ -287,6 +285,7 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
     import ray
 
     from deployments.sync_actor import SyncActor, SyncConfig
+    from serve_app.config.settings import SyncSettings
 
     url, r = clean_history
     for i in range(4):
@@ -295,7 +294,7 @@ def test_actor_pauses_through_a_postgres_outage_and_keeps_the_backlog(
     bad = SyncConfig(
         redis_url=f"redis://{kw['host']}:{kw['port']}/{kw['db']}",
         postgres_url="postgresql://postgres@127.0.0.1:1/none",
-        cpu_threshold=100.0,
+        settings=SyncSettings(cpu_threshold=100.0),
     )
     actor = SyncActor.remote(bad)  # type: ignore[attr-defined]
     try:

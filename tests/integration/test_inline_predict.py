@@ -22,21 +22,18 @@ def inline_url(serve_http: str) -> Iterator[str]:
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings
 
     args = AppArgs(
-        model_dir=str(MODEL_DIR),
+        model=ModelSettings(dir=MODEL_DIR, ort_threads=1, max_length=64),
         tasks=["emotion"],
         classifier_max_replicas=1,
         classifier_num_cpus=0.5,
-        ort_threads=1,
-        max_length=64,
         cache=False,
         history=False,
-        background=False,
         predict_in_ingress=True,
     )
-    settings = Settings(embedded=False, background=False, redis_url=None, postgres_url=None)
+    settings = Settings(background=False, stores={"embedded": False, "redis_url": None, "postgres_url": None})
     serve.run(make_app(args, settings, app_name=APP), name=APP, route_prefix=PREFIX)
     yield serve_http + PREFIX
     serve.delete(APP)

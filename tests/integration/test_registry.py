@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from serve_app.config.settings import S3Settings
 from serve_app.model.registry import LocalRegistry, RegistryError, RegistrySpec, S3Registry, resolve_version
 from tooling.net import free_port
 
@@ -131,7 +132,8 @@ def test_resolve_version_on_a_local_registry_is_its_own_directory(tmp_path: Path
 
 @pytest.mark.unit
 def test_registry_spec_hides_credentials_and_picks_the_backend(tmp_path: Path) -> None:
-    spec = RegistrySpec(s3_bucket="b", aws_access_key_id="AKIA-TEST-ID", aws_secret_access_key="s3cr3t-value")
+    s3 = {"bucket": "b", "access_key_id": "AKIA-TEST-ID", "secret_access_key": "s3cr3t-value"}
+    spec = RegistrySpec(s3=S3Settings.model_validate(s3))
     assert "s3cr3t-value" not in repr(spec) and "AKIA-TEST-ID" not in repr(spec)
     assert spec.where() == "s3://b/models"
     assert isinstance(RegistrySpec(local_dir=str(tmp_path)).open(), LocalRegistry)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tooling.cli_commands.retrain import submit
+from tooling.cli.retrain import submit
 from training.retrain import RetrainOptions
 
 pytestmark = pytest.mark.integration

@@ -41,7 +41,7 @@ TASKS = ["emotion", "sentiment"]
 
 @pytest.fixture(scope="module")
 def roll_pg() -> Iterator[str]:
-    from serve_app.stores.history import migrate
+    from serve_app.stores.history_sql import migrate
 
     for url in _fresh_database("em_roll"):
         migrate(url)
@@ -182,8 +182,12 @@ def _config(tmp: Path, model_dir: Path) -> Path:
 
 
 def _settings(registry: Path, pg: str, tmp: Path, model_dir: Path, **kw: Any) -> Settings:
-    fields = {"gate_min_pairs": 200, **kw}
-    return Settings(registry_dir=registry, postgres_url=pg, data_dir=tmp, model_dir=model_dir, **fields)
+    return Settings(
+        model={"registry_dir": registry, "dir": model_dir},
+        stores={"postgres_url": pg, "data_dir": tmp},
+        gate={"min_pairs": 200, **kw.pop("gate", {})},
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +217,7 @@ def test_gate_refuses_a_label_shuffled_candidate_and_accepts_an_identical_one(
     assert failed == {"emotion"}  # the sentiment head is the same; its figures pass
     assert read_rollout(config) == ({}, CandidateConfig())  # nothing changed
 
-    short = _settings(registry, shadowed, tmp_path, model_dir, gate_min_pairs=100_000)
+    short = _settings(registry, shadowed, tmp_path, model_dir, gate={"min_pairs": 100_000})
     with pytest.raises(
         PromotionRefused, match=r"shadow\.emotion\.pairs: \d+ pairs, need 100000 \(\d+ short\)"
     ):
@@ -264,10 +268,10 @@ def test_cli_refusal_exits_nonzero_and_names_the_gate(
 ) -> None:
     env = {
         **os.environ,
-        "EMOTION_MONITOR_POSTGRES_URL": shadowed,
-        "EMOTION_MONITOR_REGISTRY_DIR": str(registry),
-        "EMOTION_MONITOR_DATA_DIR": str(tmp_path),
-        "EMOTION_MONITOR_GATE_MIN_PAIRS": "200",
+        "EMOTION_MONITOR_STORES__POSTGRES_URL": shadowed,
+        "EMOTION_MONITOR_MODEL__REGISTRY_DIR": str(registry),
+        "EMOTION_MONITOR_STORES__DATA_DIR": str(tmp_path),
+        "EMOTION_MONITOR_GATE__MIN_PAIRS": "200",
     }
     config = _config(tmp_path, model_dir)
     cli = [str(Path(sys.executable).parent / "emotion-monitor"), "model"]
@@ -304,7 +308,7 @@ def test_rollback_restores_the_previous_answers(
     config = _config(tmp_path, model_dir)
     c = _plain(model_dir, registry, tmp_path, None)
     before = _classify(c, texts[:30])
-    lenient = _settings(registry, shadowed, tmp_path, model_dir, gate_share_bound=1.0)
+    lenient = _settings(registry, shadowed, tmp_path, model_dir, gate={"share_bound": 1.0})
     promote(config, "cand-shuf", shadowed, lenient, config_only=True, who="test")
     c.apply_versions(read_rollout(config)[0])  # what Classifier.reconfigure does after `serve deploy`
     promoted = _classify(c, texts[:30])

@@ -31,7 +31,7 @@ def canary_url(
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
     reg_root = tmp_path_factory.mktemp("canary-registry")
     shuf = tmp_path_factory.mktemp("canary-shuf") / "m"
@@ -43,17 +43,20 @@ def canary_url(
     for task in ("emotion", "sentiment"):
         LocalRegistry(reg_root).push(task, "canary-shuf", shuf)
     settings = Settings(
-        redis_url=TEST_REDIS_URL,
-        postgres_url=None,
-        embedded=False,
+        stores={
+            "redis_url": TEST_REDIS_URL,
+            "postgres_url": None,
+            "embedded": False,
+            "data_dir": tmp_path_factory.mktemp("canary-data"),
+        },
         background=False,
-        registry_dir=reg_root,
-        data_dir=tmp_path_factory.mktemp("canary-data"),
+        model={"registry_dir": reg_root},
     )
     args = AppArgs(
-        model_dir=str(model_dir),
-        default_source="jsonl",
-        jsonl_path=str(data_root / "reddit_sample" / "posts.jsonl"),
+        model=ModelSettings(dir=model_dir),
+        sources=SourcesSettings(
+            default_source="jsonl", jsonl_path=data_root / "reddit_sample" / "posts.jsonl"
+        ),
         classifier_max_replicas=1,
         classifier_num_cpus=0.5,
         history=False,

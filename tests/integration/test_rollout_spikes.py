@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from serve_app.monitoring.trends import detect_spikes, spike_rules
-from serve_app.stores.history import migrate
+from serve_app.stores.history_sql import migrate
 from serve_app.stores.watchlists import trend_buckets
 from tests.integration.conftest import _fresh_database
 from tests.integration.test_watchlists import spike_history
@@ -31,7 +31,7 @@ def test_spike_baseline_restarts_at_a_model_change(spikes_pg: str) -> None:
     version change raises no alert; with every bucket it would."""
     keyword, now = "versionswitch", time.time()
     spike_history(spikes_pg, keyword, now, version_of_hour=lambda h: "v2" if h == 24 else "v1")
-    rules = spike_rules(3.0, 20, 24)
+    rules = spike_rules()  # z 3, 20 posts, a baseline of 24 buckets
     every = trend_buckets(spikes_pg, keyword, 3600, now - 2 * 86_400)
     assert len(every) == 25 and [s.task for s in detect_spikes(keyword, every, rules, 3600)] == ["emotion"]
     current = trend_buckets(spikes_pg, keyword, 3600, now - 2 * 86_400, current_version_only=True)

@@ -19,7 +19,7 @@ from serve_app.domain.schemas import Analysis
 from serve_app.domain.scope import Scope
 from serve_app.stores.history import REC_PREFIX, HistorySync, make_record, store_record
 from tests.reddit_server import RedditTestServer, comment_listing, recorded_comments
-from tooling.cli import format_analysis
+from tooling.cli.analyze import format_analysis
 
 pytestmark = pytest.mark.integration
 

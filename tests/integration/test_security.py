@@ -26,29 +26,27 @@ def secured_url(serve_url: str, reddit_server: RedditTestServer) -> Iterator[str
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
     settings = Settings(
-        redis_url=TEST_REDIS_URL,
-        postgres_url=PG_URL,
-        aws_access_key_id=AWS_KEY_ID,
-        aws_secret_access_key=AWS_SECRET,
-        embedded=False,
+        stores={"redis_url": TEST_REDIS_URL, "postgres_url": PG_URL, "embedded": False},
+        s3={"access_key_id": AWS_KEY_ID, "secret_access_key": AWS_SECRET},
         background=False,
-        api_key=API_KEY,
-        analyze_rate_per_min=6,
-        analyze_burst=2,
-        reddit_client_id=CLIENT_ID,
-        reddit_client_secret=CLIENT_SECRET,
-        reddit_oauth_url=reddit_server.url,
-        reddit_www_url=reddit_server.url,
+        http={"api_key": API_KEY, "analyze_rate_per_min": 6, "analyze_burst": 2},
+        reddit={
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "oauth_url": reddit_server.url,
+            "www_url": reddit_server.url,
+        },
     )
     args = AppArgs(
-        model_dir=str(MODEL_DIR),
-        default_source="reddit",
+        model=ModelSettings(dir=MODEL_DIR),
+        sources=SourcesSettings(
+            default_source="reddit", jsonl_path=DATA_ROOT / "reddit_sample" / "posts.jsonl"
+        ),
         classifier_max_replicas=1,
         classifier_num_cpus=0.5,
-        jsonl_path=str(DATA_ROOT / "reddit_sample" / "posts.jsonl"),
     )
     serve.run(make_app(args, settings, app_name="secured"), name="secured", route_prefix="/secured")
     yield f"{serve_url}/secured"

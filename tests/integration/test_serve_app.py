@@ -17,7 +17,7 @@ import redis
 from serve_app.domain.labels import EMOTION_LABELS
 from tests.conftest import MODEL_DIR
 from tests.reddit_server import RedditTestServer, make_post
-from tooling.cli import format_analysis
+from tooling.cli.analyze import format_analysis
 
 pytestmark = pytest.mark.integration
 

@@ -72,9 +72,14 @@ def _threshold(resp: dict[str, Any]) -> float | None:
 
 def _warmer(redis_url: str, threshold: float) -> Any:
     from deployments.warmer_actor import WarmerActor, WarmerConfig
+    from serve_app.config.settings import WarmerSettings
 
     return WarmerActor.remote(  # type: ignore[attr-defined]
-        WarmerConfig(redis_url=redis_url, seeds=(), cpu_threshold=threshold, per_pass=3, refresh_below_s=300)
+        WarmerConfig(
+            redis_url,
+            seeds=(),
+            settings=WarmerSettings(cpu_threshold=threshold, per_pass=3, refresh_below_s=300),
+        )
     )
 
 

@@ -41,7 +41,7 @@ def test_a_third_task_needs_only_its_declaration(
     dsn, _ = clean_history
     for pkg in ("serve_app", "deployments"):
         shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    tasks_py = tmp_path / "serve_app" / "tasks.py"
+    tasks_py = tmp_path / "serve_app" / "domain" / "tasks.py"
     source = tasks_py.read_text()
     assert source.count(ANCHOR) == 1, "the registry's last declaration moved: update ANCHOR"
     tasks_py.write_text(source.replace(ANCHOR, ANCHOR + THIRD_TASK))

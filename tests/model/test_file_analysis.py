@@ -20,8 +20,8 @@ from serve_app.flow.text_files import TextFields
 from serve_app.model.batching import probs_to_rows
 from serve_app.model.predictor import OnnxPredictor
 from serve_app.model.preprocess import post_text
+from tooling.bench.file import _peak_rss, write_texts
 from tooling.cli import app
-from tooling.file_bench import _peak_rss, write_texts
 
 pytestmark = pytest.mark.model
 
@@ -145,7 +145,11 @@ def test_memory_stays_flat_from_2k_to_20k_texts(tmp_path: Path, data_root: Path,
     and the bootstrap's blocks); with the bootstrap's weights in one piece it was 497 -> 761."""
     if not Path("/usr/bin/time").is_file():
         pytest.skip("GNU time is needed to read a fresh process's peak RSS")
-    env = {**os.environ, "EMOTION_MONITOR_MAX_LENGTH": "8", "EMOTION_MONITOR_MODEL_DIR": str(model_dir)}
+    env = {
+        **os.environ,
+        "EMOTION_MONITOR_MODEL__MAX_LENGTH": "8",
+        "EMOTION_MONITOR_MODEL__DIR": str(model_dir),
+    }
     cli = str(Path(sys.executable).parent / "emotion-monitor")
     peaks = []
     for n in (2_000, 20_000):

@@ -169,18 +169,18 @@ def test_user_config_is_checked() -> None:
 
 def test_a_task_can_be_served_by_an_artifact_of_its_own(model_dir: Path, tmp_path: Path) -> None:
     from deployments.app import AppArgs, model_dirs
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings
 
     own = _versioned_copy(model_dir, tmp_path / "sentiment-only", "sen-x")
-    settings = Settings(model_dir=model_dir, embedded=False, background=False)
+    settings = Settings(model={"dir": model_dir}, stores={"embedded": False}, background=False)
     shared = model_dirs(AppArgs(), settings)
     assert shared == {"emotion": str(model_dir.resolve()), "sentiment": str(model_dir.resolve())}
-    # From the settings (EMOTION_MONITOR_TASK_MODEL_DIRS), and the app args over them.
-    split = Settings(model_dir=model_dir, task_model_dirs={"sentiment": own}, embedded=False)
+    # From the settings (EMOTION_MONITOR_MODEL__TASK_DIRS), and the app args over them.
+    split = Settings(model={"dir": model_dir, "task_dirs": {"sentiment": own}}, stores={"embedded": False})
     assert model_dirs(AppArgs(), split)["sentiment"] == str(own.resolve())
-    args = AppArgs(task_model_dirs={"sentiment": str(model_dir)})
+    args = AppArgs(model=ModelSettings(task_dirs={"sentiment": model_dir}))
     assert model_dirs(args, split)["sentiment"] == str(model_dir.resolve())
     # A task asked for whose artifact is not there is refused, naming the directory.
     missing = tmp_path / "nothing"
     with pytest.raises(ModelArtifactError, match="nothing"):
-        model_dirs(AppArgs(tasks=["emotion"], task_model_dirs={"emotion": str(missing)}), settings)
+        model_dirs(AppArgs(tasks=["emotion"], model=ModelSettings(task_dirs={"emotion": missing})), settings)

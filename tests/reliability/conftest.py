@@ -166,18 +166,21 @@ def deploy(settings_kw: dict[str, Any], **args_kw: Any) -> None:
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
-    settings = Settings(embedded=False, background=True, warmer_per_pass=0, **settings_kw)
+    settings = Settings(
+        background=True,
+        warmer={"per_pass": 0},
+        **{**settings_kw, "stores": {"embedded": False, **settings_kw.get("stores", {})}},
+    )
     args = AppArgs(
-        model_dir=str(MODEL_DIR),
-        default_source="jsonl",
-        jsonl_path=str(DATA_ROOT / "reddit_sample" / "posts.jsonl"),
+        model=ModelSettings(dir=MODEL_DIR, ort_threads=1, max_length=64),
+        sources=SourcesSettings(
+            default_source="jsonl", jsonl_path=DATA_ROOT / "reddit_sample" / "posts.jsonl"
+        ),
         classifier_min_replicas=2,
         classifier_max_replicas=2,
         classifier_num_cpus=0.5,
-        ort_threads=1,
-        max_length=64,
         **args_kw,
     )
     serve.run(make_app(args, settings, app_name=APP), name=APP, route_prefix=PREFIX)
@@ -200,19 +203,23 @@ def rel_settings(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     return {
-        # The ingress's history journal lives here: not shared with other suites' apps.
-        "data_dir": tmp_path_factory.mktemp("rel-data"),
-        "redis_url": private_redis.url,
-        "postgres_url": private_pg.url,
+        "stores": {
+            # The ingress's history journal lives here: not shared with other suites' apps.
+            "data_dir": tmp_path_factory.mktemp("rel-data"),
+            "redis_url": private_redis.url,
+            "postgres_url": private_pg.url,
+        },
         # The background loop must not race the tests' forced passes for the same records;
         # a sync pass under test is always `sync_now`, which ignores the CPU gate.
-        "sync_cpu_threshold": 0.1,
-        "reddit_public_url": flaky_reddit.url,
-        "fetch_retries": 2,
-        "fetch_timeout_s": 1.0,
-        "reddit_contact": "/u/emotion-monitor-tests",
-        "reddit_public_per_min": 6000,
-        "reddit_burst": 1000,
+        "sync": {"cpu_threshold": 0.1},
+        "reddit": {
+            "public_url": flaky_reddit.url,
+            "retries": 2,
+            "timeout_s": 1.0,
+            "contact": "/u/emotion-monitor-tests",
+            "public_per_min": 6000,
+            "burst": 1000,
+        },
     }
 
 

@@ -69,12 +69,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     cfg = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     cfg["http_options"]["port"] = port
     args = cfg["applications"][0]["args"]
-    args.update(jsonl_path=str(corpus), max_length=64)
+    args.update(sources={"jsonl_path": str(corpus)}, model={**args["model"], "max_length": 64})
     (work / "serve.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMOTION_MONITOR_")}
     env.update(
-        EMOTION_MONITOR_DATA_DIR=str(work / "state"),
-        EMOTION_MONITOR_DEFAULT_SOURCE="jsonl",
+        EMOTION_MONITOR_STORES__DATA_DIR=str(work / "state"),
+        EMOTION_MONITOR_SOURCES__DEFAULT_SOURCE="jsonl",
         RAY_TMPDIR=str(work),
         RAY_USAGE_STATS_ENABLED="0",
         RAY_AUTH_MODE="disabled",
@@ -186,10 +186,10 @@ def _stored_live(data_dir: Path) -> list[str]:
 
 def _keywords_stored(data_dir: Path) -> set[str]:
     """The same after the app stopped: the embedded servers are started to read, then stopped."""
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import StoresSettings
     from serve_app.runtime.embedded import resolve_infrastructure, stop_embedded
 
-    resolve_infrastructure(Settings(embedded=True, data_dir=data_dir))
+    resolve_infrastructure(StoresSettings(embedded=True, data_dir=data_dir))
     try:
         return set(_stored_live(data_dir))
     finally:

@@ -72,7 +72,7 @@ def sync_now() -> dict[str, Any]:
 
 @pytest.fixture()
 def clean(rel_url: str, private_redis: PrivateRedis, private_pg: PrivatePostgres) -> Iterator[str]:
-    from serve_app.stores.history import migrate
+    from serve_app.stores.history_sql import migrate
 
     migrate(private_pg.url)
 

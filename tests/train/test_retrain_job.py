@@ -59,7 +59,7 @@ def test_retrain_pushes_a_candidate_and_starts_its_shadow_without_promoting(
     rewrite_serve_config(serve_config, model_versions=live)
     before = serve_config.read_text()
 
-    monkeypatch.setenv("EMOTION_MONITOR_REGISTRY_DIR", str(registry.root))
+    monkeypatch.setenv("EMOTION_MONITOR_MODEL__REGISTRY_DIR", str(registry.root))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     get_settings.cache_clear()

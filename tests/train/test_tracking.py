@@ -32,7 +32,7 @@ def test_a_training_run_is_tracked_in_mlflow(tmp_path: Path, data_root: Path) ->
         with (data_root / rel).open() as fh:
             (tiny / rel).write_text("".join(islice(fh, 60)))
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    env = {**os.environ, "EMOTION_MONITOR_MLFLOW_TRACKING_URI": uri, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "EMOTION_MONITOR_TRACKING__URI": uri, "HF_HUB_OFFLINE": "1"}
     args = ["--config", config, "--out", tmp_path / "art", "--run-dir", tmp_path / "run", "--data-root", tiny]
     subprocess.run(
         [

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tooling.cli import app, format_analysis
+from tooling.cli import app
+from tooling.cli.analyze import format_analysis
 
 pytestmark = pytest.mark.unit
 

@@ -61,11 +61,12 @@ def test_launcher_deploys_the_serve_config() -> None:
     sets = dict(
         (k, yaml.safe_load(v))
         for k, _, v in (a.strip("'").partition("=") for a in shlex.split(derive)[1:] if "=" in a)
-        if k in AppArgs.model_fields
+        if k.split(".")[0] in AppArgs.model_fields
     )
-    assert sets["predict_in_ingress"] is False
+    assert sets["predict_in_ingress"] is False and sets["model.ort_threads"] == 2
     derived = derive_serve_config(yaml.safe_load((ROOT / "serve_config.yaml").read_text()), sets)
     args = AppArgs.model_validate(derived["applications"][0]["args"])
+    assert args.model is not None and args.model.dir.name == "multitask"  # a dotted --set keeps the rest
     node = cfg["available_node_types"]["classifier"]
     per_node = node["resources"]["classifier"] // args.classifier_resources["classifier"]
     assert args.classifier_max_replicas <= per_node * node["max_workers"]
@@ -127,7 +128,7 @@ def test_container_serves_a_derived_config_on_all_interfaces(tmp_path: Path) -> 
     derived, base = yaml.safe_load(out.read_text()), yaml.safe_load(src.read_text())
     assert derived["http_options"]["host"] == "0.0.0.0" and base["http_options"]["host"] == "127.0.0.1"
     assert derived["applications"] == base["applications"]
-    bad = CliRunner().invoke(app, ["cluster", "config", "--out", str(out), "--set", "max_length=4"])
+    bad = CliRunner().invoke(app, ["cluster", "config", "--out", str(out), "--set", "model.max_length=4"])
     assert bad.exit_code == 2 and "max_length" in bad.output
 
 

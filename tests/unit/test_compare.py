@@ -210,7 +210,7 @@ def test_a_comparison_prints_a_table_and_saves_a_chart(tmp_path: object) -> None
     from pathlib import Path
 
     from serve_app.flow.compare import compare_answers
-    from tooling.cli_commands.compare import format_comparison, save_comparison_chart
+    from tooling.cli.compare import format_comparison, save_comparison_chart
 
     answers = [
         _answer("cats", A, {"positive": 300, "negative": 50, "neutral": 50}),

@@ -8,9 +8,10 @@ import pytest
 
 from serve_app.domain.labels import EMOTION_LABELS
 from serve_app.domain.tasks import TASKS
+from training.batches import length_grouped_batches, mix_epoch
 from training.config import ConfigError, load_config
 from training.data import NO_LABEL, DataError, file_sha256, join_tasks, label_counts, read_jsonl
-from training.train import class_weights, length_grouped_batches, mix_epoch
+from training.train import class_weights
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def test_bad_rows_name_the_file_and_line(tmp_path: Path, rows: list[object], mes
 
 
 def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="EMOTION_MONITOR_DATA_ROOT"):
+    with pytest.raises(DataError, match="EMOTION_MONITOR_MODEL__DATA_ROOT"):
         read_jsonl(tmp_path / "nope.jsonl", EMOTION_LABELS)
 
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from serve_app.config.settings import RedditSettings, SourcesSettings
 from serve_app.domain.errors import SourceConfigError, SourceError
 from serve_app.domain.posts import Post
 from serve_app.sources.corpus import JsonlCorpus
@@ -54,7 +56,7 @@ def test_corpus_loads_the_shared_sample_and_searches_fast(data_root: Path) -> No
 
 
 def test_missing_corpus_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(SourceConfigError, match="EMOTION_MONITOR_JSONL_PATH"):
+    with pytest.raises(SourceConfigError, match="EMOTION_MONITOR_SOURCES__JSONL_PATH"):
         JsonlCorpus.from_file(tmp_path / "none.jsonl")
     with pytest.raises(SourceConfigError, match="unknown source"):
         PostSources(FetcherConfig()).fetch("twitter", "ai", 5)
@@ -168,15 +170,19 @@ def test_praw_path_with_bad_credentials_is_a_named_error(reddit: RedditTestServe
 def test_sources_choose_praw_only_with_credentials(reddit: RedditTestServer, tmp_path: Path) -> None:
     corpus = tmp_path / "posts.jsonl"
     corpus.write_text(json.dumps({"id": "a", "title": "python rocks", "body": "", "created_utc": 1}) + "\n")
-    public = PostSources(FetcherConfig(jsonl_path=str(corpus), reddit_public_url=reddit.url))
+    public = PostSources(
+        FetcherConfig(SourcesSettings(jsonl_path=corpus), RedditSettings(public_url=reddit.url))
+    )
     assert isinstance(public.reddit(), RedditPublicClient)
     assert [p.id for p in public.fetch("jsonl", "python", 5).posts] == ["a"]
     oauth = PostSources(
         FetcherConfig(
-            reddit_client_id=CLIENT_ID,
-            reddit_client_secret=CLIENT_SECRET,
-            reddit_oauth_url=reddit.url,
-            reddit_www_url=reddit.url,
+            reddit=RedditSettings(
+                client_id=CLIENT_ID,
+                client_secret=SecretStr(CLIENT_SECRET),
+                oauth_url=reddit.url,
+                www_url=reddit.url,
+            )
         )
     )
     assert isinstance(oauth.reddit(), RedditPrawClient)

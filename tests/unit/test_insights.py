@@ -182,7 +182,7 @@ def test_edge_cases_give_a_valid_answer(case: str) -> None:
 
 
 def test_the_cli_prints_each_labels_top_drivers() -> None:
-    from tooling.cli import format_analysis
+    from tooling.cli.analyze import format_analysis
 
     posts, preds = corpus(200)
     out = describe("gadget", posts, preds)

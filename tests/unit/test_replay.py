@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from deployments.monitor_actor import MonitorConfig
+from serve_app.config.settings import MonitorSettings, ReplaySettings, SourcesSettings
 from serve_app.domain.errors import SourceConfigError
 from serve_app.domain.posts import Post
 from serve_app.domain.schemas import AlertOut, TrendsResponse
@@ -22,7 +23,6 @@ from serve_app.sources.replay import (
     PLANTED_SUBREDDIT,
     PLANTED_TERM,
     ReplayFeed,
-    ReplayPlan,
     planted_texts,
 )
 from tests.conftest import DATA_ROOT
@@ -38,10 +38,16 @@ def post(i: int, title: str, sub: str = "sub") -> Post:
     return Post(f"p{i}", title, "", sub, 1_200_000_000.0 + 86_400 * i, 1, f"https://r/{i}")
 
 
-def small_feed(plan: ReplayPlan | None = None, run: str = "run1") -> ReplayFeed:
+def replay_plan(posts_per_s: float, backlog_s: float, burst_at_s: float, burst_s: float) -> ReplaySettings:
+    return ReplaySettings(
+        posts_per_s=posts_per_s, backlog_s=backlog_s, burst_at_s=burst_at_s, burst_s=burst_s
+    )
+
+
+def small_feed(plan: ReplaySettings | None = None, run: str = "run1") -> ReplayFeed:
     posts = [post(i, f"my phone number {i}", "other" if i == 5 else "sub") for i in range(10)]
     posts.append(post(10, "coffee only"))
-    return ReplayFeed(JsonlCorpus(posts), plan or ReplayPlan(1.0, 3.0, 100.0, PLANTED_POSTS - 1.0), T0, run)
+    return ReplayFeed(JsonlCorpus(posts), plan or replay_plan(1.0, 3.0, 100.0, PLANTED_POSTS - 1.0), T0, run)
 
 
 def test_posts_arrive_on_the_replay_clock_stamped_with_their_arrival() -> None:
@@ -115,7 +121,7 @@ def test_the_real_corpus_gives_the_monitor_enough_posts_a_minute() -> None:
         pytest.skip(f"no corpus at {path}")
     corpus = JsonlCorpus.from_file(path)
     assert not corpus.search(PLANTED_TERM, 1).posts  # the term is made up
-    feed = ReplayFeed(corpus, ReplayPlan(), T0)
+    feed = ReplayFeed(corpus, ReplaySettings(), T0)
     got = feed.search(DEMO_KEYWORD, 10_000, now=T0 + 600)
     real = [p for p in got.posts if "planted" not in p.id]
     starts = [T0 - 180 + 60 * m for m in range(13)]
@@ -128,7 +134,9 @@ def test_sources_serve_the_replay_and_name_it_when_unknown(tmp_path: Path) -> No
     rows = [{"id": f"x{i}", "title": f"phone {i}", "created_utc": 1_300_000_000 + i} for i in range(5)]
     path = tmp_path / "posts.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    sources = PostSources(FetcherConfig(jsonl_path=str(path), replay=ReplayPlan(1.0, 2.0, 0.0, 10.0)))
+    sources = PostSources(
+        FetcherConfig(SourcesSettings(jsonl_path=path), replay=replay_plan(1.0, 2.0, 0.0, 10.0))
+    )
     got = sources.fetch("replay", "phone", 100)
     run = sources.replay().run
     assert got.posts and all(p.id.startswith(f"{run}-") for p in got.posts)
@@ -139,7 +147,9 @@ def test_sources_serve_the_replay_and_name_it_when_unknown(tmp_path: Path) -> No
 
 
 def test_the_monitor_compares_minute_buckets_for_replayed_watches() -> None:
-    cfg = MonitorConfig(postgres_url="postgresql://x/y", bucket_s=3600, replay_bucket_s=60)
+    cfg = MonitorConfig(
+        "postgresql://x/y", settings=MonitorSettings(alert_bucket_s=3600), replay=ReplaySettings(bucket_s=60)
+    )
     assert cfg.bucket_for("replay") == 60 and cfg.bucket_for("jsonl") == cfg.bucket_for("reddit") == 3600
     assert parse_bucket("1m") == 60
 

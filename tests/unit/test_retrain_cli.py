@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from serve_app.model.registry import LocalRegistry
 from tests.conftest import MODEL_DIR, ROOT
 from tooling.cli import app
-from tooling.cli_commands.retrain import job_entrypoint
+from tooling.cli.retrain import job_entrypoint
 from training.retrain import IN_JOB_DASHBOARD, RAY_JOB_ENV, RetrainOptions, candidate_version, deploy_target
 
 pytestmark = pytest.mark.unit
@@ -83,7 +83,7 @@ def test_bad_input_stops_the_job_before_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_config: str, says: str
 ) -> None:
     (tmp_path / "no_classifier.yaml").write_text("applications:\n  - name: x\n    deployments: []\n")
-    monkeypatch.setenv("EMOTION_MONITOR_REGISTRY_DIR", str(tmp_path / "registry"))
+    monkeypatch.setenv("EMOTION_MONITOR_MODEL__REGISTRY_DIR", str(tmp_path / "registry"))
     monkeypatch.setenv(RAY_JOB_ENV, "{}")  # as inside a Ray job: no --local needed
     from serve_app.config.settings import get_settings
 

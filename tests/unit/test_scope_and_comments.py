@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from serve_app.config.settings import SourcesSettings
 from serve_app.domain.posts import FetchResult, Post
 from serve_app.domain.question import Question
 from serve_app.domain.records import PredictionRow, ServedModels, TaskModel
@@ -228,7 +229,9 @@ def test_an_empty_scope_is_a_valid_empty_result(scope: Scope) -> None:
 def test_the_corpus_has_no_comments_and_says_so(tmp_path: Any) -> None:
     path = tmp_path / "posts.jsonl"
     path.write_text('{"id": "a", "title": "coffee", "subreddit": "Coffee", "created_utc": 1}\n')
-    got = PostSources(FetcherConfig(jsonl_path=str(path))).fetch("jsonl", "coffee", 10, include_comments=3)
+    got = PostSources(FetcherConfig(SourcesSettings(jsonl_path=path))).fetch(
+        "jsonl", "coffee", 10, include_comments=3
+    )
     assert [p.id for p in got.posts] == ["a"] and got.partial is None
     assert (
         got.comments is not None

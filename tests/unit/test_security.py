@@ -49,16 +49,19 @@ def test_rate_limiter_memory_is_bounded() -> None:
 
 def test_settings_repr_and_errors_never_show_secrets() -> None:
     secrets = {
-        "reddit_client_secret": "reddit-secret-91b2",
-        "postgres_url": "postgresql://u:pg-pass-4471@db:5432/x",
-        "redis_url": "redis://:redis-pass-7c2d@cache:6379/0",
-        "aws_secret_access_key": "aws-secret-0f3e",
-        "api_key": "api-key-5d1a",
+        "reddit": {"client_secret": "reddit-secret-91b2"},
+        "stores": {
+            "embedded": False,
+            "postgres_url": "postgresql://u:pg-pass-4471@db:5432/x",
+            "redis_url": "redis://:redis-pass-7c2d@cache:6379/0",
+        },
+        "s3": {"secret_access_key": "aws-secret-0f3e"},
+        "http": {"api_key": "api-key-5d1a"},
     }
-    s = Settings(embedded=False, **secrets)  # type: ignore[arg-type]
+    s = Settings.model_validate(secrets)
     shown = repr(s) + str(s) + str(s.model_dump()) + s.model_dump_json()
     for word in ("reddit-secret-91b2", "pg-pass-4471", "redis-pass-7c2d", "aws-secret-0f3e", "api-key-5d1a"):
         assert word not in shown, word
     with pytest.raises(ValueError) as err:
-        Settings(embedded=False, api_key="api-key-5d1a", fetch_retries=-1)  # type: ignore[arg-type]
+        Settings.model_validate({"http": {"api_key": "api-key-5d1a"}, "reddit": {"retries": -1}})
     assert "api-key-5d1a" not in str(err.value)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tooling.cli import _emit_report, _offline, bench_app, format_analysis
+from tooling.cli.analyze import format_analysis
+from tooling.cli.main import _emit_report, _offline, bench_app
 
 if TYPE_CHECKING:
     from serve_app.flow.file_ray import RayScoring
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FileRequest:
-    """What `analyze --file` was asked (tooling/cli.py's `analyze` hands it over)."""
+    """What `analyze --file` was asked (tooling/cli/analyze.py's `analyze` hands it over)."""
 
     path: Path
     text_field: str = "text"
@@ -57,9 +58,9 @@ def run_file_analysis(req: FileRequest) -> None:
         raise _fail(str(exc)) from None
     opts = FileOptions(
         tasks=req.tasks or None,
-        negative_threshold=settings.negative_threshold,
+        negative_threshold=settings.model.negative_threshold,
         include_other_languages=req.include_other_languages,
-        lang_min_confidence=settings.lang_min_confidence,
+        lang_min_confidence=settings.model.lang_min_confidence,
         dedupe=req.dedupe,
     )
     ray_scoring = _ray_scoring(req.ray_address) if req.ray_address else None
@@ -72,7 +73,7 @@ def run_file_analysis(req: FileRequest) -> None:
         job = bar.add_task(f"analysing {req.path.name}", total=req.path.stat().st_size)
         try:
             analysis = analyze_file(
-                req.path, fields, req.model or settings.model_dir, opts, settings.max_length,
+                req.path, fields, req.model or settings.model.dir, opts, settings.model.max_length,
                 chunk_size=ray_scoring.chunk_size if ray_scoring else 1000,
                 progress=lambda done: bar.update(job, completed=done),
                 scorer=ray_scoring,
@@ -117,7 +118,7 @@ def bench_file_cmd(
     """The file analysis beside model-only (same texts, batch size and token length), and its
     peak memory at two file sizes (each in a fresh process)."""
     _offline()
-    from tooling.file_bench import BenchPlan, bench_file
+    from tooling.bench.file import BenchPlan, bench_file
 
     plan = BenchPlan(
         model, posts, texts, repeats, [int(x) for x in memory_sizes.split(",") if x.strip()],
@@ -142,7 +143,7 @@ def bench_file_nodes_cmd(
 ) -> None:
     """`analyze --file --ray` on the local cluster with 1, then 2 worker nodes, beside in-process."""
     _offline()
-    from tooling.file_nodes_bench import NodesPlan, bench_file_nodes
+    from tooling.bench.file_nodes import NodesPlan, bench_file_nodes
 
     plan = NodesPlan(model.resolve(), posts, texts, repeats, max_length, workdir)
     _emit_report(bench_file_nodes(plan, log=lambda msg: print(msg, file=sys.stderr, flush=True)), out)

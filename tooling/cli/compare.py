@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tooling.cli import DEFAULT_URL, ServiceUrl, _call, _emit_report, _offline, app, bench_app
+from tooling.cli.main import DEFAULT_URL, ServiceUrl, _call, _emit_report, _offline, app, bench_app
 
 
 def _share_cell(row: dict[str, Any] | None) -> str:
@@ -122,7 +122,7 @@ def save_export(url: str, analysis_id: str | None, path: Path, timeout: float = 
         typer.echo("the service's answer has no analysis_id: it predates export", err=True)
         raise typer.Exit(1)
     fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
-    headers = {"X-API-Key": key} if (key := secret(get_settings().api_key)) else {}
+    headers = {"X-API-Key": key} if (key := secret(get_settings().http.api_key)) else {}
     target = f"{url.rstrip('/')}/analyses/{analysis_id}/posts"
     try:
         with httpx.stream("GET", target, params={"format": fmt}, headers=headers, timeout=timeout) as r:
@@ -159,7 +159,7 @@ def bench_compare_cmd(
     """/compare of 3 keywords whose posts were scored before (target p50 < 500 ms) beside 3
     /analyze calls; export of a 1,000-post analysis (target < 1 s, memory flat)."""
     _offline()
-    from tooling.bench_compare import bench_compare
+    from tooling.bench.compare import bench_compare
 
     kws = [k.strip() for k in keywords.split(",") if k.strip()]
     _emit_report(bench_compare(model, jsonl, kws, redis_url, postgres_url, repeats), out)

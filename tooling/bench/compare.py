@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tooling.bench import local_serve, machine_line, pct, table
+from tooling.bench.common import local_serve, machine_line, pct, table
 
 ANSWER_KEYS = "em:analyze:v1:*"
 
@@ -22,11 +22,13 @@ def _deploy(model_dir: Path, jsonl: Path, redis_url: str, postgres_url: str, ins
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
 
-    settings = Settings(redis_url=redis_url, postgres_url=postgres_url, embedded=False, background=False)
-    args = AppArgs(model_dir=str(model_dir), default_source="jsonl", jsonl_path=str(jsonl),
-                   classifier_max_replicas=1, ort_threads=2, max_length=128, insights=insights)  # fmt: skip
+    settings = Settings(stores={"redis_url": redis_url, "postgres_url": postgres_url, "embedded": False},
+                        background=False)  # fmt: skip
+    args = AppArgs(model=ModelSettings(dir=model_dir, ort_threads=2, max_length=128),
+                   sources=SourcesSettings(default_source="jsonl", jsonl_path=jsonl),
+                   classifier_max_replicas=1, insights=insights)  # fmt: skip
     serve.run(make_app(args, settings), name="emotion-monitor", route_prefix="/")
 
 
@@ -99,7 +101,7 @@ def _export_rows(url: str, redis_url: str, postgres_url: str, repeats: int) -> l
     import redis
 
     from serve_app.stores.history import REC_PREFIX, HistorySync, store_record
-    from tooling.bench import synthetic_records
+    from tooling.bench.history import synthetic_records
 
     rc = redis.Redis.from_url(redis_url)
     big, small = synthetic_records(1, 1000, seed=3)[0], synthetic_records(1, 100, seed=4)[0]
@@ -149,7 +151,7 @@ def _peak(rec: Any, fmt: str) -> int:
 def bench_compare(
     model_dir: Path, jsonl: Path, keywords: Sequence[str], redis_url: str, postgres_url: str, repeats: int
 ) -> str:
-    from serve_app.stores.history import migrate
+    from serve_app.stores.history_sql import migrate
 
     migrate(postgres_url)
     with local_serve() as url:

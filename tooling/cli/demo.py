@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import DEFAULT_URL, ServiceUrl, app
+from tooling.cli.main import DEFAULT_URL, ServiceUrl, app
 from tooling.demo import STATED_TIME_S, DemoConfig, DemoError, DemoRun, clock
 
 
@@ -26,7 +26,7 @@ def demo(
     """
     from serve_app.config.settings import get_settings, secret
 
-    cfg = DemoConfig(url=url, api_key=secret(get_settings().api_key), timeout_s=timeout)
+    cfg = DemoConfig(url=url, api_key=secret(get_settings().http.api_key), timeout_s=timeout)
     try:
         out = DemoRun(cfg, typer.echo).run()
     except DemoError as exc:
@@ -40,8 +40,8 @@ def demo(
                    f"(`emotion-monitor watch rm {out.replay.keyword}` removes it).")  # fmt: skip
         return
     hint = (
-        "The service's monitor may be waiting for an idle CPU (EMOTION_MONITOR_MONITOR_CPU_THRESHOLD) "
-        "or be off (EMOTION_MONITOR_MONITOR); `emotion-monitor watch list` shows its last poll."
+        "The service's monitor may be waiting for an idle CPU (EMOTION_MONITOR_MONITOR__CPU_THRESHOLD) "
+        "or be off (EMOTION_MONITOR_MONITOR__ENABLED); `emotion-monitor watch list` shows its last poll."
     )
     typer.echo(f"demo: no alert within {clock(timeout)} ({buckets} trend buckets so far). {hint}", err=True)
     raise typer.Exit(1)

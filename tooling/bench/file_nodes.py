@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tooling.file_bench import write_texts
+from tooling.bench.file import write_texts
 
 
 @dataclass(frozen=True)

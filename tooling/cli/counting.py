@@ -14,7 +14,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from tooling.cli import DataRoot, bench_app, model_app
+from tooling.cli.main import DataRoot, bench_app, model_app
 from training.counting_choice import Figures
 
 ConfigOption = Annotated[Path, typer.Option(help="The training config that names the data sets.")]
@@ -46,7 +46,7 @@ def model_counting(
             typer.echo("\n".join(shift_lines(f"{task} {name} ({sr['fit']})", sr["protocol"])))
     if track:
         s = get_settings()
-        run_id = log_counting_run(reports, cfg.version, s.mlflow_tracking_uri, s.mlflow_experiment)
+        run_id = log_counting_run(reports, cfg.version, s.tracking.uri, s.tracking.experiment)
         typer.echo(f"MLflow run {run_id}")
 
 

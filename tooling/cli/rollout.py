@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import bench_app, model_app
+from tooling.cli.main import bench_app, model_app
 
 ConfigPath = Annotated[Path, typer.Option(help="The Serve config whose Classifier user_config is rolled.")]
 ConfigOnly = Annotated[bool, typer.Option(help="Only edit the Serve config; do not `serve deploy` it.")]
@@ -25,12 +25,14 @@ def _dsn() -> str:
     from serve_app.runtime.embedded import start_postgres
 
     s = get_settings()
-    dsn = secret(s.postgres_url)
-    if dsn is None and s.embedded:
-        dsn = start_postgres(s.data_dir.expanduser().resolve() / "postgres")
+    dsn = secret(s.stores.postgres_url)
+    if dsn is None and s.stores.embedded:
+        dsn = start_postgres(s.stores.data_dir.expanduser().resolve() / "postgres")
     if dsn is None:
         typer.echo(
-            "no PostgreSQL: set EMOTION_MONITOR_POSTGRES_URL or EMOTION_MONITOR_EMBEDDED=true", err=True
+            "no PostgreSQL: set EMOTION_MONITOR_STORES__POSTGRES_URL or "
+            "EMOTION_MONITOR_STORES__EMBEDDED=true",
+            err=True,
         )
         raise typer.Exit(2)
     return dsn
@@ -161,7 +163,7 @@ def bench_shadow_cmd(
     ),
 ) -> None:
     """/analyze cold p50 with the shadow at SHARE vs off, same run, same replicas (docs/rollout.md)."""
-    from tooling.bench_shadow import bench_shadow
+    from tooling.bench.shadow import bench_shadow
 
     kws = keyword or ["game", "python", "money", "dog", "work", "music"]
     typer.echo(bench_shadow(model, jsonl, kws, rounds, share, redis_url, postgres_url))

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import app
+from tooling.cli.main import app
 
 services_app = typer.Typer(
     help="The embedded Redis and PostgreSQL that `make run` starts when no URL is configured.",
@@ -19,14 +19,14 @@ app.add_typer(services_app, name="services")
 
 DataDir = Annotated[
     Path | None,
-    typer.Option(help="Their data dir; default: EMOTION_MONITOR_DATA_DIR (.emotion-monitor)."),
+    typer.Option(help="Their data dir; default: EMOTION_MONITOR_STORES__DATA_DIR (.emotion-monitor)."),
 ]
 
 
 def _data_dir(given: Path | None) -> Path:
     from serve_app.config.settings import Settings
 
-    return given if given is not None else Settings().data_dir
+    return given if given is not None else Settings().stores.data_dir
 
 
 @services_app.command("status")

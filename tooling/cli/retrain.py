@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tooling.cli import DataRoot, _offline, app
+from tooling.cli.main import DataRoot, _offline, app
 from training.retrain import (
     DEFAULT_SHADOW_SHARE,
     RetrainError,
@@ -175,13 +175,18 @@ def retrain(
     if address:
         raise typer.Exit(submit(address, opts, wait))
     if not (local or in_ray_job()):
-        typer.echo(
-            "retrain: say where it runs: --address http://HEAD:8265 submits it to that Ray cluster "
-            "as a job; --local runs it in this process",
-            err=True,
-        )
-        raise typer.Exit(2)
+        raise _nowhere_to_run()
     run_here(opts)
+
+
+def _nowhere_to_run() -> typer.Exit:
+    """Neither --address nor --local, and not inside a Ray job: say so; exit status 2."""
+    typer.echo(
+        "retrain: say where it runs: --address http://HEAD:8265 submits it to that Ray cluster "
+        "as a job; --local runs it in this process",
+        err=True,
+    )
+    return typer.Exit(2)
 
 
 def run_here(opts: RetrainOptions) -> None:

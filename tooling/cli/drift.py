@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import DataRoot, bench_app
+from tooling.cli.main import DataRoot, bench_app
 
 
 @bench_app.command("drift")
@@ -27,6 +27,7 @@ def bench_drift(
     repeats: Annotated[int, typer.Option(help="Timed repeats of each measurement.")] = 20,
 ) -> None:
     """Print the drift watch's CPU cost and the tap's overhead on a serving batch."""
+    from serve_app.config.settings import DriftSettings
     from serve_app.model.batching import run_batch
     from serve_app.model.drift_profile import load_profile
     from serve_app.model.predictor import OnnxPredictor
@@ -57,7 +58,7 @@ def bench_drift(
     batch = [t[:200] for t in texts[:32]]  # a serving batch of short texts
     predictors = {t: pred.for_task(t) for t in pred.info.heads}
     calls = [(tuple(predictors), batch, "bench")]
-    tap = DriftTap(TapConfig(redis_url, window=window))
+    tap = DriftTap(TapConfig(redis_url, DriftSettings(window=window)))
     base: list[float] = []
     tapped: list[float] = []
     for _ in range(repeats):  # interleaved, so load from others hits both alike

@@ -27,7 +27,7 @@ def in_process_ms(
     from serve_app.model.predictor import OnnxPredictor
     from serve_app.model.preprocess import post_text
     from serve_app.sources.corpus import JsonlCorpus
-    from tooling.bench import median_time
+    from tooling.bench.common import median_time
 
     corpus = JsonlCorpus.from_file(jsonl)
     model = OnnxPredictor(model_dir, threads=2, max_length=max_length)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import DataRoot, model_app
+from tooling.cli.main import DataRoot, model_app
 
 
 @model_app.command("profile")

@@ -137,8 +137,8 @@ def _peak_rss(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
 def _memory(plan: BenchPlan, log: Callable[[str], None]) -> list[str]:
     env = {
         **os.environ,
-        "EMOTION_MONITOR_MAX_LENGTH": str(plan.memory_max_length),
-        "EMOTION_MONITOR_MODEL_DIR": str(plan.model),
+        "EMOTION_MONITOR_MODEL__MAX_LENGTH": str(plan.memory_max_length),
+        "EMOTION_MONITOR_MODEL__DIR": str(plan.model),
     }
     cli = str(Path(sys.executable).parent / "emotion-monitor")
     rows = []
@@ -147,7 +147,7 @@ def _memory(plan: BenchPlan, log: Callable[[str], None]) -> list[str]:
         f_cmd = [cli, "analyze", "--file", str(path), "--id-field", "id", "--json"]
         f_rss, f_s = _peak_rss(f_cmd, env)
         # Model-only holds nothing per text: measured once, at the smallest size, to save time.
-        base = [sys.executable, "-m", "tooling.file_bench", str(plan.model), str(path)]
+        base = [sys.executable, "-m", "tooling.bench.file", str(plan.model), str(path)]
         m = _peak_rss([*base, str(plan.memory_max_length), str(plan.batch_size)], env) if k == 0 else None
         log(f"{n} texts: file {f_rss:.0f} MiB {f_s:.0f} s" + (f", model-only {m[0]:.0f} MiB" if m else ""))
         m_cell = f"{m[0]:.0f}" if m else "-"

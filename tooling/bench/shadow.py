@@ -20,27 +20,27 @@ from pathlib import Path
 
 import psutil
 
-from tooling.bench import _keyword_texts, local_serve, machine_line, table
+from tooling.bench.common import keyword_texts, local_serve, machine_line, table
 
 
 def _deploy(model_dir: Path, jsonl: Path, redis_url: str, pg_url: str, registry: Path, share: float) -> None:
     from ray import serve
 
     from deployments.app import AppArgs, make_app
-    from serve_app.config.settings import Settings
+    from serve_app.config.settings import ModelSettings, Settings, SourcesSettings
     from serve_app.lifecycle.rollout import CandidateConfig
     from serve_app.model.predictor import read_artifact_info
 
     settings = Settings(
-        redis_url=redis_url, postgres_url=pg_url, embedded=False, background=False, registry_dir=registry
+        stores={"redis_url": redis_url, "postgres_url": pg_url, "embedded": False},
+        background=False,
+        model={"registry_dir": registry},
     )
     args = AppArgs(
-        model_dir=str(model_dir),
+        model=ModelSettings(dir=model_dir, ort_threads=2),
+        sources=SourcesSettings(default_source="jsonl", jsonl_path=jsonl),
         tasks=read_artifact_info(model_dir).tasks,
-        default_source="jsonl",
-        jsonl_path=str(jsonl),
         classifier_max_replicas=1,
-        ort_threads=2,
         candidate=CandidateConfig(version="bench-candidate", shadow_share=share)
         if share
         else CandidateConfig(),
@@ -101,7 +101,7 @@ def bench_shadow(
 
     info = read_artifact_info(model_dir)
     versions = dict.fromkeys(info.tasks, info.version)
-    kws = list(_keyword_texts(jsonl, keywords))
+    kws = list(keyword_texts(jsonl, keywords))
     times: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     total = {"off": 0.0, "on": 0.0}  # app CPU per call over whole rounds, settling included
     with tempfile.TemporaryDirectory() as tmp, local_serve() as url:

@@ -1,7 +1,7 @@
 """`emotion-monitor distill CONFIG`: a faster student trained on the served model's soft
 labels (training/distill.py), exported like `train`'s artifact and optionally pushed to the
 registry as a candidate; `emotion-monitor bench student`: the student beside its teacher
-(tooling/bench_student.py) (issue 30, item 7)."""
+(tooling/bench/student.py) (issue 30, item 7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from tooling.cli import DataRoot, _offline, _summary, app, bench_app
+from tooling.cli.main import DataRoot, _offline, app, bench_app
+from tooling.cli.model import _summary
 
 
 @app.command("distill")
@@ -65,7 +66,7 @@ def bench_student(
     then per validation set macro-F1, breakdown TVD (natural mix and shifted mixes, each
     model's served counting) and agreement, and agreement on held-out corpus posts."""
     from serve_app.model.predictor import OnnxPredictor
-    from tooling import bench_student as bs
+    from tooling.bench import student as bs
     from training.config import load_config
     from training.data import default_data_root
     from training.train import data_path

@@ -1,5 +1,5 @@
 """The reference system's serving design, for benchmarks: one FastAPI process, ONNX Runtime,
-no batching, the same model. `uvicorn tooling.baseline:app --port 8100`."""
+no batching, the same model. `uvicorn tooling.bench.baseline:app --port 8100`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ def predictor() -> OnnxPredictor:
     global _predictor
     if _predictor is None:
         s = get_settings()
-        _predictor = OnnxPredictor(s.model_dir, threads=s.ort_threads or 2, max_length=s.max_length)
+        _predictor = OnnxPredictor(
+            s.model.dir, threads=s.model.ort_threads or 2, max_length=s.model.max_length
+        )
     return _predictor
 
 

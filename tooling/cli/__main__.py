@@ -1,0 +1,5 @@
+"""`python -m tooling.cli`: the `emotion-monitor` command line."""
+
+from tooling.cli import app
+
+app()
