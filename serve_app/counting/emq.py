@@ -13,6 +13,8 @@ Numpy only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 PROB_FLOOR = 1e-7
@@ -30,6 +32,20 @@ def likelihood_ratios(probs: np.ndarray, priors: np.ndarray) -> np.ndarray:
     return probs / np.maximum(priors[:, None, :], PROB_FLOOR)
 
 
+def _squarem(step: Callable[[np.ndarray], np.ndarray], w: np.ndarray, w1: np.ndarray) -> np.ndarray:
+    """One SQUAREM cycle from w, given w1 = step(w): extrapolate along the two steps, then one
+    more EM step. Converged rows (v ~ 0) take plain steps; the extrapolation is capped, and a
+    jump off the simplex falls back to the plain steps."""
+    w2 = step(w1)
+    r, v = w1 - w, w2 - 2 * w1 + w
+    rn = np.sqrt((r * r).sum(axis=-1, keepdims=True))
+    vn = np.sqrt((v * v).sum(axis=-1, keepdims=True))
+    alpha = np.where(vn > 1e-12, np.clip(-rn / np.maximum(vn, 1e-12), -50.0, -1.0), -1.0)
+    jump = w - 2 * alpha * r + alpha * alpha * v
+    ok = (jump >= 0).all(axis=-1, keepdims=True)
+    return step(np.where(ok, jump, w2))
+
+
 def _em_rows(lr: np.ndarray, weights: np.ndarray, start: np.ndarray, tolerance: float) -> np.ndarray:
     """EM with SQUAREM for each row: lr (m, n, k), weights (m, n), start (m, k) -> (m, k)."""
     n = np.maximum(weights.sum(axis=-1, keepdims=True), 1e-300)
@@ -42,16 +58,7 @@ def _em_rows(lr: np.ndarray, weights: np.ndarray, start: np.ndarray, tolerance: 
 
     w = start.astype(np.float64).copy()
     for _ in range(EM_CYCLES):
-        w1 = step(w)
-        w2 = step(w1)
-        r, v = w1 - w, w2 - 2 * w1 + w
-        rn = np.sqrt((r * r).sum(axis=-1, keepdims=True))
-        vn = np.sqrt((v * v).sum(axis=-1, keepdims=True))
-        # Converged rows (v ~ 0) take plain steps; the extrapolation is capped.
-        alpha = np.where(vn > 1e-12, np.clip(-rn / np.maximum(vn, 1e-12), -50.0, -1.0), -1.0)
-        jump = w - 2 * alpha * r + alpha * alpha * v
-        ok = (jump >= 0).all(axis=-1, keepdims=True)  # off the simplex: the plain steps
-        new = step(np.where(ok, jump, w2))
+        new = _squarem(step, w, step(w))
         done = float(np.abs(new - w).max()) < tolerance
         w = new
         if done:
@@ -129,13 +136,6 @@ def _polish(lr: np.ndarray, weights: np.ndarray, w: np.ndarray, lt: np.ndarray) 
         w1 = step(w)
         if float(np.abs(w1 - w).max()) < POLISH_TOLERANCE:
             break
-        w2 = step(w1)
-        r, v = w1 - w, w2 - 2 * w1 + w
-        rn = np.sqrt((r * r).sum(axis=-1, keepdims=True))
-        vn = np.sqrt((v * v).sum(axis=-1, keepdims=True))
-        alpha = np.where(vn > 1e-12, np.clip(-rn / np.maximum(vn, 1e-12), -50.0, -1.0), -1.0)
-        jump = w - 2 * alpha * r + alpha * alpha * v
-        ok = (jump >= 0).all(axis=-1, keepdims=True)
-        w = step(np.where(ok, jump, w2))
+        w = _squarem(step, w, w1)
     _last_polished[0] = cycles
     return w
