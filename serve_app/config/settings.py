@@ -9,6 +9,9 @@ never printed (their repr is masked). Nothing is read at import time; call `get_
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -22,6 +25,9 @@ from serve_app.domain.tasks import TaskName
 # where posts come from: the one definition. "replay": the JSONL corpus as a live feed
 # (serve_app.sources.replay, `emotion-monitor demo`).
 Source = Literal["reddit", "jsonl", "replay"]
+
+log = logging.getLogger("emotion_monitor.settings")
+ENV_PREFIX = "EMOTION_MONITOR_"
 
 
 class Group(BaseModel):
@@ -228,7 +234,7 @@ class HttpSettings(Group):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="EMOTION_MONITOR_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
@@ -259,8 +265,46 @@ def reddit_user_agent(r: RedditSettings) -> str:
     return r.user_agent or user_agent(r.app_id, __version__, r.contact)
 
 
+# Names with the prefix that are not settings: read by scripts/run.sh and the test suites.
+OTHER_KNOBS = frozenset(
+    {"THROUGHPUT", "RELIABILITY_REPORT", "ALLOW_LEFTOVERS", "FUZZ_EXAMPLES", "SOAK_S", "TEST_PG_URL",
+     "TEST_REDIS_URL", "URL"}
+)  # fmt: skip
+
+
+def env_names() -> dict[str, tuple[str | None, str]]:
+    """Every setting's env name -> (its group, or None at the top, and its field)."""
+    out: dict[str, tuple[str | None, str]] = {}
+    for name, info in Settings.model_fields.items():
+        group = info.annotation
+        if isinstance(group, type) and issubclass(group, Group):
+            out.update({f"{ENV_PREFIX}{name}__{leaf}".upper(): (name, leaf) for leaf in group.model_fields})
+        else:
+            out[f"{ENV_PREFIX}{name}".upper()] = (None, name)
+    return out
+
+
+def stale_env_names(environ: Mapping[str, str]) -> dict[str, list[str]]:
+    """Prefixed names in `environ` that name no setting (a typo, or a flat name from before the
+    groups, e.g. the prefix + SYNC_CPU_THRESHOLD), each with the names it may have meant."""
+    known = env_names()
+    out: dict[str, list[str]] = {}
+    for key in environ:
+        k = key.upper()
+        if not k.startswith(ENV_PREFIX) or k in known or k[len(ENV_PREFIX) :] in OTHER_KNOBS:
+            continue
+        rest = k[len(ENV_PREFIX) :]
+        out[key] = sorted(n for n in known if n.replace("__", "_") == k or n.endswith("__" + rest))
+    return out
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    # Pydantic ignores a prefixed name that matches no field: say so, or a renamed or
+    # misspelled setting would be silently without effect.
+    for name, meant in stale_env_names(os.environ).items():
+        hint = f"; did you mean {' or '.join(meant)}?" if meant else ""
+        log.warning("%s names no setting and is ignored (docs/configuration.md)%s", name, hint)
     return Settings()
 
 

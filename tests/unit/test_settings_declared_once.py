@@ -14,23 +14,13 @@ import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 
-from serve_app.config.settings import Group, Settings
+from serve_app.config.settings import OTHER_KNOBS, Group, Settings, env_names, stale_env_names
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "EMOTION_MONITOR_"
-# Knobs with the prefix that are not settings: read by scripts and test suites themselves.
-NOT_SETTINGS = {
-    "THROUGHPUT",  # scripts/run.sh: HAProxy in front of Serve
-    "RELIABILITY_REPORT",  # tests/reliability: where the report goes
-    "ALLOW_LEFTOVERS",  # tests: leftover processes allowed
-    "FUZZ_EXAMPLES",  # tests/reliability/test_schema_fuzz.py
-    "SOAK_S",  # tests/reliability: soak length
-    "TEST_PG_URL",  # tests: the shared test PostgreSQL
-    "TEST_REDIS_URL",  # tests: the shared test Redis
-    "URL",  # tests and tooling: a running service to aim at
-}
+NOT_SETTINGS = OTHER_KNOBS
 SKIP_DIRS = {".git", ".venv", "build", "node_modules", ".emotion-monitor", "__pycache__", ".mypy_cache",
              ".ruff_cache", ".pytest_cache", "runs", "models", "registry", "dist"}  # fmt: skip
 TEXT = {".py", ".md", ".yaml", ".yml", ".toml", ".sh", ".example", ".cfg", ".ini", ".txt", ".env", ""}
@@ -188,3 +178,24 @@ def test_no_component_config_re_declares_a_setting() -> None:
         if field in names and field not in RUNTIME and has_default
     )
     assert not copies, copies
+
+
+def test_the_leaf_map_is_the_one_the_service_checks_the_environment_against() -> None:
+    assert set(env_names()) == set(leaves())
+
+
+def test_a_stale_or_misspelled_name_is_reported_with_what_it_may_mean() -> None:
+    P = PREFIX  # spelled out, these names would fail the repository scan above
+    env = {
+        f"{P}SYNC_CPU_THRESHOLD": "10",  # the flat name from before the groups
+        f"{P}REDIS_URL": "redis://x",
+        f"{P}SYNC__CPU_THRESHOLD": "10",  # right
+        f"{P}THROUGHPUT": "0",  # scripts/run.sh's own knob
+        f"{P}NO_SUCH_THING": "1",
+        "PATH": "/bin",
+    }
+    assert stale_env_names(env) == {
+        f"{P}SYNC_CPU_THRESHOLD": [f"{P}SYNC__CPU_THRESHOLD"],
+        f"{P}REDIS_URL": [f"{P}STORES__REDIS_URL"],
+        f"{P}NO_SUCH_THING": [],
+    }
