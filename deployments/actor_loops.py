@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psutil
 import ray
-
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
-    pass
 
 log = logging.getLogger("emotion_monitor.background")
 

@@ -30,7 +30,7 @@ from deployments.sync_actor import SyncActor, SyncConfig
 from deployments.warmer_actor import WarmerActor, WarmerConfig
 from serve_app.runtime.embedded import SupervisedServers
 
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
+if TYPE_CHECKING:  # the drift actor's config, imported where the actor starts
     from serve_app.monitoring.drift_checks import DriftConfig
 
 log = logging.getLogger("emotion_monitor.background")

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import ray
 
@@ -23,9 +22,6 @@ from serve_app.flow.analysis import BackgroundRun
 from serve_app.model.preprocess import normalize_keyword
 from serve_app.monitoring import metrics
 from serve_app.monitoring.trends import SpikeRule, spike_rules
-
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
-    pass
 
 log = logging.getLogger("emotion_monitor.background")
 

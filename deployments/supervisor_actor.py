@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 import ray
 
@@ -17,9 +16,6 @@ from deployments.actor_loops import (
 from serve_app.domain.actor_status import SupervisorStatus
 from serve_app.monitoring import metrics
 from serve_app.runtime.embedded import SupervisedServers
-
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
-    pass
 
 log = logging.getLogger("emotion_monitor.background")
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import ray
 
@@ -19,9 +19,6 @@ from serve_app.config.settings import SyncSettings
 from serve_app.domain.actor_status import ForcedPass
 from serve_app.domain.schemas import SyncStatus
 from serve_app.monitoring import metrics
-
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
-    pass
 
 log = logging.getLogger("emotion_monitor.background")
 

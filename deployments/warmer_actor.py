@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import ray
 
@@ -20,9 +19,6 @@ from serve_app.domain.actor_status import WarmerStatus
 from serve_app.flow.analysis import BackgroundOutcome, BackgroundRun
 from serve_app.model.preprocess import normalize_keyword
 from serve_app.monitoring import metrics
-
-if TYPE_CHECKING:  # deployments.drift_watch builds on GatedLoop below
-    pass
 
 
 @dataclass(frozen=True)

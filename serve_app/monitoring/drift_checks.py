@@ -10,15 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from serve_app.config.settings import DriftSettings, MonitorSettings, secret
 from serve_app.model.drift_profile import ReferenceProfile
 from serve_app.monitoring import metrics
 from serve_app.monitoring.drift import DriftCheck, DriftThresholds, check_window
-
-if TYPE_CHECKING:  # imported where used: the actor process needs neither at import
-    pass
 
 log = logging.getLogger("emotion_monitor.drift")
 
